@@ -1,1 +1,23 @@
-//! placeholder
+//! dbcadence-core: the work of dbcadence. It knows databases; it knows neither Ansible nor the
+//! command line (those live in dbcadence-protocol, dbcadence-modules and dbcadence-cli).
+//!
+//! - [`engine`]: the one engine seam; all SQL lives below it, one folder per engine.
+//! - [`inventory`]: discovery of instances and databases, alias merging, classification.
+//! - [`ledger`] and [`metrics`]: every run leaves a ledger record and fresh metrics
+//!   ([`run::Recorder`] does both).
+//! - [`lab`]: throwaway real servers for tests, demos and restore verification.
+//!
+//! Orchestration is written once against `dyn Engine`; nothing outside `engine/` matches on
+//! the engine kind to pick SQL.
+
+pub mod connection;
+pub mod engine;
+pub mod error;
+pub mod inventory;
+pub mod lab;
+pub mod ledger;
+pub mod metrics;
+pub mod run;
+pub mod util;
+
+pub use error::{Error, Result};

@@ -1,0 +1,131 @@
+//! The inventory as `ansible-inventory` expects it from an executable inventory: every group,
+//! and `_meta.hostvars` so that Ansible never calls `--host` once per host.
+//!
+//! Hosts are user databases (backup and shadow copies included: they need maintenance or a
+//! decision too), named `<instance>.<database>` with unsafe characters replaced; the real name
+//! is in `dbcadence_db`. Groups: engine, env_<env>, tier_<tier>, instance_<id>, copies, and
+//! dbcadence_unreachable for endpoints that did not answer. Secrets never appear: only the
+//! password reference (env variable name or file path).
+
+use std::collections::BTreeMap;
+
+use dbcadence_core::engine::DatabaseKind;
+use dbcadence_core::inventory::InventoryReport;
+use serde_json::{Map, Value, json};
+
+/// A group or host name Ansible accepts without warnings.
+fn safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Host names stay unique when sanitising merges two names: a short hash of the real name
+/// is appended whenever characters were replaced.
+fn host_name(instance: &str, db: &str) -> String {
+    let clean: String = db
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean == db {
+        format!("{instance}.{db}")
+    } else {
+        let hash = db.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        });
+        format!("{instance}.{clean}-{:06x}", hash & 0xff_ffff)
+    }
+}
+
+pub fn ansible_inventory(report: &InventoryReport) -> Value {
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut hostvars = Map::new();
+    for instance in &report.instances {
+        for db in instance
+            .databases
+            .iter()
+            .filter(|d| d.kind == DatabaseKind::User)
+        {
+            let host = host_name(&instance.id, &db.name);
+            let mut vars = Map::new();
+            vars.insert("ansible_connection".into(), json!("local"));
+            vars.insert("dbcadence_instance".into(), json!(instance.id));
+            vars.insert("dbcadence_db".into(), json!(db.name));
+            vars.insert("dbcadence_env".into(), json!(db.env));
+            vars.insert("dbcadence_engine".into(), json!(instance.engine));
+            vars.insert("dbcadence_flavour".into(), json!(instance.flavour));
+            vars.insert("dbcadence_version".into(), json!(instance.version_number));
+            if let Some(tier) = instance.labels.get("tier") {
+                vars.insert("dbcadence_tier".into(), json!(tier));
+                groups
+                    .entry(format!("tier_{}", safe(tier)))
+                    .or_default()
+                    .push(host.clone());
+            }
+            if let Some(copy) = &db.copy {
+                vars.insert("dbcadence_copy_of".into(), json!(copy.original));
+                groups
+                    .entry("copies".into())
+                    .or_default()
+                    .push(host.clone());
+            }
+            for (key, value) in &instance.connection {
+                vars.insert(format!("dbcadence_{key}"), value.clone());
+            }
+            hostvars.insert(host.clone(), Value::Object(vars));
+            groups
+                .entry(instance.engine.as_str().into())
+                .or_default()
+                .push(host.clone());
+            groups
+                .entry(format!("env_{}", safe(&db.env)))
+                .or_default()
+                .push(host.clone());
+            groups
+                .entry(format!("instance_{}", safe(&instance.id)))
+                .or_default()
+                .push(host);
+        }
+    }
+    for u in &report.unreachable {
+        let host = safe(&u.endpoint);
+        hostvars.insert(host.clone(), json!({"ansible_connection": "local", "dbcadence_unreachable_reason": u.reason, "dbcadence_address": u.address}));
+        groups
+            .entry("dbcadence_unreachable".into())
+            .or_default()
+            .push(host);
+    }
+    let mut out = Map::new();
+    let children: Vec<&String> = groups.keys().collect();
+    out.insert("all".into(), json!({"children": children}));
+    for (name, hosts) in &groups {
+        out.insert(name.clone(), json!({"hosts": hosts}));
+    }
+    out.insert("_meta".into(), json!({"hostvars": hostvars}));
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_are_safe_and_unique() {
+        assert_eq!(host_name("pg1", "app"), "pg1.app");
+        let weird = host_name("pg1", "we\"ird; db");
+        assert!(weird.starts_with("pg1.we_ird__db-"), "{weird}");
+        assert_ne!(host_name("pg1", "a b"), host_name("pg1", "a;b"));
+    }
+}

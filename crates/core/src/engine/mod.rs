@@ -1,0 +1,134 @@
+//! The one engine seam. Every piece of per-engine SQL lives below this folder; orchestration
+//! (inventory, backup, ...) is written once against [`Engine`] and never matches on the kind.
+
+pub mod mysql;
+pub mod postgres;
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::connection::{ConnectionArgs, EngineKind};
+
+/// Primary or replica, as the server itself says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Accepts writes.
+    Primary,
+    /// Follows a primary (PostgreSQL recovery, MySQL/MariaDB replication threads configured).
+    Replica,
+    /// The login user may not see replication status.
+    Unknown,
+}
+
+/// Data-at-rest encryption as far as SQL can tell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AtRestEncryption {
+    /// enabled, partial, off or not_detectable.
+    pub status: String,
+    /// The settings or facts the status was read from.
+    pub detail: String,
+}
+
+/// Facts about one server, as seen over one connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ServerFacts {
+    pub engine: EngineKind,
+    /// postgresql, mariadb or mysql.
+    pub flavour: String,
+    /// Full version string as the server reports it.
+    pub version: String,
+    /// Short version number, e.g. 15.19 or 10.11.19.
+    pub version_number: String,
+    /// Stable identity of the server, used to merge aliases: PostgreSQL system identifier and
+    /// data directory; MySQL server_uuid; MariaDB host name and data directory.
+    pub server_identity: String,
+    /// Changes when the server restarts; part of the alias key so that a replica cloned from a
+    /// primary (same system identifier) is never merged with it.
+    pub started_at: Option<String>,
+    pub role: Role,
+    pub data_directory: Option<String>,
+    /// Sum of the databases' sizes in bytes, where readable.
+    pub size_bytes: Option<u64>,
+    /// Maintenance-relevant settings (WAL archiving or binary log, log directory, ssl...).
+    pub settings: BTreeMap<String, String>,
+    /// Whether this very connection is encrypted with TLS.
+    pub tls_in_use: bool,
+    /// Whether the server offers TLS at all.
+    pub tls_available: bool,
+    pub at_rest: AtRestEncryption,
+}
+
+/// What a database is for the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseKind {
+    /// Holds user data.
+    User,
+    /// The server's own (mysql, sys, information_schema, the postgres maintenance database).
+    System,
+    /// A PostgreSQL template database.
+    Template,
+}
+
+/// One database as the server lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DatabaseFacts {
+    pub name: String,
+    pub kind: DatabaseKind,
+    /// Size in bytes, where the login user may read it.
+    pub size_bytes: Option<u64>,
+    /// Owner (PostgreSQL); MySQL databases have none.
+    pub owner: Option<String>,
+    /// Encoding (PostgreSQL) or default character set (MySQL).
+    pub charset: Option<String>,
+    pub collation: Option<String>,
+}
+
+/// One open connection to one server. Object safe: orchestration holds `Box<dyn Engine>`.
+pub trait Engine: Send {
+    fn kind(&self) -> EngineKind;
+    /// Version, identity, role, settings, encryption facts.
+    fn server_facts(&mut self) -> Result<ServerFacts>;
+    /// Every database, system ones included.
+    fn databases(&mut self) -> Result<Vec<DatabaseFacts>>;
+    /// Creates a database (identifier quoted by the engine); no-op if it exists.
+    fn create_database(&mut self, name: &str) -> Result<bool>;
+    /// Drops a database if it exists.
+    fn drop_database(&mut self, name: &str) -> Result<bool>;
+    /// Runs statements that return nothing, in one database (None: the connection's default).
+    /// For lab seeding and tests; the SQL must come from the engine's own helpers or fixtures.
+    fn execute_in(&mut self, database: Option<&str>, sql: &str) -> Result<()>;
+    /// Makes sure `user` exists with `password` and full privileges (lab bootstrap).
+    fn ensure_admin_login(&mut self, user: &str, password: &str) -> Result<()>;
+}
+
+/// Opens a connection with the shared connection arguments.
+pub fn connect(args: &ConnectionArgs) -> Result<Box<dyn Engine>> {
+    match args.engine()? {
+        EngineKind::Postgresql => Ok(Box::new(postgres::PostgresEngine::connect(args)?)),
+        EngineKind::Mysql => Ok(Box::new(mysql::MysqlEngine::connect(args)?)),
+    }
+}
+
+/// A hint for the most common connection failures, chosen from the driver's message.
+pub(crate) fn connect_hint(cause: &str) -> &'static str {
+    let lower = cause.to_ascii_lowercase();
+    if lower.contains("refused") || lower.contains("no such file") {
+        "check that the server runs and listens on that address (login_host/login_port or login_unix_socket)"
+    } else if lower.contains("password")
+        || lower.contains("access denied")
+        || lower.contains("authentication")
+    {
+        "check login_user and login_password (or the endpoint's password reference)"
+    } else if lower.contains("timed out") || lower.contains("timeout") {
+        "the server did not answer within connect_timeout; check network and firewall"
+    } else if lower.contains("tls") || lower.contains("ssl") || lower.contains("certificate") {
+        "check ssl_mode and ca_cert against the server's TLS set-up"
+    } else {
+        "check the connection arguments and the server's log"
+    }
+}

@@ -1,0 +1,822 @@
+//! The lab: throwaway PostgreSQL and MariaDB servers on free 127.0.0.1 ports, for tests,
+//! Molecule, the demo and backup verification. No container engine runs on these machines, so
+//! the lab starts real server processes (initdb/pg_ctl, mariadb-install-db/mariadbd).
+//!
+//! Layout of a lab directory:
+//!
+//! ```text
+//! DIR/lab.json         what runs where (no secrets)
+//! DIR/inventory.yml    Ansible inventory: groups per engine and per environment
+//! DIR/sources.yml      the same servers as `dbcadence inventory` sources
+//! DIR/secrets/NAME.password   0600, one per instance
+//! DIR/pgN/{data,sock,server.log,port}   DIR/myN/{data,mysqld.sock,mysqld.pid,error.log,port}
+//! ```
+//!
+//! Pitfalls handled here (reference notes): initdb and postgres refuse to run as root, so they
+//! run as the `postgres` user through runuser; mariadbd exits silently when it cannot write its
+//! paths, so they live in a directory it owns; unix socket paths must stay short; a killed
+//! server lingers as a zombie for a moment, so "alive" reads the process state.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::connection::{ConnectionArgs, EngineKind, SslMode};
+use crate::util::{effective_uid, process_alive, random_hex, tail_file};
+use crate::{Error, Result, engine};
+
+/// The login user every lab instance gets, with a generated password.
+pub const LAB_USER: &str = "dbcadence";
+/// Environments handed out round-robin, so that a lab of three per engine has one of each.
+pub const LAB_ENVS: [&str; 3] = ["development", "staging", "production"];
+
+/// What `lab up` should start.
+#[derive(Debug, Clone)]
+pub struct LabRequest {
+    pub dir: PathBuf,
+    pub postgres: usize,
+    pub mysql: usize,
+    /// Create sample databases (an application database and a dated backup copy of it).
+    pub seed: bool,
+}
+
+/// One lab server (lab.json). No secret in here: the password is in `password_file`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct LabInstance {
+    pub name: String,
+    pub engine: EngineKind,
+    pub env: String,
+    pub host: String,
+    pub port: u16,
+    /// Socket directory (postgresql) or socket file (mysql).
+    pub socket: PathBuf,
+    pub user: String,
+    pub password_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub log_file: PathBuf,
+}
+
+/// The whole lab (lab.json).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Default)]
+pub struct Lab {
+    pub dir: PathBuf,
+    pub instances: Vec<LabInstance>,
+}
+
+/// Whether an instance runs, for `lab status`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub engine: EngineKind,
+    pub port: u16,
+    pub running: bool,
+    pub pid: Option<u32>,
+}
+
+impl LabInstance {
+    pub fn password(&self) -> Result<String> {
+        std::fs::read_to_string(&self.password_file)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| Error::io("read the lab password", &self.password_file, e))
+    }
+
+    /// TCP connection arguments for the lab login user.
+    pub fn connection(&self) -> Result<ConnectionArgs> {
+        Ok(ConnectionArgs {
+            engine: Some(self.engine),
+            login_host: Some(self.host.clone()),
+            login_port: Some(self.port),
+            login_user: Some(self.user.clone()),
+            login_password: Some(self.password()?),
+            ssl_mode: SslMode::Prefer,
+            connect_timeout: 10,
+            ..ConnectionArgs::default()
+        })
+    }
+
+    /// Unix-socket connection arguments for the lab login user.
+    pub fn socket_connection(&self) -> Result<ConnectionArgs> {
+        let mut args = self.connection()?;
+        args.login_unix_socket = Some(self.socket.clone());
+        args.login_host = None;
+        Ok(args)
+    }
+
+    fn instance_dir(&self) -> PathBuf {
+        self.data_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
+    fn pid(&self) -> Option<u32> {
+        let pid_file = match self.engine {
+            EngineKind::Postgresql => self.data_dir.join("postmaster.pid"),
+            EngineKind::Mysql => self.instance_dir().join("mysqld.pid"),
+        };
+        std::fs::read_to_string(pid_file)
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    pub fn running(&self) -> bool {
+        self.pid().is_some_and(process_alive)
+    }
+}
+
+impl Lab {
+    pub fn load(dir: &Path) -> Result<Lab> {
+        let path = dir.join("lab.json");
+        let bytes =
+            std::fs::read(&path).map_err(|e| Error::io("read the lab description", &path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::invalid("lab.json", e.to_string()))
+    }
+
+    pub fn instance(&self, name: &str) -> Option<&LabInstance> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+}
+
+/// Runs a closure while holding the lab directory's lock, so that concurrent `lab up` calls
+/// (parallel test processes) do not start the same server twice.
+fn with_lock<T>(dir: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let path = dir.join(".lab.lock");
+    let io = |e| Error::io("lock the lab directory", &path, e);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    file.lock().map_err(io)?;
+    let result = f();
+    let _ = file.unlock();
+    result
+}
+
+/// Starts (or reuses) the requested servers and writes lab.json, inventory.yml and sources.yml.
+/// Idempotent: running servers are left alone, stopped ones are started on their old port.
+pub fn up(request: &LabRequest) -> Result<Lab> {
+    let dir = prepare_dir(&request.dir)?;
+    with_lock(&dir, || {
+        let mut lab = Lab::load(&dir).unwrap_or_else(|_| Lab {
+            dir: dir.clone(),
+            instances: vec![],
+        });
+        lab.dir = dir.clone();
+        let wanted = (1..=request.postgres)
+            .map(|i| (EngineKind::Postgresql, format!("pg{i}"), i))
+            .chain((1..=request.mysql).map(|i| (EngineKind::Mysql, format!("my{i}"), i)));
+        for (engine, name, index) in wanted {
+            if lab.instance(&name).is_none() {
+                let instance = plan_instance(&dir, engine, &name, index, &lab)?;
+                lab.instances.push(instance);
+            }
+        }
+        let seed = request.seed;
+        let errors: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = lab
+                .instances
+                .iter()
+                .map(|instance| scope.spawn(move || start_instance(instance, seed)))
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| match h.join() {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some("a lab start thread crashed".to_string()),
+                })
+                .collect()
+        });
+        write_files(&lab)?;
+        if errors.is_empty() {
+            Ok(lab)
+        } else {
+            Err(Error::lab("start the lab", errors.join("\n\n")))
+        }
+    })
+}
+
+/// Which servers run.
+pub fn status(dir: &Path) -> Result<Vec<InstanceStatus>> {
+    let lab = Lab::load(dir)?;
+    Ok(lab
+        .instances
+        .iter()
+        .map(|i| InstanceStatus {
+            name: i.name.clone(),
+            engine: i.engine,
+            port: i.port,
+            running: i.running(),
+            pid: i.pid().filter(|p| process_alive(*p)),
+        })
+        .collect())
+}
+
+/// Stops every server of the lab (idempotent); `purge` also deletes the directory.
+/// Returns one line per instance saying what happened.
+pub fn down(dir: &Path, purge: bool) -> Result<Vec<String>> {
+    if !dir.exists() {
+        return Ok(vec![format!("{}: nothing to stop", dir.display())]);
+    }
+    let lab = match Lab::load(dir) {
+        Ok(lab) => lab,
+        Err(_) if purge => Lab::default(),
+        Err(e) => return Err(e),
+    };
+    let lines = with_lock(dir, || {
+        Ok(std::thread::scope(|scope| {
+            let handles: Vec<_> = lab
+                .instances
+                .iter()
+                .map(|i| scope.spawn(move || stop_instance(i)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| "a stop thread crashed".into()))
+                .collect::<Vec<_>>()
+        }))
+    })?;
+    if purge {
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io("delete the lab directory", dir, e))?;
+    }
+    Ok(lines)
+}
+
+fn prepare_dir(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create the lab directory", dir, e))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| Error::io("resolve the lab directory", dir, e))?;
+    let text = dir.to_string_lossy();
+    if text.contains(char::is_whitespace) {
+        return Err(Error::lab(
+            "use the lab directory",
+            format!("'{text}' contains white space; pick a path without spaces"),
+        ));
+    }
+    // A unix socket path is limited to 107 bytes; ours append up to ~25 to the directory.
+    if text.len() > 80 {
+        return Err(Error::lab(
+            "use the lab directory",
+            format!(
+                "'{text}' is longer than 80 bytes; unix socket paths would not fit, pick a shorter one"
+            ),
+        ));
+    }
+    set_mode(&dir, 0o755)?;
+    if running_as_root() {
+        let probe = duct::cmd!("runuser", "-u", "postgres", "--", "test", "-x", &dir)
+            .unchecked()
+            .stderr_null()
+            .run();
+        if !probe.is_ok_and(|o| o.status.success()) {
+            return Err(Error::lab(
+                "use the lab directory",
+                format!(
+                    "the postgres user cannot reach '{text}'; make its parent directories traversable (chmod o+x) or pick a directory under /tmp"
+                ),
+            ));
+        }
+    }
+    Ok(dir)
+}
+
+fn running_as_root() -> bool {
+    effective_uid() == Some(0)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("set permissions on", path, e))
+}
+
+fn chown(path: &Path, owner: &str) -> Result<()> {
+    if !running_as_root() {
+        return Ok(());
+    }
+    run(
+        duct::cmd!("chown", "-R", format!("{owner}:{owner}"), path),
+        "chown",
+    )
+}
+
+/// Runs a command, turning a failure into an error that quotes its stderr.
+fn run(expression: duct::Expression, name: &str) -> Result<()> {
+    let output = expression
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .map_err(|e| Error::Command {
+            command: name.into(),
+            code: "not started".into(),
+            stderr: format!(
+                "{e}; is the package that provides it installed? (see scripts/setup.sh)"
+            ),
+        })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Command {
+            command: name.into(),
+            code: output
+                .status
+                .code()
+                .map_or("signal".into(), |c| c.to_string()),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// The newest PostgreSQL server binaries (Debian keeps them off PATH), or $DBCADENCE_PG_BIN.
+pub fn postgres_bin_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("DBCADENCE_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let root = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<u32> = std::fs::read_dir(root)
+        .map_err(|e| {
+            Error::lab(
+                "find the PostgreSQL server binaries",
+                format!("{}: {e}; install the postgresql package", root.display()),
+            )
+        })?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    versions.sort_unstable();
+    versions
+        .last()
+        .map(|v| root.join(v.to_string()).join("bin"))
+        .ok_or_else(|| {
+            Error::lab(
+                "find the PostgreSQL server binaries",
+                "no version under /usr/lib/postgresql; install the postgresql package",
+            )
+        })
+}
+
+/// Finds a program on PATH or in the sbin directories that non-root PATHs lack.
+pub fn find_program(name: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Error::lab(
+                format!("find '{name}'"),
+                "not on PATH nor in /usr/sbin; install the mariadb-server package",
+            )
+        })
+}
+
+fn free_port(lab: &Lab) -> Result<u16> {
+    let taken: Vec<u16> = lab.instances.iter().map(|i| i.port).collect();
+    // Random ports in a quiet range: two labs planned at the same moment (parallel tests)
+    // rarely pick the same one, and a bind check skips ports in use.
+    for _ in 0..200 {
+        let r = u16::from_str_radix(&random_hex(2), 16).unwrap_or(0);
+        let port = 21000 + r % 9000;
+        if !taken.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(Error::lab(
+        "find a free port",
+        "no free port in 21000-29999 on 127.0.0.1",
+    ))
+}
+
+fn plan_instance(
+    dir: &Path,
+    engine: EngineKind,
+    name: &str,
+    index: usize,
+    lab: &Lab,
+) -> Result<LabInstance> {
+    let instance_dir = dir.join(name);
+    std::fs::create_dir_all(&instance_dir)
+        .map_err(|e| Error::io("create the instance directory", &instance_dir, e))?;
+    let secrets = dir.join("secrets");
+    std::fs::create_dir_all(&secrets)
+        .map_err(|e| Error::io("create the secrets directory", &secrets, e))?;
+    set_mode(&secrets, 0o700)?;
+    let password_file = secrets.join(format!("{name}.password"));
+    if !password_file.exists() {
+        let mut f = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode_0600()
+            .open(&password_file)
+            .map_err(|e| Error::io("create the password file", &password_file, e))?;
+        writeln!(f, "{}", random_hex(16))
+            .map_err(|e| Error::io("write the password file", &password_file, e))?;
+    }
+    let port = free_port(lab)?;
+    let (socket, log_file) = match engine {
+        EngineKind::Postgresql => (instance_dir.join("sock"), instance_dir.join("server.log")),
+        EngineKind::Mysql => (
+            instance_dir.join("mysqld.sock"),
+            instance_dir.join("error.log"),
+        ),
+    };
+    Ok(LabInstance {
+        name: name.into(),
+        engine,
+        env: LAB_ENVS[(index - 1) % LAB_ENVS.len()].into(),
+        host: "127.0.0.1".into(),
+        port,
+        socket,
+        user: LAB_USER.into(),
+        password_file,
+        data_dir: instance_dir.join("data"),
+        log_file,
+    })
+}
+
+trait Mode0600 {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+
+impl Mode0600 for std::fs::OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.mode(0o600)
+    }
+}
+
+fn start_instance(instance: &LabInstance, seed: bool) -> Result<()> {
+    match instance.engine {
+        EngineKind::Postgresql => start_postgres(instance)?,
+        EngineKind::Mysql => start_mysql(instance)?,
+    }
+    if seed {
+        seed_instance(instance)?;
+    }
+    Ok(())
+}
+
+/// Wraps a command so that it runs as `user` when we are root (initdb/postgres refuse root).
+fn as_user(user: &str, program: &Path, args: Vec<String>) -> duct::Expression {
+    if running_as_root() {
+        let mut full = vec![
+            "-u".to_string(),
+            user.to_string(),
+            "--".to_string(),
+            program.to_string_lossy().into_owned(),
+        ];
+        full.extend(args);
+        duct::cmd("runuser", full)
+    } else {
+        duct::cmd(program, args)
+    }
+}
+
+fn start_postgres(instance: &LabInstance) -> Result<()> {
+    let bin = postgres_bin_dir()?;
+    let dir = instance.instance_dir();
+    let fail = |what: &str, e: Error| {
+        Error::lab(
+            format!("{} {what}", instance.name),
+            format!(
+                "{e}\n--- last lines of {} ---\n{}",
+                instance.log_file.display(),
+                tail_file(&instance.log_file, 20)
+            ),
+        )
+    };
+    if !instance.data_dir.join("PG_VERSION").exists() {
+        let _ = std::fs::remove_dir_all(&instance.data_dir);
+        std::fs::create_dir_all(&instance.socket)
+            .map_err(|e| Error::io("create the socket directory", &instance.socket, e))?;
+        // initdb reads the superuser's password from a file: never on a command line.
+        let pwfile = dir.join(".initdb-password");
+        std::fs::write(&pwfile, instance.password()?)
+            .map_err(|e| Error::io("write", &pwfile, e))?;
+        set_mode(&pwfile, 0o600)?;
+        chown(&dir, "postgres")?;
+        let result = run(
+            as_user(
+                "postgres",
+                &bin.join("initdb"),
+                vec![
+                    "-D".into(),
+                    instance.data_dir.to_string_lossy().into_owned(),
+                    "-U".into(),
+                    instance.user.clone(),
+                    format!("--pwfile={}", pwfile.display()),
+                    "--auth-local=trust".into(),
+                    "--auth-host=scram-sha-256".into(),
+                    "-E".into(),
+                    "UTF8".into(),
+                    "--locale=C.UTF-8".into(),
+                    "--no-sync".into(),
+                ],
+            ),
+            "initdb",
+        );
+        let _ = std::fs::remove_file(&pwfile);
+        result.map_err(|e| Error::lab(format!("{} initdb", instance.name), e.to_string()))?;
+    }
+    if instance.running() {
+        return Ok(());
+    }
+    wait_until_gone(instance.pid());
+    let options = format!(
+        "-p {} -k {} -c listen_addresses=127.0.0.1 -c logging_collector=off",
+        instance.port,
+        instance.socket.display()
+    );
+    run(
+        as_user(
+            "postgres",
+            &bin.join("pg_ctl"),
+            vec![
+                "-D".into(),
+                instance.data_dir.to_string_lossy().into_owned(),
+                "-l".into(),
+                instance.log_file.to_string_lossy().into_owned(),
+                "-w".into(),
+                "-t".into(),
+                "60".into(),
+                "-o".into(),
+                options,
+                "start".into(),
+            ],
+        ),
+        "pg_ctl start",
+    )
+    .map_err(|e| fail("start", e))
+}
+
+fn start_mysql(instance: &LabInstance) -> Result<()> {
+    let dir = instance.instance_dir();
+    let fail = |what: &str, detail: String| {
+        Error::lab(
+            format!("{} {what}", instance.name),
+            format!(
+                "{detail}\n--- last lines of {} ---\n{}",
+                instance.log_file.display(),
+                tail_file(&instance.log_file, 20)
+            ),
+        )
+    };
+    let root = running_as_root();
+    if !instance.data_dir.join("mysql").is_dir() {
+        let _ = std::fs::remove_dir_all(&instance.data_dir);
+        chown(&dir, "mysql")?;
+        let mut args = vec![
+            "--no-defaults".to_string(),
+            format!("--datadir={}", instance.data_dir.display()),
+            "--auth-root-authentication-method=normal".into(),
+            "--skip-test-db".into(),
+        ];
+        if root {
+            args.push("--user=mysql".into());
+        }
+        run(
+            duct::cmd(find_program("mariadb-install-db")?, args),
+            "mariadb-install-db",
+        )
+        .map_err(|e| {
+            Error::lab(
+                format!("{} mariadb-install-db", instance.name),
+                e.to_string(),
+            )
+        })?;
+    }
+    if !instance.running() {
+        wait_until_gone(instance.pid());
+        let _ = std::fs::remove_file(dir.join("mysqld.pid"));
+        let mut args = vec![
+            "-f".to_string(),
+            find_program("mariadbd")?.to_string_lossy().into_owned(),
+            "--no-defaults".into(),
+            format!("--datadir={}", instance.data_dir.display()),
+            format!("--port={}", instance.port),
+            format!("--socket={}", instance.socket.display()),
+            format!("--pid-file={}", dir.join("mysqld.pid").display()),
+            "--bind-address=127.0.0.1".into(),
+            "--skip-name-resolve".into(),
+            format!("--log-error={}", instance.log_file.display()),
+            // A binary log makes the lab look like a real server (position in manifests, logs
+            // retention); it lives beside the data.
+            format!("--log-bin={}", dir.join("binlog").display()),
+            "--server-id=1".into(),
+        ];
+        if root {
+            args.push("--user=mysql".into());
+        }
+        // setsid -f: the server leaves our session and process tree, and is never our zombie.
+        run(duct::cmd("setsid", args).stdin_null(), "setsid mariadbd")
+            .map_err(|e| fail("start", e.to_string()))?;
+    }
+    // Bootstrap over the socket as root (no password yet), then log in as the lab user.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let root_args = ConnectionArgs {
+        engine: Some(EngineKind::Mysql),
+        login_user: Some("root".into()),
+        login_unix_socket: Some(instance.socket.clone()),
+        connect_timeout: 2,
+        ssl_mode: SslMode::Disable,
+        ..ConnectionArgs::default()
+    };
+    loop {
+        if let Ok(mut engine) = engine::connect(&instance.socket_connection()?) {
+            // Already bootstrapped (a re-run of lab up).
+            let _ = engine.databases()?;
+            return Ok(());
+        }
+        match engine::connect(&root_args) {
+            Ok(mut engine) => {
+                engine
+                    .ensure_admin_login(&instance.user, &instance.password()?)
+                    .map_err(|e| fail("bootstrap", e.to_string()))?;
+                return Ok(());
+            }
+            Err(e) => {
+                let started = instance.pid().is_some();
+                if (started && !instance.running()) || Instant::now() > deadline {
+                    return Err(fail("start", format!("mariadbd is not answering: {e}")));
+                }
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        }
+    }
+}
+
+/// A killed server can stay a zombie for a few seconds; starting on its data dir meanwhile fails.
+fn wait_until_gone(pid: Option<u32>) {
+    let Some(pid) = pid else { return };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists()
+        && process_alive(pid)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop_instance(instance: &LabInstance) -> String {
+    let Some(pid) = instance.pid().filter(|p| process_alive(*p)) else {
+        return format!("{}: not running", instance.name);
+    };
+    match instance.engine {
+        EngineKind::Postgresql => {
+            let bin = match postgres_bin_dir() {
+                Ok(bin) => bin,
+                Err(e) => return format!("{}: {e}", instance.name),
+            };
+            let data = instance.data_dir.to_string_lossy().into_owned();
+            let stop = |mode: &str| {
+                run(
+                    as_user(
+                        "postgres",
+                        &bin.join("pg_ctl"),
+                        vec![
+                            "-D".into(),
+                            data.clone(),
+                            "-m".into(),
+                            mode.into(),
+                            "-w".into(),
+                            "-t".into(),
+                            "60".into(),
+                            "stop".into(),
+                        ],
+                    ),
+                    "pg_ctl stop",
+                )
+            };
+            if stop("fast").is_err() && stop("immediate").is_err() {
+                let _ = duct::cmd!("kill", "-KILL", pid.to_string())
+                    .unchecked()
+                    .run();
+            }
+        }
+        EngineKind::Mysql => {
+            let _ = duct::cmd!("kill", "-TERM", pid.to_string())
+                .unchecked()
+                .stderr_null()
+                .run();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while process_alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if process_alive(pid) {
+                let _ = duct::cmd!("kill", "-KILL", pid.to_string())
+                    .unchecked()
+                    .stderr_null()
+                    .run();
+            }
+            let _ = std::fs::remove_file(instance.instance_dir().join("mysqld.pid"));
+        }
+    }
+    wait_until_gone(Some(pid));
+    format!("{}: stopped", instance.name)
+}
+
+/// Sample data for the demo: an application database with a few rows and a dated copy of it,
+/// the kind of forgotten backup copy the inventory must flag.
+fn seed_instance(instance: &LabInstance) -> Result<()> {
+    let mut engine = engine::connect(&instance.connection()?)?;
+    for db in ["app", "app_bak_20260101"] {
+        if engine.create_database(db)? {
+            engine.execute_in(
+                Some(db),
+                "CREATE TABLE orders (id integer PRIMARY KEY, item varchar(100), qty integer); \
+                 INSERT INTO orders VALUES (1, 'disk', 2), (2, 'cable', 10), (3, 'rack', 1);",
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn write_files(lab: &Lab) -> Result<()> {
+    let dir = &lab.dir;
+    let json =
+        serde_json::to_vec_pretty(lab).map_err(|e| Error::invalid("lab.json", e.to_string()))?;
+    crate::metrics::write_atomically(&dir.join("lab.json"), &json)?;
+    let yaml = |v: &serde_json::Value| {
+        serde_yaml_ng::to_string(v).map_err(|e| Error::invalid("lab YAML", e.to_string()))
+    };
+    crate::metrics::write_atomically(
+        &dir.join("inventory.yml"),
+        yaml(&ansible_inventory(lab))?.as_bytes(),
+    )?;
+    crate::metrics::write_atomically(&dir.join("sources.yml"), yaml(&sources(lab))?.as_bytes())?;
+    Ok(())
+}
+
+/// An Ansible inventory of the lab: one host per server, groups per engine and environment.
+/// The password is a file lookup, never the value.
+fn ansible_inventory(lab: &Lab) -> serde_json::Value {
+    let mut hosts = serde_json::Map::new();
+    let mut groups: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    for i in &lab.instances {
+        hosts.insert(
+            i.name.clone(),
+            json!({
+                "dbcadence_engine": i.engine,
+                "dbcadence_env": i.env,
+                "dbcadence_login_host": i.host,
+                "dbcadence_login_port": i.port,
+                "dbcadence_login_user": i.user,
+                "dbcadence_login_unix_socket": i.socket,
+                "dbcadence_login_password": format!("{{{{ lookup('ansible.builtin.file', '{}') }}}}", i.password_file.display()),
+            }),
+        );
+        for group in [i.engine.as_str(), i.env.as_str()] {
+            groups
+                .entry(group.to_string())
+                .or_default()
+                .insert(i.name.clone(), serde_json::Value::Null);
+        }
+    }
+    let children: serde_json::Map<String, serde_json::Value> = groups
+        .into_iter()
+        .map(|(name, members)| (name, json!({"hosts": members})))
+        .collect();
+    json!({
+        "all": {
+            "vars": {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                "dbcadence_lab_dir": lab.dir,
+            },
+            "hosts": hosts,
+            "children": children,
+        }
+    })
+}
+
+/// The lab's servers as `dbcadence inventory` sources (credentials by file reference).
+fn sources(lab: &Lab) -> serde_json::Value {
+    let endpoints: Vec<serde_json::Value> = lab
+        .instances
+        .iter()
+        .map(|i| {
+            json!({
+                "name": i.name,
+                "engine": i.engine,
+                "login_host": i.host,
+                "login_port": i.port,
+                "login_user": i.user,
+                "login_password_file": i.password_file,
+                "labels": {"env": i.env, "tier": if i.env == "production" { "gold" } else { "bronze" }, "owner": "dba-team"},
+            })
+        })
+        .collect();
+    json!({"endpoints": endpoints})
+}

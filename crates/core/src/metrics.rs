@@ -1,0 +1,235 @@
+//! Prometheus metrics for node_exporter's textfile collector (contract names, `dbcadence_`).
+//!
+//! Many runs write concurrently; each takes a lock, merges its samples into a small state file,
+//! and rewrites `dbcadence.prom` through a temp file and a rename so that the collector never
+//! reads half a file.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The file node_exporter reads.
+pub const PROM_FILE: &str = "dbcadence.prom";
+const STATE_FILE: &str = ".dbcadence-metrics.json";
+const LOCK_FILE: &str = ".dbcadence-metrics.lock";
+
+/// gauge: the value replaces; counter: the value is added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Gauge,
+    Counter,
+}
+
+/// One sample of one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub name: String,
+    pub help: String,
+    pub kind: Kind,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn gauge(name: &str, help: &str, labels: &[(&str, &str)], value: f64) -> Self {
+        Self::new(name, help, Kind::Gauge, labels, value)
+    }
+
+    pub fn counter(name: &str, help: &str, labels: &[(&str, &str)], increment: f64) -> Self {
+        Self::new(name, help, Kind::Counter, labels, increment)
+    }
+
+    fn new(name: &str, help: &str, kind: Kind, labels: &[(&str, &str)], value: f64) -> Self {
+        Sample {
+            name: name.into(),
+            help: help.into(),
+            kind,
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+            value,
+        }
+    }
+
+    fn key(&self) -> String {
+        format!("{}{}", self.name, render_labels(&self.labels))
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    series: BTreeMap<String, Sample>,
+}
+
+/// The metrics directory (node_exporter's `--collector.textfile.directory`).
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    dir: PathBuf,
+}
+
+impl Metrics {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Metrics { dir: dir.into() }
+    }
+
+    pub fn prom_path(&self) -> PathBuf {
+        self.dir.join(PROM_FILE)
+    }
+
+    /// Merges samples into the current set and rewrites the file atomically.
+    pub fn update(&self, samples: &[Sample]) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::io("create the metrics directory", &self.dir, e))?;
+        let lock_path = self.dir.join(LOCK_FILE);
+        let io = |e| Error::io("update the metrics", &lock_path, e);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        lock.lock().map_err(io)?;
+        let state_path = self.dir.join(STATE_FILE);
+        let mut state: State = std::fs::read(&state_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        for sample in samples {
+            let key = sample.key();
+            match (sample.kind, state.series.get_mut(&key)) {
+                (Kind::Counter, Some(existing)) => existing.value += sample.value,
+                _ => {
+                    state.series.insert(key, sample.clone());
+                }
+            }
+        }
+        let json = serde_json::to_vec(&state)
+            .map_err(|e| Error::invalid("metrics state", e.to_string()))?;
+        write_atomically(&state_path, &json)?;
+        write_atomically(&self.prom_path(), render(&state).as_bytes())?;
+        lock.unlock().map_err(io)?;
+        Ok(())
+    }
+}
+
+/// Prometheus text exposition format, series grouped by metric name.
+fn render(state: &State) -> String {
+    let mut by_name: BTreeMap<&str, Vec<&Sample>> = BTreeMap::new();
+    for sample in state.series.values() {
+        by_name
+            .entry(sample.name.as_str())
+            .or_default()
+            .push(sample);
+    }
+    let mut out = String::new();
+    for (name, samples) in by_name {
+        let first = samples[0];
+        let kind = match first.kind {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+        };
+        out.push_str(&format!(
+            "# HELP {name} {}\n# TYPE {name} {kind}\n",
+            first.help
+        ));
+        for sample in samples {
+            out.push_str(&format!(
+                "{name}{} {}\n",
+                render_labels(&sample.labels),
+                sample.value
+            ));
+        }
+    }
+    out
+}
+
+fn render_labels(labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{k}=\"{v}\"")
+        })
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// Writes `bytes` to a temp file beside `path`, fsyncs it, and renames it over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let io = |e| Error::io("write", path, e);
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauges_replace_counters_add_and_labels_are_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Metrics::new(dir.path());
+        let labels = [
+            ("task", "backup"),
+            ("instance", "pg1"),
+            ("db", "we\"ird; db"),
+        ];
+        m.update(&[
+            Sample::gauge("dbcadence_task_last_status", "1 ok, 0 failed", &labels, 0.0),
+            Sample::counter("dbcadence_task_runs_total", "Runs", &labels, 1.0),
+        ])
+        .unwrap();
+        m.update(&[
+            Sample::gauge("dbcadence_task_last_status", "1 ok, 0 failed", &labels, 1.0),
+            Sample::counter("dbcadence_task_runs_total", "Runs", &labels, 1.0),
+        ])
+        .unwrap();
+        let text = std::fs::read_to_string(m.prom_path()).unwrap();
+        assert!(
+            text.contains("# TYPE dbcadence_task_last_status gauge"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"dbcadence_task_last_status{db="we\"ird; db",instance="pg1",task="backup"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"dbcadence_task_runs_total{db="we\"ird; db",instance="pg1",task="backup"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            !dir.path().read_dir().unwrap().any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".tmp-"))
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! Recording a run: every module and CLI run ends with one ledger record and fresh metrics.
+//! Orchestration calls [`Recorder::finish`] once, whatever the outcome.
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ledger::{Ledger, Outcome, Record, Target};
+use crate::metrics::{Metrics, Sample};
+
+/// Where a run is recorded. Every module takes these arguments.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct RunOptions {
+    /// Ledger file (JSON lines). Default: $DBCADENCE_LEDGER, else
+    /// /var/lib/dbcadence/ledger.jsonl for root and ~/.local/state/dbcadence/ledger.jsonl for others.
+    #[serde(default)]
+    pub ledger_path: Option<PathBuf>,
+    /// Directory of node_exporter's textfile collector. Default: $DBCADENCE_METRICS_DIR;
+    /// when neither is set no metrics are written.
+    #[serde(default)]
+    pub metrics_dir: Option<PathBuf>,
+    /// Change record this run belongs to, copied into the ledger.
+    #[serde(default)]
+    pub change_id: Option<String>,
+}
+
+impl RunOptions {
+    pub fn ledger(&self) -> Ledger {
+        Ledger::new(self.ledger_path.clone().unwrap_or_else(default_ledger_path))
+    }
+
+    pub fn metrics(&self) -> Option<Metrics> {
+        self.metrics_dir
+            .clone()
+            .or_else(|| std::env::var_os("DBCADENCE_METRICS_DIR").map(PathBuf::from))
+            .map(Metrics::new)
+    }
+}
+
+pub fn default_ledger_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("DBCADENCE_LEDGER") {
+        return PathBuf::from(path);
+    }
+    if crate::util::effective_uid() == Some(0) {
+        return PathBuf::from("/var/lib/dbcadence/ledger.jsonl");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    home.join(".local/state/dbcadence/ledger.jsonl")
+}
+
+/// Times one run and records it when it ends.
+pub struct Recorder {
+    task: &'static str,
+    options: RunOptions,
+    check_mode: bool,
+    started: jiff::Timestamp,
+}
+
+impl Recorder {
+    pub fn start(task: &'static str, options: &RunOptions, check_mode: bool) -> Self {
+        Recorder {
+            task,
+            options: options.clone(),
+            check_mode,
+            started: jiff::Timestamp::now(),
+        }
+    }
+
+    /// Appends the ledger record and updates the metrics. Returns warnings for the caller to
+    /// show: a run that did its work is not turned into a failure because the ledger or metrics
+    /// could not be written, but the user is told.
+    pub fn finish(
+        &self,
+        target: Target,
+        outcome: Outcome,
+        changed: bool,
+        details: Value,
+        extra: Vec<Sample>,
+    ) -> Vec<String> {
+        let finished = jiff::Timestamp::now();
+        let duration = (finished - self.started).get_milliseconds() as f64 / 1000.0;
+        let record = Record {
+            id: crate::ledger::new_id(),
+            task: self.task.into(),
+            target: target.clone(),
+            started_at: self.started.to_string(),
+            finished_at: finished.to_string(),
+            outcome,
+            changed,
+            check_mode: self.check_mode,
+            details,
+            change_id: self.options.change_id.clone(),
+        };
+        let mut warnings = Vec::new();
+        let ledger = self.options.ledger();
+        if let Err(e) = ledger.append(&record) {
+            warnings.push(format!(
+                "the run was not recorded in the ledger: {e}; set ledger_path (or DBCADENCE_LEDGER) to a writable file"
+            ));
+        }
+        // A rehearsal (check mode) is in the ledger but is not maintenance: it must not make a
+        // stale backup look fresh on a dashboard.
+        if self.check_mode {
+            return warnings;
+        }
+        if let Some(metrics) = self.options.metrics() {
+            let db = target.db.as_deref().unwrap_or("");
+            let labels = [
+                ("task", self.task),
+                ("instance", target.instance.as_str()),
+                ("db", db),
+            ];
+            let now = finished.as_second() as f64;
+            let mut samples = vec![
+                Sample::gauge(
+                    "dbcadence_task_last_run_timestamp_seconds",
+                    "Unix time the task last finished, whatever its outcome.",
+                    &labels,
+                    now,
+                ),
+                Sample::gauge(
+                    "dbcadence_task_last_status",
+                    "Outcome of the task's last run: 1 ok, 0 failed.",
+                    &labels,
+                    if outcome == Outcome::Failed { 0.0 } else { 1.0 },
+                ),
+                Sample::gauge(
+                    "dbcadence_task_duration_seconds",
+                    "Wall time of the task's last run.",
+                    &labels,
+                    duration,
+                ),
+                Sample::counter(
+                    "dbcadence_task_runs_total",
+                    "Runs of the task by outcome.",
+                    &[
+                        ("task", self.task),
+                        ("instance", target.instance.as_str()),
+                        ("db", db),
+                        ("outcome", outcome_label(outcome)),
+                    ],
+                    1.0,
+                ),
+            ];
+            if outcome == Outcome::Ok {
+                samples.push(Sample::gauge(
+                    "dbcadence_task_last_success_timestamp_seconds",
+                    "Unix time the task last finished successfully.",
+                    &labels,
+                    now,
+                ));
+            }
+            samples.extend(extra);
+            if let Err(e) = metrics.update(&samples) {
+                warnings.push(format!(
+                    "the metrics were not updated: {e}; set metrics_dir to a writable directory"
+                ));
+            }
+        }
+        warnings
+    }
+}
+
+fn outcome_label(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Ok => "ok",
+        Outcome::Failed => "failed",
+        Outcome::Skipped => "skipped",
+    }
+}
