@@ -1,1 +1,133 @@
-//! e2e
+//! Helpers for the end-to-end tests: the shared lab of real servers, the built binaries, and
+//! running a module the way Ansible does (an args file, one JSON object back).
+//!
+//! `.ci/test` starts a lab and exports DBCADENCE_TEST_LAB. Run alone (`cargo test`), the
+//! helpers start one in /tmp/dbcadence-test-lab and leave it running for the next run
+//! (`dbcadence lab down --dir /tmp/dbcadence-test-lab --purge` stops it).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use dbcadence_core::engine::{self, Engine};
+use dbcadence_core::lab::{self, Lab, LabInstance, LabRequest};
+use serde_json::Value;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A binary built by `cargo build --workspace` (module, CLI).
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let path = dir.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run .ci/setup (or cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// A tool of the project's Python venv (ansible-playbook, ansible-lint...).
+pub fn venv_bin(name: &str) -> PathBuf {
+    let path = workspace_root().join(".venv/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run .ci/setup",
+        path.display()
+    );
+    path
+}
+
+/// The shared lab: one PostgreSQL and one MariaDB server.
+pub fn shared_lab() -> &'static Lab {
+    static LAB: OnceLock<Lab> = OnceLock::new();
+    LAB.get_or_init(|| {
+        let dir = std::env::var_os("DBCADENCE_TEST_LAB")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp/dbcadence-test-lab"));
+        lab::up(&LabRequest {
+            dir,
+            postgres: 1,
+            mysql: 1,
+            seed: false,
+        })
+        .unwrap_or_else(|e| panic!("lab up: {e}"))
+    })
+}
+
+pub fn pg() -> &'static LabInstance {
+    shared_lab().instance("pg1").expect("pg1 in the lab")
+}
+
+pub fn my() -> &'static LabInstance {
+    shared_lab().instance("my1").expect("my1 in the lab")
+}
+
+pub fn connect(instance: &LabInstance) -> Box<dyn Engine> {
+    engine::connect(&instance.connection().unwrap())
+        .unwrap_or_else(|e| panic!("connect {}: {e}", instance.name))
+}
+
+/// A name no other test uses, so that tests can share servers.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", dbcadence_core::util::random_hex(3))
+}
+
+/// What a module printed: the parsed JSON object and the raw stdout.
+pub struct ModuleRun {
+    pub json: Value,
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+/// Runs a module binary like Ansible does: arguments in a JSON file, path as argv[1].
+pub fn run_module(name: &str, args: &Value) -> ModuleRun {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("args.json");
+    std::fs::write(&path, serde_json::to_vec(args).unwrap()).unwrap();
+    run_module_file(name, &path)
+}
+
+pub fn run_module_file(name: &str, path: &Path) -> ModuleRun {
+    let output = duct::cmd(bin(name), [path])
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "a module prints exactly one JSON line, got: {stdout}"
+    );
+    let json =
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    ModuleRun {
+        json,
+        stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        code: output.status.code().unwrap_or(-1),
+    }
+}
+
+/// Endpoint entries for a lab instance, in the sources format (password by file reference).
+pub fn endpoint(instance: &LabInstance, name: &str) -> Value {
+    serde_json::json!({
+        "name": name,
+        "engine": instance.engine,
+        "login_host": instance.host,
+        "login_port": instance.port,
+        "login_user": instance.user,
+        "login_password_file": instance.password_file,
+        "labels": {"env": instance.env},
+    })
+}

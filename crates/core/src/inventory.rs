@@ -214,7 +214,9 @@ fn default_concurrency() -> usize {
 /// How one endpoint reached an instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Alias {
+    /// Name of the endpoint in the sources.
     pub endpoint: String,
+    /// host:port or unix:<socket> the endpoint connects to.
     pub address: String,
 }
 
@@ -232,15 +234,21 @@ pub struct CopyFlag {
 /// One database with its classification.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Database {
+    /// Database name, exactly as the server has it.
     pub name: String,
     /// user, system or template.
     pub kind: DatabaseKind,
+    /// Environment: the endpoint's env label, else naming rules on the name, else the endpoint name's.
     pub env: String,
     /// Where env came from: label, naming_rule, endpoint_name or none.
     pub env_source: String,
+    /// Size in bytes, where the login user may read it.
     pub size_bytes: Option<u64>,
+    /// Owner (PostgreSQL only).
     pub owner: Option<String>,
+    /// Encoding (PostgreSQL) or default character set (MySQL/MariaDB).
     pub charset: Option<String>,
+    /// Default collation.
     pub collation: Option<String>,
     /// Set when the name marks a backup, shadow or dated copy.
     pub copy: Option<CopyFlag>,
@@ -251,46 +259,71 @@ pub struct Database {
 pub struct Instance {
     /// Stable id: the instance_id label, else the first endpoint name in sort order.
     pub id: String,
+    /// postgresql or mysql.
     pub engine: EngineKind,
+    /// postgresql, mariadb or mysql.
     pub flavour: String,
+    /// Full version string.
     pub version: String,
+    /// Version number, e.g. 15.20 or 10.11.19.
     pub version_number: String,
+    /// Identity used to merge aliases (system identifier, server_uuid, or host and data directory).
     pub server_identity: String,
+    /// primary, replica or unknown.
     pub role: Role,
+    /// Environment of the instance: label env, else naming rules on endpoint names, else unknown.
     pub env: String,
+    /// Labels of the endpoints (the first alias wins on conflicts).
     pub labels: BTreeMap<String, String>,
     /// Every endpoint that reached this server.
     pub aliases: Vec<Alias>,
     /// Connection arguments of the first alias, without secrets (the password reference stays).
     pub connection: BTreeMap<String, serde_json::Value>,
+    /// Data directory, where the login user may read it.
     pub data_directory: Option<String>,
+    /// Sum of the database sizes in bytes.
     pub size_bytes: Option<u64>,
+    /// Maintenance-relevant settings: WAL archiving or binary log, log locations, TLS, encryption.
     pub settings: BTreeMap<String, String>,
+    /// Whether the inventory's own connection used TLS.
     pub tls_in_use: bool,
+    /// Whether the server offers TLS.
     pub tls_available: bool,
+    /// Data-at-rest encryption, as far as SQL can tell.
     pub at_rest: AtRestEncryption,
+    /// Every database of the instance, system ones included.
     pub databases: Vec<Database>,
 }
 
 /// An endpoint that could not be inventoried, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Unreachable {
+    /// Endpoint name.
     pub endpoint: String,
+    /// Engine of the endpoint.
     pub engine: EngineKind,
+    /// Address tried.
     pub address: String,
+    /// Why it could not be inventoried.
     pub reason: String,
 }
 
 /// Counts over the whole inventory.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
+    /// Endpoints probed.
     pub endpoints: usize,
+    /// Distinct servers found.
     pub instances: usize,
     /// Endpoints that turned out to be another name of an instance already found.
     pub aliases_merged: usize,
+    /// Databases found, system ones included.
     pub databases: usize,
+    /// Databases holding user data.
     pub user_databases: usize,
+    /// Databases flagged as backup, shadow or dated copies.
     pub copies: usize,
+    /// Endpoints that did not answer.
     pub unreachable: usize,
     /// User databases per environment.
     pub by_env: BTreeMap<String, usize>,
@@ -301,8 +334,11 @@ pub struct Summary {
 /// The result of an inventory run.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct InventoryReport {
+    /// One entry per distinct server.
     pub instances: Vec<Instance>,
+    /// Endpoints that could not be inventoried.
     pub unreachable: Vec<Unreachable>,
+    /// Counts over the whole inventory.
     pub summary: Summary,
 }
 

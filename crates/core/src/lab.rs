@@ -322,9 +322,7 @@ fn run(expression: duct::Expression, name: &str) -> Result<()> {
         .map_err(|e| Error::Command {
             command: name.into(),
             code: "not started".into(),
-            stderr: format!(
-                "{e}; is the package that provides it installed? (see scripts/setup.sh)"
-            ),
+            stderr: format!("{e}; is the package that provides it installed? (see .ci/setup)"),
         })?;
     if output.status.success() {
         Ok(())

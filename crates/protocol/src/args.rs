@@ -514,6 +514,7 @@ fn join(path: &str, key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(dead_code)] // schema-only test types
     use super::*;
     use serde::Deserialize;
 

@@ -272,6 +272,7 @@ pub fn options_for<T: JsonSchema>() -> Value {
 
 #[cfg(test)]
 mod tests {
+    #![allow(dead_code)] // schema-only test types
     use super::*;
     use serde::Deserialize;
 

@@ -1,0 +1,140 @@
+//! The collection through Ansible itself: ansible-playbook, ansible-inventory, ansible-doc.
+
+use dbcadence_e2e::*;
+use serde_json::json;
+
+fn ansible(tool: &str, args: Vec<String>, env: &[(&str, String)]) -> (bool, String) {
+    let collections = workspace_root().join("target/collections");
+    let mut cmd = duct::cmd(venv_bin(tool), args)
+        .dir(workspace_root())
+        .env("ANSIBLE_COLLECTIONS_PATH", &collections)
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin("dbcadence").parent().unwrap().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked();
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
+    }
+    let out = cmd.run().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn sources_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("sources.yml");
+    let doc = json!({"endpoints": [endpoint(pg(), "pg1"), endpoint(my(), "my1")]});
+    std::fs::write(&path, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn ansible_playbook_runs_db_inventory_from_the_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = sources_file(dir.path());
+    let ledger = dir.path().join("ledger.jsonl");
+    let (ok, out) = ansible(
+        "ansible-playbook",
+        vec![
+            "-i".into(),
+            "localhost,".into(),
+            "playbooks/inventory.yml".into(),
+            "-e".into(),
+            format!("dbcadence_sources={}", sources.display()),
+            "-e".into(),
+            "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
+        ],
+        &[("DBCADENCE_LEDGER", ledger.display().to_string())],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("2 instances (0 aliases merged)"), "{out}");
+    assert!(out.contains("failed=0"), "{out}");
+    assert_eq!(
+        dbcadence_core::ledger::Ledger::new(&ledger)
+            .read()
+            .unwrap()
+            .records
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn ansible_inventory_uses_dbcadence_as_inventory_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = sources_file(dir.path());
+    let db = unique("graph");
+    connect(pg()).create_database(&db).unwrap();
+    let env = [
+        ("DBCADENCE_SOURCES", sources.display().to_string()),
+        (
+            "DBCADENCE_LEDGER",
+            dir.path().join("l.jsonl").display().to_string(),
+        ),
+    ];
+    let script = "ansible/inventory/dbcadence_inventory.sh".to_string();
+    let (ok, graph) = ansible(
+        "ansible-inventory",
+        vec!["-i".into(), script.clone(), "--graph".into()],
+        &env,
+    );
+    assert!(ok, "{graph}");
+    assert!(
+        graph.contains("@postgresql:")
+            && graph.contains("@mysql:")
+            && graph.contains("@env_development:"),
+        "{graph}"
+    );
+    assert!(
+        graph.contains("@instance_pg1:") && graph.contains(&format!("pg1.{db}")),
+        "{graph}"
+    );
+    let (ok, list) = ansible(
+        "ansible-inventory",
+        vec!["-i".into(), script, "--list".into()],
+        &env,
+    );
+    assert!(ok, "{list}");
+    let v: serde_json::Value = serde_json::from_str(&list[list.find('{').unwrap()..]).unwrap();
+    let vars = &v["_meta"]["hostvars"][format!("pg1.{db}")];
+    assert_eq!(vars["dbcadence_db"], db.as_str());
+    assert_eq!(vars["dbcadence_login_port"], pg().port);
+    assert!(vars["dbcadence_login_password_file"].is_string());
+    assert!(
+        !list.contains(&pg().password().unwrap()),
+        "no secret in the inventory"
+    );
+}
+
+#[test]
+fn ansible_doc_shows_options_types_defaults_choices_and_secrets() {
+    let (ok, out) = ansible(
+        "ansible-doc",
+        vec!["dbcadence.maintenance.db_inventory".into()],
+        &[],
+    );
+    assert!(ok, "{out}");
+    for expected in [
+        "login_password",
+        "secret",
+        "ssl_mode",
+        "verify-full",
+        "default: prefer",
+        "type: int",
+        "RETURN VALUES",
+    ] {
+        assert!(
+            out.contains(expected),
+            "ansible-doc lacks '{expected}':\n{out}"
+        );
+    }
+}
