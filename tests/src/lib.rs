@@ -131,3 +131,37 @@ pub fn endpoint(instance: &LabInstance, name: &str) -> Value {
         "labels": {"env": instance.env},
     })
 }
+
+/// A lab of its own for a test whose servers must not change under it; stopped and deleted
+/// when dropped.
+pub struct PrivateLab {
+    pub lab: Lab,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateLab {
+    pub fn start(postgres: usize, mysql: usize) -> PrivateLab {
+        let dir = tempfile::Builder::new()
+            .prefix("dbc-priv.")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let lab = lab::up(&LabRequest {
+            dir: dir.path().to_path_buf(),
+            postgres,
+            mysql,
+            seed: false,
+        })
+        .unwrap_or_else(|e| panic!("private lab: {e}"));
+        PrivateLab { lab, _dir: dir }
+    }
+
+    pub fn instance(&self, name: &str) -> &LabInstance {
+        self.lab.instance(name).unwrap()
+    }
+}
+
+impl Drop for PrivateLab {
+    fn drop(&mut self) {
+        let _ = lab::down(&self.lab.dir, true);
+    }
+}

@@ -74,6 +74,7 @@ fn ansible_inventory_uses_dbcadence_as_inventory_script() {
     let sources = sources_file(dir.path());
     let db = unique("graph");
     connect(pg()).create_database(&db).unwrap();
+    connect(my()).create_database(&db).unwrap();
     let env = [
         ("DBCADENCE_SOURCES", sources.display().to_string()),
         (

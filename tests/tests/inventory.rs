@@ -180,13 +180,16 @@ fn nothing_reachable_is_a_failure_naming_the_endpoints() {
 
 #[test]
 fn snapshot_check_mode_diff_and_idempotence() {
+    // Other tests add databases to the shared lab: this one needs a fleet that holds still.
+    let private = PrivateLab::start(1, 0);
+    let pg = private.instance("pg1");
     let dir = tempfile::tempdir().unwrap();
     let snapshot = dir.path().join("fleet.json");
     let ledger = dir.path().join("ledger.jsonl");
     let metrics = dir.path().join("metrics");
     let args = |check: bool| {
         json!({
-            "endpoints": [endpoint(pg(), "pg")],
+            "endpoints": [endpoint(pg, "pg")],
             "snapshot_path": snapshot, "ledger_path": ledger, "metrics_dir": metrics,
             "_ansible_check_mode": check, "_ansible_diff": true,
         })
@@ -209,18 +212,27 @@ fn snapshot_check_mode_diff_and_idempotence() {
         "a second identical run changes nothing"
     );
     assert!(second.json.get("diff").is_none());
+    connect(pg).create_database("new_in_fleet").unwrap();
+    let third = run_module("db_inventory", &args(false));
+    assert_eq!(third.json["changed"], true, "a new database is a change");
+    assert!(
+        third.json["diff"]["after"]
+            .as_str()
+            .unwrap()
+            .contains("new_in_fleet")
+    );
 
     let records = dbcadence_core::ledger::Ledger::new(&ledger)
         .read()
         .unwrap()
         .records;
-    assert_eq!(records.len(), 3, "one ledger record per run");
+    assert_eq!(records.len(), 4, "one ledger record per run");
     assert!(records[0].check_mode && !records[1].check_mode);
     assert_eq!(records[1].task, "inventory");
     let prom = std::fs::read_to_string(metrics.join("dbcadence.prom")).unwrap();
     assert!(prom.contains("dbcadence_task_last_success_timestamp_seconds{db=\"\",instance=\"fleet\",task=\"inventory\"}"), "{prom}");
     assert!(prom.contains("dbcadence_inventory_instances 1"), "{prom}");
-    assert!(prom.contains("dbcadence_task_runs_total{db=\"\",instance=\"fleet\",outcome=\"ok\",task=\"inventory\"} 2"), "check-mode runs are not counted: {prom}");
+    assert!(prom.contains("dbcadence_task_runs_total{db=\"\",instance=\"fleet\",outcome=\"ok\",task=\"inventory\"} 3"), "check-mode runs are not counted: {prom}");
 }
 
 #[test]

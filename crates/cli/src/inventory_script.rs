@@ -52,7 +52,22 @@ fn host_name(instance: &str, db: &str) -> String {
 pub fn ansible_inventory(report: &InventoryReport) -> Value {
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut hostvars = Map::new();
+    let mut instance_vars = Map::new();
     for instance in &report.instances {
+        // Instance groups exist even without user databases (patching is per instance); their
+        // vars say how to reach the server.
+        groups
+            .entry(format!("instance_{}", safe(&instance.id)))
+            .or_default();
+        let vars: Map<String, Value> = instance
+            .connection
+            .iter()
+            .map(|(k, v)| (format!("dbcadence_{k}"), v.clone()))
+            .collect();
+        instance_vars.insert(
+            format!("instance_{}", safe(&instance.id)),
+            Value::Object(vars),
+        );
         for db in instance
             .databases
             .iter()
@@ -111,7 +126,11 @@ pub fn ansible_inventory(report: &InventoryReport) -> Value {
     let children: Vec<&String> = groups.keys().collect();
     out.insert("all".into(), json!({"children": children}));
     for (name, hosts) in &groups {
-        out.insert(name.clone(), json!({"hosts": hosts}));
+        let mut group = json!({"hosts": hosts});
+        if let Some(vars) = instance_vars.get(name) {
+            group["vars"] = vars.clone();
+        }
+        out.insert(name.clone(), group);
     }
     out.insert("_meta".into(), json!({"hostvars": hostvars}));
     Value::Object(out)

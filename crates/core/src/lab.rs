@@ -60,6 +60,9 @@ pub struct LabInstance {
     pub password_file: PathBuf,
     pub data_dir: PathBuf,
     pub log_file: PathBuf,
+    /// The lab CA's certificate: every lab server offers TLS with a certificate it signed for
+    /// 127.0.0.1 and localhost, so that verify-full works against the lab.
+    pub ca_cert: PathBuf,
 }
 
 /// The whole lab (lab.json).
@@ -94,7 +97,8 @@ impl LabInstance {
             login_port: Some(self.port),
             login_user: Some(self.user.clone()),
             login_password: Some(self.password()?),
-            ssl_mode: SslMode::Prefer,
+            ssl_mode: SslMode::VerifyFull,
+            ca_cert: Some(self.ca_cert.clone()),
             connect_timeout: 10,
             ..ConnectionArgs::default()
         })
@@ -105,6 +109,8 @@ impl LabInstance {
         let mut args = self.connection()?;
         args.login_unix_socket = Some(self.socket.clone());
         args.login_host = None;
+        args.ssl_mode = SslMode::Disable;
+        args.ca_cert = None;
         Ok(args)
     }
 
@@ -174,6 +180,7 @@ pub fn up(request: &LabRequest) -> Result<Lab> {
             instances: vec![],
         });
         lab.dir = dir.clone();
+        make_tls(&dir)?;
         let wanted = (1..=request.postgres)
             .map(|i| (EngineKind::Postgresql, format!("pg{i}"), i))
             .chain((1..=request.mysql).map(|i| (EngineKind::Mysql, format!("my{i}"), i)));
@@ -441,7 +448,105 @@ fn plan_instance(
         password_file,
         data_dir: instance_dir.join("data"),
         log_file,
+        ca_cert: dir.join("tls/ca.pem"),
     })
+}
+
+/// A lab CA and one server certificate for 127.0.0.1/localhost, made once per lab directory
+/// with the openssl command.
+fn make_tls(dir: &Path) -> Result<()> {
+    let tls = dir.join("tls");
+    if tls.join("server.pem").exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&tls).map_err(|e| Error::io("create the TLS directory", &tls, e))?;
+    set_mode(&tls, 0o755)?;
+    let p = |name: &str| tls.join(name).to_string_lossy().into_owned();
+    std::fs::write(
+        tls.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .map_err(|e| Error::io("write", tls.join("server.ext"), e))?;
+    let steps: [Vec<String>; 3] = [
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=dbcadence lab CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.pem"),
+        ]
+        .map(String::from)
+        .to_vec(),
+        [
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &p("server.key"),
+            "-out",
+            &p("server.csr"),
+        ]
+        .map(String::from)
+        .to_vec(),
+        [
+            "x509",
+            "-req",
+            "-in",
+            &p("server.csr"),
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            &p("server.ext"),
+            "-out",
+            &p("server.pem"),
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for args in steps {
+        run(duct::cmd("openssl", args), "openssl")
+            .map_err(|e| Error::lab("make the lab TLS certificates", e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Copies the server certificate and key into an instance directory, owned by the server's
+/// user: PostgreSQL refuses a key that others can read.
+fn install_tls(instance: &LabInstance, owner: &str) -> Result<PathBuf> {
+    let from = instance
+        .ca_cert
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let to = instance.instance_dir().join("tls");
+    std::fs::create_dir_all(&to).map_err(|e| Error::io("create the TLS directory", &to, e))?;
+    for name in ["server.pem", "server.key", "ca.pem"] {
+        std::fs::copy(from.join(name), to.join(name))
+            .map_err(|e| Error::io("copy the TLS files to", &to, e))?;
+    }
+    set_mode(&to.join("server.key"), 0o600)?;
+    chown(&to, owner)?;
+    Ok(to)
 }
 
 trait Mode0600 {
@@ -532,10 +637,13 @@ fn start_postgres(instance: &LabInstance) -> Result<()> {
         return Ok(());
     }
     wait_until_gone(instance.pid());
+    let tls = install_tls(instance, "postgres")?;
     let options = format!(
-        "-p {} -k {} -c listen_addresses=127.0.0.1 -c logging_collector=off",
+        "-p {} -k {} -c listen_addresses=127.0.0.1 -c logging_collector=off -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
         instance.port,
-        instance.socket.display()
+        instance.socket.display(),
+        tls.join("server.pem").display(),
+        tls.join("server.key").display()
     );
     run(
         as_user(
@@ -598,6 +706,7 @@ fn start_mysql(instance: &LabInstance) -> Result<()> {
     if !instance.running() {
         wait_until_gone(instance.pid());
         let _ = std::fs::remove_file(dir.join("mysqld.pid"));
+        let tls = install_tls(instance, "mysql")?;
         let mut args = vec![
             "-f".to_string(),
             find_program("mariadbd")?.to_string_lossy().into_owned(),
@@ -613,6 +722,9 @@ fn start_mysql(instance: &LabInstance) -> Result<()> {
             // retention); it lives beside the data.
             format!("--log-bin={}", dir.join("binlog").display()),
             "--server-id=1".into(),
+            format!("--ssl-cert={}", tls.join("server.pem").display()),
+            format!("--ssl-key={}", tls.join("server.key").display()),
+            format!("--ssl-ca={}", tls.join("ca.pem").display()),
         ];
         if root {
             args.push("--user=mysql".into());
@@ -772,6 +884,8 @@ fn ansible_inventory(lab: &Lab) -> serde_json::Value {
                 "dbcadence_login_port": i.port,
                 "dbcadence_login_user": i.user,
                 "dbcadence_login_unix_socket": i.socket,
+                "dbcadence_ssl_mode": "verify-full",
+                "dbcadence_ca_cert": i.ca_cert,
                 "dbcadence_login_password": format!("{{{{ lookup('ansible.builtin.file', '{}') }}}}", i.password_file.display()),
             }),
         );
@@ -812,6 +926,8 @@ fn sources(lab: &Lab) -> serde_json::Value {
                 "login_port": i.port,
                 "login_user": i.user,
                 "login_password_file": i.password_file,
+                "ssl_mode": "verify-full",
+                "ca_cert": i.ca_cert,
                 "labels": {"env": i.env, "tier": if i.env == "production" { "gold" } else { "bronze" }, "owner": "dba-team"},
             })
         })

@@ -107,8 +107,8 @@ pub fn as_bool(value: &Value) -> Option<bool> {
     match value {
         Value::Bool(b) => Some(*b),
         Value::Number(n) => match n.as_f64() {
-            Some(x) if x == 1.0 => Some(true),
-            Some(x) if x == 0.0 => Some(false),
+            Some(1.0) => Some(true),
+            Some(0.0) => Some(false),
             _ => None,
         },
         Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
@@ -278,7 +278,7 @@ impl<'a> Walker<'a> {
             .map(|r| r.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         // An explicit null means "not given" (Ansible's `omit` and `~` both mean that).
-        given.retain(|k, v| !(v.is_null() && !required.contains(&k.as_str())));
+        given.retain(|k, v| !v.is_null() || required.contains(&k.as_str()));
         let mut missing: Vec<String> = required
             .iter()
             .filter(|r| given.get(**r).is_none_or(Value::is_null))
