@@ -44,10 +44,8 @@ pub enum Error {
     #[error("unable to {action}: {detail}")]
     Lab { action: String, detail: String },
 
-    #[error(
-        "timed out after {seconds}s while {doing}; raise the timeout or check that the server answers"
-    )]
-    Timeout { seconds: u64, doing: String },
+    #[error("unable to inventory {what}: {detail}; check the endpoints' addresses and credentials")]
+    Unreachable { what: String, detail: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -865,9 +865,14 @@ pub fn run(request: &InventoryRequest, check_mode: bool) -> Result<InventoryOutc
                     .iter()
                     .map(|u| format!("{} ({}): {}", u.endpoint, u.address, u.reason))
                     .collect();
-                return Err(Error::Invalid {
-                    what: "inventory".into(),
-                    detail: format!("unreachable endpoints: {}", reasons.join("; ")),
+                let what = if s.instances == 0 {
+                    "any endpoint"
+                } else {
+                    "every endpoint"
+                };
+                return Err(Error::Unreachable {
+                    what: what.into(),
+                    detail: reasons.join("; "),
                 });
             }
             Ok(outcome)

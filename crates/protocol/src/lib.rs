@@ -170,11 +170,13 @@ fn outcome<M: Module>(args_file: Result<Vec<u8>, String>, secrets: &mut Vec<Stri
     };
     secrets.clone_from(&parsed.secrets);
     let ctx = parsed.context.clone();
-    let invocation = ctx
-        .inject_invocation
-        .then(|| json!({"module_args": parsed.masked_args}));
+    // With task-level no_log the arguments are not echoed at all, not even masked.
+    let invocation =
+        (ctx.inject_invocation && !ctx.no_log).then(|| json!({"module_args": parsed.masked_args}));
 
+    let started = std::time::Instant::now();
     let run = catch_panic(|| M::run(parsed.args, &ctx));
+    let seconds = started.elapsed().as_secs_f64();
     let mut object = match run {
         Ok(Ok(report)) => success(report, &ctx),
         Ok(Err(error)) => {
@@ -189,8 +191,22 @@ fn outcome<M: Module>(args_file: Result<Vec<u8>, String>, secrets: &mut Vec<Stri
             "the module crashed: {panic_msg}; this is a dbcadence bug, please report it with the task (secrets removed)"
         )),
     };
-    if let (Some(invocation), Value::Object(map)) = (invocation, &mut object) {
-        map.insert("invocation".into(), invocation);
+    if let Value::Object(map) = &mut object {
+        if let Some(invocation) = invocation {
+            map.insert("invocation".into(), invocation);
+        }
+        // -vvv: what the module understood of the run, for people debugging a task.
+        if ctx.verbosity >= 3 {
+            map.insert(
+                "debug".into(),
+                json!({
+                    "module": ctx.module_name.clone().unwrap_or_else(|| M::doc().name.to_string()),
+                    "check_mode": ctx.check_mode,
+                    "diff_mode": ctx.diff,
+                    "duration_seconds": (seconds * 1000.0).round() / 1000.0,
+                }),
+            );
+        }
     }
     object
 }
@@ -462,6 +478,18 @@ mod tests {
         assert_eq!(v["failed"], true);
         assert!(!v.to_string().contains("hunter2-secret"), "{v}");
         assert_eq!(v["invocation"]["module_args"]["password"], MASK);
+    }
+
+    #[test]
+    fn no_log_suppresses_invocation_and_verbosity_adds_debug() {
+        let (_, v) =
+            run(r#"{"name": "bob", "_ansible_inject_invocation": true, "_ansible_no_log": true}"#);
+        assert!(v.get("invocation").is_none(), "{v}");
+        assert!(v.get("debug").is_none());
+        let (_, v) =
+            run(r#"{"name": "bob", "_ansible_verbosity": 3, "_ansible_check_mode": true}"#);
+        assert_eq!(v["debug"]["module"], "echo");
+        assert_eq!(v["debug"]["check_mode"], true);
     }
 
     #[test]
