@@ -690,7 +690,7 @@ fn assemble(
             .or(name_env.clone())
             .unwrap_or_else(|| "unknown".into());
         let names: Vec<String> = probe.databases.iter().map(|d| d.name.clone()).collect();
-        let databases = probe
+        let databases: Vec<Database> = probe
             .databases
             .into_iter()
             .map(|d| {
@@ -721,6 +721,7 @@ fn assemble(
             })
             .collect();
         let facts = probe.facts;
+        let size_bytes = databases_size(&databases);
         instances.push(Instance {
             id: labels
                 .get("instance_id")
@@ -737,7 +738,7 @@ fn assemble(
             aliases,
             connection: public_connection(first),
             data_directory: facts.data_directory,
-            size_bytes: facts.size_bytes,
+            size_bytes,
             settings: facts.settings,
             tls_in_use: facts.tls_in_use,
             tls_available: facts.tls_available,
@@ -747,6 +748,14 @@ fn assemble(
     }
     instances.sort_by(|a, b| a.id.cmp(&b.id));
     (instances, unreachable, warnings)
+}
+
+/// Sum of the readable database sizes; None when none is readable.
+fn databases_size(databases: &[Database]) -> Option<u64> {
+    databases
+        .iter()
+        .filter_map(|d| d.size_bytes)
+        .reduce(|a, b| a + b)
 }
 
 fn summarize(

@@ -680,12 +680,18 @@ fn start_mysql(instance: &LabInstance) -> Result<()> {
         )
     };
     let root = running_as_root();
+    // A private temp dir: parallel mariadb-install-db runs sharing /tmp were seen to trip over
+    // each other's temporary tables ("Unknown table 'mysql.tmp_user_sys'").
+    let tmpdir = dir.join("tmp");
+    std::fs::create_dir_all(&tmpdir)
+        .map_err(|e| Error::io("create the temp directory", &tmpdir, e))?;
     if !instance.data_dir.join("mysql").is_dir() {
         let _ = std::fs::remove_dir_all(&instance.data_dir);
         chown(&dir, "mysql")?;
         let mut args = vec![
             "--no-defaults".to_string(),
             format!("--datadir={}", instance.data_dir.display()),
+            format!("--tmpdir={}", tmpdir.display()),
             "--auth-root-authentication-method=normal".into(),
             "--skip-test-db".into(),
         ];
@@ -715,6 +721,7 @@ fn start_mysql(instance: &LabInstance) -> Result<()> {
             format!("--port={}", instance.port),
             format!("--socket={}", instance.socket.display()),
             format!("--pid-file={}", dir.join("mysqld.pid").display()),
+            format!("--tmpdir={}", tmpdir.display()),
             "--bind-address=127.0.0.1".into(),
             "--skip-name-resolve".into(),
             format!("--log-error={}", instance.log_file.display()),

@@ -51,8 +51,6 @@ pub struct ServerFacts {
     pub started_at: Option<String>,
     pub role: Role,
     pub data_directory: Option<String>,
-    /// Sum of the databases' sizes in bytes, where readable.
-    pub size_bytes: Option<u64>,
     /// Maintenance-relevant settings (WAL archiving or binary log, log directory, ssl...).
     pub settings: BTreeMap<String, String>,
     /// Whether this very connection is encrypted with TLS.

@@ -313,11 +313,6 @@ impl Engine for MysqlEngine {
                     .join(", "),
             }
         };
-        let databases = self.databases()?;
-        let size_bytes = databases
-            .iter()
-            .filter_map(|d| d.size_bytes)
-            .reduce(|a, b| a + b);
         let settings: BTreeMap<String, String> = vars
             .iter()
             .filter(|(k, _)| !matches!(k.as_str(), "version" | "server_uuid" | "hostname"))
@@ -332,7 +327,6 @@ impl Engine for MysqlEngine {
             started_at: uptime,
             role,
             data_directory: datadir,
-            size_bytes,
             settings,
             tls_in_use,
             tls_available,

@@ -211,16 +211,6 @@ impl Engine for PostgresEngine {
             data_directory.as_deref().unwrap_or("unknown-data-dir"),
         );
         let tls_available = settings.get("ssl").is_some_and(|v| v == "on");
-        let size_bytes = self
-            .client
-            .query_one(
-                "SELECT sum(pg_database_size(oid))::bigint FROM pg_database \
-                 WHERE has_database_privilege(oid, 'CONNECT')",
-                &[],
-            )
-            .ok()
-            .and_then(|r| r.get::<_, Option<i64>>(0))
-            .and_then(|n| u64::try_from(n).ok());
         Ok(ServerFacts {
             engine: EngineKind::Postgresql,
             flavour: "postgresql".into(),
@@ -230,7 +220,6 @@ impl Engine for PostgresEngine {
             started_at: Some(started_at),
             role: if in_recovery { Role::Replica } else { Role::Primary },
             data_directory,
-            size_bytes,
             settings,
             tls_in_use,
             tls_available,
