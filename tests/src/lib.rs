@@ -55,6 +55,7 @@ pub fn shared_lab() -> &'static Lab {
             dir,
             postgres: 1,
             mysql: 1,
+            pg_replicas: 0,
             seed: false,
         })
         .unwrap_or_else(|e| panic!("lab up: {e}"))
@@ -140,7 +141,7 @@ pub struct PrivateLab {
 }
 
 impl PrivateLab {
-    pub fn start(postgres: usize, mysql: usize) -> PrivateLab {
+    pub fn start(postgres: usize, mysql: usize, pg_replicas: usize) -> PrivateLab {
         let dir = tempfile::Builder::new()
             .prefix("dbc-priv.")
             .tempdir_in("/tmp")
@@ -149,6 +150,7 @@ impl PrivateLab {
             dir: dir.path().to_path_buf(),
             postgres,
             mysql,
+            pg_replicas,
             seed: false,
         })
         .unwrap_or_else(|e| panic!("private lab: {e}"));

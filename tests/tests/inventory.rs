@@ -181,7 +181,7 @@ fn nothing_reachable_is_a_failure_naming_the_endpoints() {
 #[test]
 fn snapshot_check_mode_diff_and_idempotence() {
     // Other tests add databases to the shared lab: this one needs a fleet that holds still.
-    let private = PrivateLab::start(1, 0);
+    let private = PrivateLab::start(1, 0, 0);
     let pg = private.instance("pg1");
     let dir = tempfile::tempdir().unwrap();
     let snapshot = dir.path().join("fleet.json");
@@ -271,4 +271,43 @@ fn cli_prints_a_table_and_json() {
     .unwrap();
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["summary"]["instances"], 2);
+}
+
+#[test]
+fn a_streaming_replica_is_its_own_instance_with_the_replica_role() {
+    // Same system identifier as its primary (a physical copy), other data directory and start:
+    // never merged with the primary.
+    let private = PrivateLab::start(1, 0, 1);
+    let run = run_module(
+        "db_inventory",
+        &json!({
+            "endpoints": [endpoint(private.instance("pg1"), "primary"), endpoint(private.instance("pg1r"), "replica")],
+            "ledger_path": "/tmp/dbc-e2e-ledger.jsonl",
+        }),
+    );
+    assert_eq!(run.json["failed"], false, "{}", run.json);
+    assert_eq!(
+        run.json["summary"]["instances"], 2,
+        "{}",
+        run.json["summary"]
+    );
+    let role = |id: &str| {
+        let instances = run.json["instances"].as_array().unwrap();
+        instances.iter().find(|i| i["id"] == id).unwrap()["role"].clone()
+    };
+    assert_eq!(role("primary"), "primary");
+    assert_eq!(role("replica"), "replica");
+    let identity = |id: &str| {
+        let instances = run.json["instances"].as_array().unwrap();
+        let text = instances.iter().find(|i| i["id"] == id).unwrap()["server_identity"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        text.split(':').nth(1).unwrap().to_string()
+    };
+    assert_eq!(
+        identity("primary"),
+        identity("replica"),
+        "a physical replica shares the system identifier"
+    );
 }

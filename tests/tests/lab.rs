@@ -13,6 +13,7 @@ fn a_server_that_cannot_start_quotes_its_log_and_down_is_idempotent() {
         dir: dir.path().to_path_buf(),
         postgres: 1,
         mysql: 0,
+        pg_replicas: 0,
         seed: false,
     };
     let lab = lab::up(&request).unwrap();

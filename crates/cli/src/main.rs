@@ -100,6 +100,9 @@ enum LabAction {
         postgres: usize,
         #[arg(long, default_value_t = 1)]
         mysql: usize,
+        /// PostgreSQL streaming replicas (pg<i>r follows pg<i>).
+        #[arg(long, default_value_t = 0)]
+        pg_replicas: usize,
         /// Create sample databases (app and a dated backup copy of it).
         #[arg(long)]
         seed: bool,
@@ -145,12 +148,14 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                 dir,
                 postgres,
                 mysql,
+                pg_replicas,
                 seed,
             } => {
                 let lab = lab::up(&LabRequest {
                     dir,
                     postgres,
                     mysql,
+                    pg_replicas,
                     seed,
                 })?;
                 for i in &lab.instances {

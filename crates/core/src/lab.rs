@@ -42,6 +42,8 @@ pub struct LabRequest {
     pub dir: PathBuf,
     pub postgres: usize,
     pub mysql: usize,
+    /// PostgreSQL streaming replicas: replica i (named pg<i>r) follows pg<i>.
+    pub pg_replicas: usize,
     /// Create sample databases (an application database and a dated backup copy of it).
     pub seed: bool,
 }
@@ -63,6 +65,9 @@ pub struct LabInstance {
     /// The lab CA's certificate: every lab server offers TLS with a certificate it signed for
     /// 127.0.0.1 and localhost, so that verify-full works against the lab.
     pub ca_cert: PathBuf,
+    /// Name of the instance this one replicates, for streaming replicas.
+    #[serde(default)]
+    pub replica_of: Option<String>,
 }
 
 /// The whole lab (lab.json).
@@ -190,28 +195,66 @@ pub fn up(request: &LabRequest) -> Result<Lab> {
                 lab.instances.push(instance);
             }
         }
-        let seed = request.seed;
-        let errors: Vec<String> = std::thread::scope(|scope| {
-            let handles: Vec<_> = lab
-                .instances
+        for index in 1..=request.pg_replicas.min(request.postgres) {
+            let name = format!("pg{index}r");
+            if lab.instance(&name).is_none() {
+                let primary = lab
+                    .instance(&format!("pg{index}"))
+                    .cloned()
+                    .expect("planned above");
+                let mut replica = plan_instance(&dir, EngineKind::Postgresql, &name, index, &lab)?;
+                let _ = std::fs::remove_file(&replica.password_file);
+                // A physical copy has the primary's roles, so the primary's password.
+                replica.password_file = primary.password_file.clone();
+                replica.replica_of = Some(primary.name);
+                lab.instances.push(replica);
+            }
+        }
+        // Primaries first, all at once; then the replicas, which copy a running primary.
+        let mut errors = start_all(
+            &lab,
+            lab.instances
                 .iter()
-                .map(|instance| scope.spawn(move || start_instance(instance, seed)))
-                .collect();
-            handles
-                .into_iter()
-                .filter_map(|h| match h.join() {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(_) => Some("a lab start thread crashed".to_string()),
-                })
-                .collect()
-        });
+                .filter(|i| i.replica_of.is_none())
+                .collect(),
+            request.seed,
+        );
+        if errors.is_empty() {
+            errors = start_all(
+                &lab,
+                lab.instances
+                    .iter()
+                    .filter(|i| i.replica_of.is_some())
+                    .collect(),
+                false,
+            );
+        }
         write_files(&lab)?;
         if errors.is_empty() {
             Ok(lab)
         } else {
             Err(Error::lab("start the lab", errors.join("\n\n")))
         }
+    })
+}
+
+fn start_all(lab: &Lab, instances: Vec<&LabInstance>, seed: bool) -> Vec<String> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = instances
+            .into_iter()
+            .map(|instance| {
+                let primary = instance.replica_of.as_deref().and_then(|p| lab.instance(p));
+                scope.spawn(move || start_instance(instance, primary, seed))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("a lab start thread crashed".to_string()),
+            })
+            .collect()
     })
 }
 
@@ -449,6 +492,7 @@ fn plan_instance(
         data_dir: instance_dir.join("data"),
         log_file,
         ca_cert: dir.join("tls/ca.pem"),
+        replica_of: None,
     })
 }
 
@@ -560,12 +604,12 @@ impl Mode0600 for std::fs::OpenOptions {
     }
 }
 
-fn start_instance(instance: &LabInstance, seed: bool) -> Result<()> {
+fn start_instance(instance: &LabInstance, primary: Option<&LabInstance>, seed: bool) -> Result<()> {
     match instance.engine {
-        EngineKind::Postgresql => start_postgres(instance)?,
+        EngineKind::Postgresql => start_postgres(instance, primary)?,
         EngineKind::Mysql => start_mysql(instance)?,
     }
-    if seed {
+    if seed && instance.replica_of.is_none() {
         seed_instance(instance)?;
     }
     Ok(())
@@ -587,7 +631,7 @@ fn as_user(user: &str, program: &Path, args: Vec<String>) -> duct::Expression {
     }
 }
 
-fn start_postgres(instance: &LabInstance) -> Result<()> {
+fn start_postgres(instance: &LabInstance, primary: Option<&LabInstance>) -> Result<()> {
     let bin = postgres_bin_dir()?;
     let dir = instance.instance_dir();
     let fail = |what: &str, e: Error| {
@@ -600,6 +644,37 @@ fn start_postgres(instance: &LabInstance) -> Result<()> {
             ),
         )
     };
+    if let Some(primary) = primary.filter(|_| !instance.data_dir.join("PG_VERSION").exists()) {
+        let _ = std::fs::remove_dir_all(&instance.data_dir);
+        std::fs::create_dir_all(&instance.socket)
+            .map_err(|e| Error::io("create the socket directory", &instance.socket, e))?;
+        chown(&dir, "postgres")?;
+        // -R writes standby.signal and primary_conninfo: the copy starts as a streaming replica.
+        let args = vec![
+            "-h".to_string(),
+            primary.socket.to_string_lossy().into_owned(),
+            "-p".into(),
+            primary.port.to_string(),
+            "-U".into(),
+            primary.user.clone(),
+            "-D".into(),
+            instance.data_dir.to_string_lossy().into_owned(),
+            "-R".into(),
+            "-X".into(),
+            "stream".into(),
+            "--no-sync".into(),
+        ];
+        run(
+            as_user("postgres", &bin.join("pg_basebackup"), args),
+            "pg_basebackup",
+        )
+        .map_err(|e| {
+            Error::lab(
+                format!("{} pg_basebackup from {}", instance.name, primary.name),
+                e.to_string(),
+            )
+        })?;
+    }
     if !instance.data_dir.join("PG_VERSION").exists() {
         let _ = std::fs::remove_dir_all(&instance.data_dir);
         std::fs::create_dir_all(&instance.socket)
