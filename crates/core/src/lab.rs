@@ -140,6 +140,19 @@ impl LabInstance {
             .ok()
     }
 
+    /// An error for a server that failed, quoting the end of its own log: the server's words
+    /// are the best hint at the cause.
+    fn failure_with_log(&self, what: &str, detail: String) -> Error {
+        Error::lab(
+            format!("{} {what}", self.name),
+            format!(
+                "{detail}\n--- last lines of {} ---\n{}",
+                self.log_file.display(),
+                tail_file(&self.log_file, 20)
+            ),
+        )
+    }
+
     pub fn running(&self) -> bool {
         self.pid().is_some_and(process_alive)
     }
@@ -634,16 +647,7 @@ fn as_user(user: &str, program: &Path, args: Vec<String>) -> duct::Expression {
 fn start_postgres(instance: &LabInstance, primary: Option<&LabInstance>) -> Result<()> {
     let bin = postgres_bin_dir()?;
     let dir = instance.instance_dir();
-    let fail = |what: &str, e: Error| {
-        Error::lab(
-            format!("{} {what}", instance.name),
-            format!(
-                "{e}\n--- last lines of {} ---\n{}",
-                instance.log_file.display(),
-                tail_file(&instance.log_file, 20)
-            ),
-        )
-    };
+    let fail = |what: &str, e: Error| instance.failure_with_log(what, e.to_string());
     if let Some(primary) = primary.filter(|_| !instance.data_dir.join("PG_VERSION").exists()) {
         let _ = std::fs::remove_dir_all(&instance.data_dir);
         std::fs::create_dir_all(&instance.socket)
@@ -744,16 +748,7 @@ fn start_postgres(instance: &LabInstance, primary: Option<&LabInstance>) -> Resu
 
 fn start_mysql(instance: &LabInstance) -> Result<()> {
     let dir = instance.instance_dir();
-    let fail = |what: &str, detail: String| {
-        Error::lab(
-            format!("{} {what}", instance.name),
-            format!(
-                "{detail}\n--- last lines of {} ---\n{}",
-                instance.log_file.display(),
-                tail_file(&instance.log_file, 20)
-            ),
-        )
-    };
+    let fail = |what: &str, detail: String| instance.failure_with_log(what, detail);
     let root = running_as_root();
     // A private temp dir: parallel mariadb-install-db runs sharing /tmp were seen to trip over
     // each other's temporary tables ("Unknown table 'mysql.tmp_user_sys'").

@@ -12,9 +12,8 @@ use serde_json::{Map, Value};
 
 use crate::{Context, MASK};
 
-/// The schema keyword that marks an argument as secret:
-/// `#[schemars(extend("x-secret" = true))]` on the field.
-pub const SECRET_KEYWORD: &str = "x-secret";
+pub use crate::schema::SECRET_KEYWORD;
+use crate::schema::{Flat, Schema};
 
 /// Typed arguments plus what the protocol learnt while parsing them.
 #[derive(Debug)]
@@ -58,7 +57,7 @@ pub fn parse<T: DeserializeOwned + JsonSchema>(text: &str) -> Result<ParsedArgs<
     let schema = schemars::schema_for!(T);
     let root = schema.as_value();
     let walker = Walker {
-        defs: root.get("$defs").and_then(Value::as_object),
+        schema: Schema::new(root),
     };
     let mut state = State::default();
     let coerced = walker.object(task, root, "", true, &mut state);
@@ -127,98 +126,12 @@ struct State {
 }
 
 struct Walker<'a> {
-    defs: Option<&'a Map<String, Value>>,
+    schema: Schema<'a>,
 }
 
-/// A property schema with `$ref`, nullable `anyOf` and `allOf` folded into one object.
-struct Resolved {
-    schema: Map<String, Value>,
-}
-
-impl Resolved {
-    fn kind(&self) -> Option<&str> {
-        match self.schema.get("type") {
-            Some(Value::String(t)) => Some(t.as_str()),
-            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null"),
-            _ if self.schema.contains_key("properties") => Some("object"),
-            _ => None,
-        }
-    }
-
-    fn choices(&self) -> Option<Vec<Value>> {
-        if let Some(Value::Array(values)) = self.schema.get("enum") {
-            return Some(values.iter().filter(|v| !v.is_null()).cloned().collect());
-        }
-        let variants = self.schema.get("oneOf")?.as_array()?;
-        variants
-            .iter()
-            .map(|v| v.get("const").cloned())
-            .collect::<Option<Vec<_>>>()
-    }
-
-    fn is_secret(&self) -> bool {
-        self.schema.get(SECRET_KEYWORD).and_then(Value::as_bool) == Some(true)
-    }
-}
-
-impl<'a> Walker<'a> {
-    /// Folds references and combinators so that callers see one plain schema.
-    fn resolve(&self, schema: &Value) -> Resolved {
-        let mut out = Map::new();
-        self.fold_into(schema, &mut out, 0);
-        Resolved { schema: out }
-    }
-
-    fn fold_into(&self, schema: &Value, out: &mut Map<String, Value>, depth: usize) {
-        let Some(map) = schema.as_object() else {
-            return;
-        };
-        if depth > 16 {
-            return; // recursive types: nothing in our arguments nests this deep
-        }
-        if let Some(target) = map.get("$ref").and_then(Value::as_str) {
-            let name = target.rsplit('/').next().unwrap_or_default();
-            if let Some(def) = self.defs.and_then(|d| d.get(name)) {
-                self.fold_into(def, out, depth + 1);
-            }
-        }
-        for key in ["anyOf", "allOf"] {
-            if let Some(Value::Array(branches)) = map.get(key) {
-                let non_null: Vec<&Value> = branches
-                    .iter()
-                    .filter(|b| b.get("type").and_then(Value::as_str) != Some("null"))
-                    .collect();
-                if key == "allOf" || non_null.len() == 1 {
-                    for branch in non_null {
-                        self.fold_into(branch, out, depth + 1);
-                    }
-                }
-            }
-        }
-        for (k, v) in map {
-            match k.as_str() {
-                "$ref" | "anyOf" | "allOf" => {}
-                "properties" => {
-                    let props = out
-                        .entry("properties")
-                        .or_insert_with(|| Value::Object(Map::new()));
-                    if let (Value::Object(props), Value::Object(more)) = (props, v) {
-                        props.extend(more.clone());
-                    }
-                }
-                "required" => {
-                    let req = out
-                        .entry("required")
-                        .or_insert_with(|| Value::Array(vec![]));
-                    if let (Value::Array(req), Value::Array(more)) = (req, v) {
-                        req.extend(more.iter().cloned());
-                    }
-                }
-                _ => {
-                    out.insert(k.clone(), v.clone());
-                }
-            }
-        }
+impl Walker<'_> {
+    fn resolve(&self, schema: &Value) -> Flat {
+        self.schema.flat(schema)
     }
 
     /// Coerces an object's members; `top` objects refuse unknown keys whatever the schema says
@@ -233,17 +146,11 @@ impl<'a> Walker<'a> {
     ) -> Value {
         let resolved = self.resolve(schema);
         let empty = Map::new();
-        let props = resolved
-            .schema
-            .get("properties")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
-        let closed =
-            top || resolved.schema.get("additionalProperties") == Some(&Value::Bool(false));
+        let props = resolved.properties().unwrap_or(&empty);
+        let closed = top || resolved.get("additionalProperties") == Some(&Value::Bool(false));
         if props.is_empty() && !closed {
             // A free-form map (labels and the like): coerce the values if their type is known.
             if let Some(values) = resolved
-                .schema
                 .get("additionalProperties")
                 .filter(|v| v.is_object())
             {
@@ -271,12 +178,7 @@ impl<'a> Walker<'a> {
                 names(&accepted)
             ));
         }
-        let required: Vec<&str> = resolved
-            .schema
-            .get("required")
-            .and_then(Value::as_array)
-            .map(|r| r.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        let required = resolved.required();
         // An explicit null means "not given" (Ansible's `omit` and `~` both mean that).
         given.retain(|k, v| !v.is_null() || required.contains(&k.as_str()));
         let mut missing: Vec<String> = required
@@ -384,7 +286,7 @@ impl<'a> Walker<'a> {
                         None
                     }
                 };
-                match (items, resolved.schema.get("items")) {
+                match (items, resolved.get("items")) {
                     (Some(items), Some(item_schema)) => Value::Array(
                         items
                             .into_iter()
@@ -417,8 +319,8 @@ impl<'a> Walker<'a> {
             .as_f64()
             .filter(|_| matches!(resolved.kind(), Some("integer" | "number")))
         {
-            let min = resolved.schema.get("minimum").and_then(Value::as_f64);
-            let max = resolved.schema.get("maximum").and_then(Value::as_f64);
+            let min = resolved.get("minimum").and_then(Value::as_f64);
+            let max = resolved.get("maximum").and_then(Value::as_f64);
             if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
                 let bound = |b: Option<f64>| b.map_or_else(|| "any".to_string(), |b| b.to_string());
                 state.errors.push(format!(
@@ -454,7 +356,7 @@ impl<'a> Walker<'a> {
         }
         match value {
             Value::Object(map) => {
-                let props = resolved.schema.get("properties").and_then(Value::as_object);
+                let props = resolved.properties();
                 Value::Object(
                     map.iter()
                         .map(|(k, v)| {
@@ -467,7 +369,7 @@ impl<'a> Walker<'a> {
                         .collect(),
                 )
             }
-            Value::Array(items) => match resolved.schema.get("items") {
+            Value::Array(items) => match resolved.get("items") {
                 Some(item_schema) => {
                     Value::Array(items.iter().map(|v| self.masked(v, item_schema)).collect())
                 }

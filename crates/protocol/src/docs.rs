@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde_json::{Map, Value, json};
 
 use crate::Module;
-use crate::args::SECRET_KEYWORD;
+use crate::schema::{Flat, Schema};
 
 /// The hand-written part of a module's documentation.
 #[derive(Debug, Clone)]
@@ -52,89 +52,21 @@ pub fn sidecar_yaml<M: Module>() -> String {
     format!("{HEADER}{body}")
 }
 
-struct Defs<'a>(Option<&'a Map<String, Value>>);
-
-impl Defs<'_> {
-    /// Follows `$ref`, nullable `anyOf` and `allOf` into one flat schema object.
-    fn flat(&self, schema: &Value) -> Map<String, Value> {
-        let mut out = Map::new();
-        self.fold(schema, &mut out, 0);
-        out
-    }
-
-    fn fold(&self, schema: &Value, out: &mut Map<String, Value>, depth: usize) {
-        let Some(map) = schema.as_object() else {
-            return;
-        };
-        if depth > 16 {
-            return;
-        }
-        if let Some(name) = map
-            .get("$ref")
-            .and_then(Value::as_str)
-            .and_then(|r| r.rsplit('/').next())
-            && let Some(def) = self.0.and_then(|d| d.get(name))
-        {
-            self.fold(def, out, depth + 1);
-        }
-        for key in ["anyOf", "allOf"] {
-            if let Some(Value::Array(branches)) = map.get(key) {
-                let non_null: Vec<&Value> = branches
-                    .iter()
-                    .filter(|b| b.get("type").and_then(Value::as_str) != Some("null"))
-                    .collect();
-                if key == "allOf" || non_null.len() == 1 {
-                    non_null
-                        .into_iter()
-                        .for_each(|b| self.fold(b, out, depth + 1));
-                }
-            }
-        }
-        for (k, v) in map {
-            match (k.as_str(), out.get_mut(k)) {
-                ("$ref" | "anyOf" | "allOf", _) => {}
-                ("properties", Some(Value::Object(props))) => {
-                    if let Value::Object(more) = v {
-                        props.extend(more.clone());
-                    }
-                }
-                ("required", Some(Value::Array(req))) => {
-                    if let Value::Array(more) = v {
-                        req.extend(more.iter().cloned());
-                    }
-                }
-                _ => {
-                    out.insert(k.clone(), v.clone());
-                }
-            }
-        }
-    }
-}
-
-fn ansible_type(schema: &Map<String, Value>) -> &'static str {
-    let kind = match schema.get("type") {
-        Some(Value::String(t)) => t.as_str(),
-        Some(Value::Array(ts)) => ts
-            .iter()
-            .filter_map(Value::as_str)
-            .find(|t| *t != "null")
-            .unwrap_or("raw"),
-        _ if schema.contains_key("properties") => "object",
-        _ if schema.contains_key("oneOf") || schema.contains_key("enum") => "string",
-        _ => "raw",
-    };
-    match kind {
-        "string" => "str",
-        "integer" => "int",
-        "number" => "float",
-        "boolean" => "bool",
-        "array" => "list",
-        "object" => "dict",
+/// Ansible's name for a property's type.
+fn ansible_type(schema: &Flat) -> &'static str {
+    match schema.kind() {
+        Some("string") => "str",
+        Some("integer") => "int",
+        Some("number") => "float",
+        Some("boolean") => "bool",
+        Some("array") => "list",
+        Some("object") => "dict",
         _ => "raw",
     }
 }
 
-fn description(schema: &Map<String, Value>) -> Vec<String> {
+/// Doc comment paragraphs (schemars splits a leading line off as `title`).
+fn description(schema: &Flat) -> Vec<String> {
     let mut parts = Vec::new();
     for key in ["title", "description"] {
         if let Some(text) = schema.get(key).and_then(Value::as_str) {
@@ -151,40 +83,19 @@ fn description(schema: &Map<String, Value>) -> Vec<String> {
     parts
 }
 
-fn choices(schema: &Map<String, Value>) -> Option<Vec<Value>> {
-    if let Some(Value::Array(values)) = schema.get("enum") {
-        return Some(values.iter().filter(|v| !v.is_null()).cloned().collect());
-    }
-    schema
-        .get("oneOf")?
-        .as_array()?
-        .iter()
-        .map(|v| v.get("const").cloned())
-        .collect()
-}
-
 fn options(root: &Value) -> Value {
-    let defs = Defs(root.get("$defs").and_then(Value::as_object));
-    options_of(&defs, &defs.flat(root))
+    let schema = Schema::new(root);
+    options_of(&schema, &schema.flat(root))
 }
 
-fn options_of(defs: &Defs, object: &Map<String, Value>) -> Value {
-    let required: Vec<&str> = object
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|r| r.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+fn options_of(schema: &Schema, object: &Flat) -> Value {
+    let required = object.required();
     let mut out = Map::new();
-    for (name, prop) in object
-        .get("properties")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-    {
-        let flat = defs.flat(prop);
+    for (name, prop) in object.properties().into_iter().flatten() {
+        let flat = schema.flat(prop);
         let mut option = Map::new();
         let mut text = description(&flat);
-        if flat.get(SECRET_KEYWORD).and_then(Value::as_bool) == Some(true) {
+        if flat.is_secret() {
             text.push(SECRET_NOTE.into());
         }
         option.insert("description".into(), json!(text));
@@ -199,22 +110,22 @@ fn options_of(defs: &Defs, object: &Map<String, Value>) -> Value {
         {
             option.insert("default".into(), default.clone());
         }
-        if let Some(choices) = choices(&flat) {
+        if let Some(choices) = flat.choices() {
             option.insert("choices".into(), json!(choices));
         }
         if kind == "list"
             && let Some(items) = flat.get("items")
         {
-            let item = defs.flat(items);
+            let item = schema.flat(items);
             option.insert("elements".into(), json!(ansible_type(&item)));
-            if item.contains_key("properties") {
-                option.insert("suboptions".into(), options_of(defs, &item));
+            if item.properties().is_some() {
+                option.insert("suboptions".into(), options_of(schema, &item));
             }
-            if let Some(choices) = choices(&item) {
+            if let Some(choices) = item.choices() {
                 option.insert("choices".into(), json!(choices));
             }
-        } else if kind == "dict" && flat.contains_key("properties") {
-            option.insert("suboptions".into(), options_of(defs, &flat));
+        } else if kind == "dict" && flat.properties().is_some() {
+            option.insert("suboptions".into(), options_of(schema, &flat));
         }
         out.insert(name.clone(), Value::Object(option));
     }
@@ -222,8 +133,8 @@ fn options_of(defs: &Defs, object: &Map<String, Value>) -> Value {
 }
 
 fn returns(root: &Value) -> Value {
-    let defs = Defs(root.get("$defs").and_then(Value::as_object));
-    let mut out = match returns_of(&defs, &defs.flat(root), 0) {
+    let schema = Schema::new(root);
+    let mut out = match returns_of(&schema, &schema.flat(root), 0) {
         Value::Object(map) => map,
         _ => Map::new(),
     };
@@ -234,31 +145,26 @@ fn returns(root: &Value) -> Value {
     Value::Object(out)
 }
 
-fn returns_of(defs: &Defs, object: &Map<String, Value>, depth: usize) -> Value {
+fn returns_of(schema: &Schema, object: &Flat, depth: usize) -> Value {
     let mut out = Map::new();
-    for (name, prop) in object
-        .get("properties")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-    {
-        let flat = defs.flat(prop);
+    for (name, prop) in object.properties().into_iter().flatten() {
+        let flat = schema.flat(prop);
         let kind = ansible_type(&flat);
         let mut entry = Map::new();
         entry.insert("description".into(), json!(description(&flat)));
         entry.insert("returned".into(), json!("success"));
         entry.insert("type".into(), json!(kind));
         let nested = match kind {
-            "list" => flat.get("items").map(|i| defs.flat(i)).inspect(|item| {
+            "list" => flat.get("items").map(|i| schema.flat(i)).inspect(|item| {
                 entry.insert("elements".into(), json!(ansible_type(item)));
             }),
-            "dict" => Some(flat.clone()),
+            "dict" => Some(Flat(flat.0.clone())),
             _ => None,
         };
-        if let Some(nested) = nested.filter(|n| n.contains_key("properties"))
+        if let Some(nested) = nested.filter(|n| n.properties().is_some())
             && depth < 3
         {
-            entry.insert("contains".into(), returns_of(defs, &nested, depth + 1));
+            entry.insert("contains".into(), returns_of(schema, &nested, depth + 1));
         }
         out.insert(name.clone(), Value::Object(entry));
     }

@@ -17,6 +17,7 @@
 
 pub mod args;
 pub mod docs;
+pub mod schema;
 
 use std::any::Any;
 use std::io::Write;
