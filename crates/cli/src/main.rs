@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use dbcadence_core::backup::{self, BackupRequest};
+use dbcadence_core::connection::{ConnectionArgs, EngineKind};
 use dbcadence_core::inventory::{self, InventoryRequest};
 use dbcadence_core::lab::{self, LabRequest};
 use dbcadence_core::run::RunOptions;
@@ -36,6 +38,33 @@ enum Command {
     Lab {
         #[command(subcommand)]
         action: LabAction,
+    },
+    /// Back up one database (logical dump, zstd, sha256, manifest, atomic completion).
+    Backup {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[arg(long)]
+        database: String,
+        #[arg(long)]
+        backup_dir: PathBuf,
+        #[arg(long)]
+        instance_id: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        compression_level: i32,
+        /// Say what would be backed up; write nothing.
+        #[arg(long)]
+        check: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// List complete backups.
+    Backups {
+        #[arg(long)]
+        backup_dir: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
     /// Discover instances and databases; also an Ansible inventory script (--list, --host).
     Inventory {
@@ -65,6 +94,76 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+}
+
+/// Connection flags; the password comes from a file or an environment variable, never a flag.
+#[derive(clap::Args)]
+struct ConnectArgs {
+    #[arg(long, value_enum)]
+    engine: EngineArg,
+    #[arg(long)]
+    host: Option<String>,
+    #[arg(long)]
+    port: Option<u16>,
+    #[arg(long)]
+    user: Option<String>,
+    /// File holding the password (first line).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    #[arg(long, default_value = "DBCADENCE_PASSWORD")]
+    password_env: String,
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// disable, prefer, require, verify-ca or verify-full.
+    #[arg(long, default_value = "prefer")]
+    ssl_mode: String,
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EngineArg {
+    Postgresql,
+    Mysql,
+}
+
+impl ConnectArgs {
+    fn connection(&self) -> dbcadence_core::Result<ConnectionArgs> {
+        let password = match &self.password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| dbcadence_core::Error::io("read the password file", path, e))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            None => std::env::var(&self.password_env).ok(),
+        };
+        let ssl_mode = serde_json::from_value(serde_json::Value::String(self.ssl_mode.clone()))
+            .map_err(|_| {
+                dbcadence_core::Error::invalid(
+                    "--ssl-mode",
+                    "use disable, prefer, require, verify-ca or verify-full",
+                )
+            })?;
+        Ok(ConnectionArgs {
+            engine: Some(match self.engine {
+                EngineArg::Postgresql => EngineKind::Postgresql,
+                EngineArg::Mysql => EngineKind::Mysql,
+            }),
+            login_host: self.host.clone(),
+            login_port: self.port,
+            login_user: self.user.clone(),
+            login_password: password,
+            login_unix_socket: self.socket.clone(),
+            ssl_mode,
+            ca_cert: self.ca_cert.clone(),
+            connect_timeout: dbcadence_core::connection::default_connect_timeout(),
+            ..ConnectionArgs::default()
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -196,6 +295,54 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                 Ok(())
             }
         },
+        Command::Backup {
+            connect,
+            database,
+            backup_dir,
+            instance_id,
+            compression_level,
+            check,
+            format,
+            run,
+        } => {
+            let request = BackupRequest {
+                connection: connect.connection()?,
+                database,
+                backup_dir,
+                instance_id,
+                compression_level,
+                compression_threads: 0,
+                lock_timeout: 60,
+                run: run.options(),
+            };
+            let (report, warnings) = backup::run(&request, check)?;
+            for w in &warnings {
+                eprintln!("dbcadence: warning: {w}");
+            }
+            match (format, &report.path) {
+                (Format::Json, _) => print_json(&report),
+                (Format::Table, Some(path)) => {
+                    println!("{}", path.display());
+                    Ok(())
+                }
+                (Format::Table, None) => {
+                    println!(
+                        "would back up '{}' ({} bytes on the server)",
+                        request.database,
+                        report.database_bytes.unwrap_or(0)
+                    );
+                    Ok(())
+                }
+            }
+        }
+        Command::Backups { backup_dir, format } => {
+            let entries = backup::list(&backup_dir)?;
+            if format == Format::Json {
+                return print_json(&entries);
+            }
+            print!("{}", table::backups(&entries));
+            Ok(())
+        }
         Command::Inventory {
             sources,
             format,

@@ -1,5 +1,6 @@
 //! Plain-text tables for people.
 
+use dbcadence_core::backup::BackupEntry;
 use dbcadence_core::inventory::InventoryReport;
 
 fn human_size(bytes: Option<u64>) -> String {
@@ -124,4 +125,33 @@ pub fn inventory(report: &InventoryReport) -> String {
         s.instances, s.aliases_merged, s.databases, s.user_databases, s.copies, s.unreachable, s.probe_seconds
     ));
     out
+}
+
+pub fn backups(entries: &[BackupEntry]) -> String {
+    let now = jiff::Timestamp::now();
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            let age = e
+                .started_at
+                .parse::<jiff::Timestamp>()
+                .map(|t| format!("{:.1}h", (now - t).get_seconds() as f64 / 3600.0))
+                .unwrap_or_else(|_| "?".into());
+            vec![
+                e.instance_id.clone(),
+                e.database.clone(),
+                e.started_at.clone(),
+                age,
+                human_size(Some(e.bytes)),
+                if e.verified { "yes" } else { "no" }.into(),
+                e.path.display().to_string(),
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "INSTANCE", "DATABASE", "STARTED", "AGE", "SIZE", "VERIFIED", "PATH",
+        ],
+        &rows,
+    )
 }

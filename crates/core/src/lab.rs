@@ -401,48 +401,6 @@ fn run(expression: duct::Expression, name: &str) -> Result<()> {
     }
 }
 
-/// The newest PostgreSQL server binaries (Debian keeps them off PATH), or $DBCADENCE_PG_BIN.
-pub fn postgres_bin_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("DBCADENCE_PG_BIN") {
-        return Ok(PathBuf::from(dir));
-    }
-    let root = Path::new("/usr/lib/postgresql");
-    let mut versions: Vec<u32> = std::fs::read_dir(root)
-        .map_err(|e| {
-            Error::lab(
-                "find the PostgreSQL server binaries",
-                format!("{}: {e}; install the postgresql package", root.display()),
-            )
-        })?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    versions.sort_unstable();
-    versions
-        .last()
-        .map(|v| root.join(v.to_string()).join("bin"))
-        .ok_or_else(|| {
-            Error::lab(
-                "find the PostgreSQL server binaries",
-                "no version under /usr/lib/postgresql; install the postgresql package",
-            )
-        })
-}
-
-/// Finds a program on PATH or in the sbin directories that non-root PATHs lack.
-pub fn find_program(name: &str) -> Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            Error::lab(
-                format!("find '{name}'"),
-                "not on PATH nor in /usr/sbin; install the mariadb-server package",
-            )
-        })
-}
-
 fn free_port(lab: &Lab) -> Result<u16> {
     let taken: Vec<u16> = lab.instances.iter().map(|i| i.port).collect();
     // Random ports in a quiet range: two labs planned at the same moment (parallel tests)
@@ -645,7 +603,7 @@ fn as_user(user: &str, program: &Path, args: Vec<String>) -> duct::Expression {
 }
 
 fn start_postgres(instance: &LabInstance, primary: Option<&LabInstance>) -> Result<()> {
-    let bin = postgres_bin_dir()?;
+    let bin = crate::engine::postgres::bin_dir()?;
     let dir = instance.instance_dir();
     let fail = |what: &str, e: Error| instance.failure_with_log(what, e.to_string());
     if let Some(primary) = primary.filter(|_| !instance.data_dir.join("PG_VERSION").exists()) {
@@ -769,7 +727,7 @@ fn start_mysql(instance: &LabInstance) -> Result<()> {
             args.push("--user=mysql".into());
         }
         run(
-            duct::cmd(find_program("mariadb-install-db")?, args),
+            duct::cmd(crate::util::find_program("mariadb-install-db")?, args),
             "mariadb-install-db",
         )
         .map_err(|e| {
@@ -785,7 +743,9 @@ fn start_mysql(instance: &LabInstance) -> Result<()> {
         let tls = install_tls(instance, "mysql")?;
         let mut args = vec![
             "-f".to_string(),
-            find_program("mariadbd")?.to_string_lossy().into_owned(),
+            crate::util::find_program("mariadbd")?
+                .to_string_lossy()
+                .into_owned(),
             "--no-defaults".into(),
             format!("--datadir={}", instance.data_dir.display()),
             format!("--port={}", instance.port),
@@ -862,7 +822,7 @@ fn stop_instance(instance: &LabInstance) -> String {
     };
     match instance.engine {
         EngineKind::Postgresql => {
-            let bin = match postgres_bin_dir() {
+            let bin = match crate::engine::postgres::bin_dir() {
                 Ok(bin) => bin,
                 Err(e) => return format!("{}: {e}", instance.name),
             };

@@ -5,11 +5,13 @@
 //! - [`inventory`]: discovery of instances and databases, alias merging, classification.
 //! - [`ledger`] and [`metrics`]: every run leaves a ledger record and fresh metrics
 //!   ([`run::Recorder`] does both).
+//! - [`backup`]: logical backups with manifest, checksums, atomic completion and a lock.
 //! - [`lab`]: throwaway real servers for tests, demos and restore verification.
 //!
 //! Orchestration is written once against `dyn Engine`; nothing outside `engine/` matches on
 //! the engine kind to pick SQL.
 
+pub mod backup;
 pub mod connection;
 pub mod engine;
 pub mod error;

@@ -52,3 +52,18 @@ pub fn process_alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Finds a program on PATH or in the sbin directories that non-root PATHs lack.
+pub fn find_program(name: &str) -> crate::Result<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin"].map(std::path::PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            crate::Error::invalid(
+                format!("program '{name}'"),
+                "not on PATH nor in /usr/sbin; install the package that provides it (mariadb-client, mariadb-server, postgresql-client)",
+            )
+        })
+}

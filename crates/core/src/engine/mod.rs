@@ -86,6 +86,44 @@ pub struct DatabaseFacts {
     pub collation: Option<String>,
 }
 
+/// Rows of one table, counted in the dump's own snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TableRows {
+    /// Schema (PostgreSQL); MySQL tables have none beyond the database.
+    pub schema: Option<String>,
+    pub name: String,
+    pub rows: u64,
+}
+
+/// Watches an uncompressed text dump stream line by line (MySQL: rows per table and the
+/// binary log position written in the dump's header).
+pub trait StreamObserver: Send {
+    fn line(&mut self, line: &[u8]);
+    /// Row counts and snapshot facts found in the stream.
+    fn finish(self: Box<Self>) -> (Vec<TableRows>, serde_json::Value);
+}
+
+/// How to dump one database, as the engine knows it. Connection settings and secrets reach
+/// the dump tool through its environment or a 0600 file, never its command line.
+pub struct DumpPlan {
+    pub program: std::path::PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Tool name and version, e.g. "pg_dump (PostgreSQL) 15.20".
+    pub tool: String,
+    /// Name of the dump file inside the backup, before ".zst".
+    pub file_name: &'static str,
+    /// Snapshot position known before the dump (PostgreSQL LSN and exported snapshot).
+    pub snapshot: serde_json::Value,
+    /// Row counts taken in the dump's snapshot before it starts (PostgreSQL).
+    pub tables: Option<Vec<TableRows>>,
+    /// Row counts read from the stream itself (MySQL).
+    pub observer: Option<Box<dyn StreamObserver>>,
+    /// What the dump depends on while it runs: an open snapshot transaction, a temp
+    /// credentials directory. Dropped when the dump ends.
+    pub keep_alive: Vec<Box<dyn std::any::Any + Send>>,
+}
+
 /// One open connection to one server. Object safe: orchestration holds `Box<dyn Engine>`.
 pub trait Engine: Send {
     fn kind(&self) -> EngineKind;
@@ -102,6 +140,8 @@ pub trait Engine: Send {
     fn execute_in(&mut self, database: Option<&str>, sql: &str) -> Result<()>;
     /// Makes sure `user` exists with `password` and full privileges (lab bootstrap).
     fn ensure_admin_login(&mut self, user: &str, password: &str) -> Result<()>;
+    /// Prepares a consistent logical dump of `database`.
+    fn dump_plan(&mut self, database: &str) -> Result<DumpPlan>;
 }
 
 /// Opens a connection with the shared connection arguments.

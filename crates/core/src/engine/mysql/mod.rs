@@ -12,7 +12,8 @@ use tokio::runtime::Runtime;
 
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
 use crate::engine::{
-    AtRestEncryption, DatabaseFacts, DatabaseKind, Engine, Role, ServerFacts, connect_hint,
+    AtRestEncryption, DatabaseFacts, DatabaseKind, DumpPlan, Engine, Role, ServerFacts,
+    StreamObserver, TableRows, connect_hint,
 };
 use crate::{Error, Result};
 
@@ -64,6 +65,7 @@ pub struct MysqlEngine {
     runtime: Runtime,
     conn: Option<Conn>,
     target: String,
+    args: ConnectionArgs,
 }
 
 fn ssl_opts(args: &ConnectionArgs) -> Option<SslOpts> {
@@ -147,6 +149,7 @@ impl MysqlEngine {
             runtime,
             conn: Some(conn),
             target,
+            args: args.clone(),
         })
     }
 
@@ -398,6 +401,71 @@ impl Engine for MysqlEngine {
         self.run("run SQL", sql)
     }
 
+    fn dump_plan(&mut self, database: &str) -> Result<DumpPlan> {
+        let program = crate::util::find_program("mariadb-dump")
+            .or_else(|_| crate::util::find_program("mysqldump"))?;
+        let vars = self.query_rows(
+            "read the binary log and TLS settings",
+            "SELECT @@log_bin, @@have_ssl",
+        )?;
+        let log_bin = vars
+            .first()
+            .and_then(|r| text(r, 0))
+            .is_some_and(|v| v == "1" || v == "ON");
+        let has_tls = vars
+            .first()
+            .and_then(|r| text(r, 1))
+            .is_some_and(|v| v == "YES");
+        let secrets = tempfile::Builder::new()
+            .prefix("dbcadence-client.")
+            .tempdir()
+            .map_err(|e| Error::io("create a private temp directory", std::env::temp_dir(), e))?;
+        let option_file = secrets.path().join("client.cnf");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .mode(0o600)
+                .open(&option_file)
+                .map_err(|e| Error::io("write the client option file", &option_file, e))?;
+            f.write_all(client_option_file(&self.args, has_tls).as_bytes())
+                .map_err(|e| Error::io("write the client option file", &option_file, e))?;
+        }
+        let mut args = vec![
+            format!("--defaults-file={}", option_file.display()),
+            "--single-transaction".into(),
+            "--quick".into(),
+            "--routines".into(),
+            "--events".into(),
+            "--triggers".into(),
+            "--hex-blob".into(),
+            "--default-character-set=utf8mb4".into(),
+        ];
+        if log_bin {
+            // With --single-transaction MariaDB reads the position of the dump's own snapshot
+            // (binlog_snapshot_file/pos), without a global read lock.
+            args.push("--master-data=2".into());
+        }
+        args.push(database.to_string());
+        let tool = duct::cmd!(&program, "--version")
+            .stderr_null()
+            .read()
+            .unwrap_or_default();
+        Ok(DumpPlan {
+            program,
+            args,
+            env: vec![],
+            tool,
+            file_name: "dump.sql",
+            snapshot: serde_json::json!({}),
+            tables: None,
+            observer: Some(Box::new(DumpRowCounter::default())),
+            keep_alive: vec![Box::new(secrets)],
+        })
+    }
+
     fn ensure_admin_login(&mut self, user: &str, password: &str) -> Result<()> {
         for host in ["%", "localhost"] {
             let account = format!("{}@{}", quote_literal(user), quote_literal(host));
@@ -415,9 +483,201 @@ impl Engine for MysqlEngine {
     }
 }
 
+/// A value for a MySQL option file, quoted so that `#`, quotes and spaces survive.
+fn option_value(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The [client] option file the dump tool reads with --defaults-file: credentials and TLS
+/// settings stay off its command line (and --defaults-file also keeps /etc/mysql/my.cnf out).
+fn client_option_file(args: &ConnectionArgs, server_has_tls: bool) -> String {
+    let mut lines = vec!["[client]".to_string()];
+    lines.push(format!(
+        "user={}",
+        option_value(args.login_user.as_deref().unwrap_or("root"))
+    ));
+    if let Some(password) = &args.login_password {
+        lines.push(format!("password={}", option_value(password)));
+    }
+    match &args.login_unix_socket {
+        Some(socket) => lines.push(format!(
+            "socket={}",
+            option_value(&socket.to_string_lossy())
+        )),
+        None => {
+            lines.push(format!(
+                "host={}",
+                option_value(args.login_host.as_deref().unwrap_or("localhost"))
+            ));
+            lines.push(format!("port={}", args.port()));
+            lines.push("protocol=TCP".into());
+        }
+    }
+    // No connect-timeout here: mariadb-dump refuses it (only the mariadb client knows it); the
+    // engine has already connected within connect_timeout before the dump starts.
+    let tls = match args.ssl_mode {
+        SslMode::Disable => false,
+        SslMode::Prefer => server_has_tls && args.login_unix_socket.is_none(),
+        _ => true,
+    };
+    if tls {
+        lines.push("ssl".into());
+        if let Some(ca) = &args.ca_cert {
+            lines.push(format!("ssl-ca={}", option_value(&ca.to_string_lossy())));
+        }
+        if args.ssl_mode == SslMode::VerifyFull {
+            lines.push("ssl-verify-server-cert".into());
+        }
+    } else {
+        lines.push("skip-ssl".into());
+    }
+    lines.join("\n") + "\n"
+}
+
+/// Counts rows per table in a mariadb-dump/mysqldump text stream: CREATE TABLE registers a
+/// table, each top-level tuple of an INSERT ... VALUES line is one row. Strings are skipped
+/// with their escapes, so parentheses and quotes inside data do not count.
+#[derive(Default)]
+pub struct DumpRowCounter {
+    tables: Vec<TableRows>,
+    binlog: Option<(String, u64)>,
+}
+
+/// The quoted name right after `prefix` (backticks doubled inside), and the rest of the line.
+fn quoted_name<'a>(line: &'a [u8], prefix: &[u8]) -> Option<(String, &'a [u8])> {
+    let rest = line.strip_prefix(prefix)?;
+    let mut name = Vec::new();
+    let mut i = 0;
+    while i < rest.len() {
+        if rest[i] == b'`' {
+            if rest.get(i + 1) == Some(&b'`') {
+                name.push(b'`');
+                i += 2;
+                continue;
+            }
+            return Some((String::from_utf8_lossy(&name).into_owned(), &rest[i + 1..]));
+        }
+        name.push(rest[i]);
+        i += 1;
+    }
+    None
+}
+
+/// Top-level tuples in the VALUES part of an extended INSERT.
+pub fn count_tuples(values: &[u8]) -> u64 {
+    let (mut depth, mut rows, mut in_string, mut i) = (0u32, 0u64, false, 0);
+    while i < values.len() {
+        let b = values[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'\'' if values.get(i + 1) == Some(&b'\'') => i += 1,
+                b'\'' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'\'' => in_string = true,
+                b'(' => {
+                    if depth == 0 {
+                        rows += 1;
+                    }
+                    depth += 1;
+                }
+                b')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    rows
+}
+
+impl DumpRowCounter {
+    fn table(&mut self, name: &str) -> &mut TableRows {
+        if let Some(index) = self.tables.iter().position(|t| t.name == name) {
+            return &mut self.tables[index];
+        }
+        self.tables.push(TableRows {
+            schema: None,
+            name: name.to_string(),
+            rows: 0,
+        });
+        self.tables.last_mut().expect("just pushed")
+    }
+}
+
+impl StreamObserver for DumpRowCounter {
+    fn line(&mut self, line: &[u8]) {
+        if let Some((name, rest)) = quoted_name(line, b"INSERT INTO `") {
+            let values = rest.strip_prefix(b" VALUES ").unwrap_or(rest);
+            self.table(&name).rows += count_tuples(values);
+        } else if let Some((name, _)) = quoted_name(line, b"CREATE TABLE `") {
+            self.table(&name);
+        } else if line.starts_with(b"-- CHANGE MASTER TO MASTER_LOG_FILE='") {
+            let text = String::from_utf8_lossy(line);
+            let file = text.split('\'').nth(1).unwrap_or_default().to_string();
+            let pos = text
+                .split("MASTER_LOG_POS=")
+                .nth(1)
+                .and_then(|p| p.trim_end_matches([';', '\n', '\r']).parse().ok());
+            if let Some(pos) = pos {
+                self.binlog = Some((file, pos));
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>) -> (Vec<TableRows>, serde_json::Value) {
+        let snapshot = match &self.binlog {
+            Some((file, pos)) => serde_json::json!({"binlog_file": file, "binlog_position": pos}),
+            None => {
+                serde_json::json!({"binlog_file": null, "note": "binary log off: no position recorded"})
+            }
+        };
+        (self.tables, snapshot)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dump_rows_are_counted_per_table_without_being_fooled_by_data() {
+        let mut counter = Box::new(DumpRowCounter::default());
+        for line in [
+            "-- CHANGE MASTER TO MASTER_LOG_FILE='binlog.000002', MASTER_LOG_POS=4242;",
+            "CREATE TABLE `empty` (",
+            "CREATE TABLE `we``ird` (",
+            "INSERT INTO `we``ird` VALUES (1,'a (b), c'),(2,'it''s'),(3,'back\\\\'),(4,'x\\'y)');",
+            "INSERT INTO `we``ird` VALUES (5,NULL);",
+        ] {
+            counter.line(line.as_bytes());
+        }
+        let (tables, snapshot) = counter.finish();
+        assert_eq!(tables.len(), 2);
+        assert_eq!((tables[0].name.as_str(), tables[0].rows), ("empty", 0));
+        assert_eq!((tables[1].name.as_str(), tables[1].rows), ("we`ird", 5));
+        assert_eq!(snapshot["binlog_position"], 4242);
+    }
+
+    #[test]
+    fn option_file_values_are_quoted() {
+        let args = ConnectionArgs {
+            login_user: Some("u".into()),
+            login_password: Some(r#"p"w\#x"#.into()),
+            login_host: Some("127.0.0.1".into()),
+            ssl_mode: SslMode::VerifyFull,
+            ca_cert: Some("/ca.pem".into()),
+            ..ConnectionArgs::default()
+        };
+        let text = client_option_file(&args, true);
+        assert!(text.contains(r#"password="p\"w\\#x""#), "{text}");
+        assert!(
+            text.contains("ssl-verify-server-cert") && text.contains("ssl-ca=\"/ca.pem\""),
+            "{text}"
+        );
+    }
 
     #[test]
     fn identifiers_and_literals_are_quoted() {

@@ -4,6 +4,7 @@
 //! runtime threads (reference pitfall 9), which the core guarantees by using plain threads.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use postgres::config::SslMode as PgSslMode;
 use postgres::{Client, Config};
@@ -11,7 +12,8 @@ use postgres_native_tls::MakeTlsConnector;
 
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
 use crate::engine::{
-    AtRestEncryption, DatabaseFacts, DatabaseKind, Engine, Role, ServerFacts, connect_hint,
+    AtRestEncryption, DatabaseFacts, DatabaseKind, DumpPlan, Engine, Role, ServerFacts, TableRows,
+    connect_hint,
 };
 use crate::{Error, Result};
 
@@ -31,6 +33,30 @@ const SETTINGS: &[&str] = &[
     "ssl",
     "wal_level",
 ];
+
+/// The newest PostgreSQL binaries (Debian keeps them off PATH, reference pitfall 1), or
+/// $DBCADENCE_PG_BIN. pg_dump must be at least as new as the server, so the newest wins.
+pub fn bin_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("DBCADENCE_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let root = Path::new("/usr/lib/postgresql");
+    let missing = || {
+        Error::invalid(
+            "PostgreSQL tools",
+            "no version under /usr/lib/postgresql; install the postgresql-client package (and postgresql for the lab)",
+        )
+    };
+    let mut versions: Vec<u32> = std::fs::read_dir(root)
+        .map_err(|_| missing())?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    versions.sort_unstable();
+    versions
+        .last()
+        .map(|v| root.join(v.to_string()).join("bin"))
+        .ok_or_else(missing)
+}
 
 /// Quotes an identifier: `we"ird; db` becomes `"we""ird; db"`.
 pub fn quote_ident(name: &str) -> String {
@@ -310,6 +336,83 @@ impl Engine for PostgresEngine {
         }
     }
 
+    fn dump_plan(&mut self, database: &str) -> Result<DumpPlan> {
+        let program = bin_dir()?.join("pg_dump");
+        if !program.exists() {
+            return Err(Error::invalid(
+                "PostgreSQL tools",
+                format!(
+                    "{} is missing; install the postgresql-client package",
+                    program.display()
+                ),
+            ));
+        }
+        // A repeatable-read transaction exports its snapshot: pg_dump --snapshot dumps exactly
+        // what this transaction sees, so the row counts below match the dump.
+        let mut holder = self.connect_to(database)?;
+        let what = "open the backup snapshot";
+        let row = holder
+            .client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .and_then(|_| {
+                holder.client.query_one(
+                    "SELECT pg_export_snapshot(), \
+                     CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text, \
+                     pg_is_in_recovery()",
+                    &[],
+                )
+            })
+            .map_err(|e| holder.query_err(what, &e))?;
+        let snapshot_id: String = row.get(0);
+        let lsn: Option<String> = row.get(1);
+        let in_recovery: bool = row.get(2);
+        let tables: Vec<(String, String)> = holder
+            .client
+            .query(
+                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2",
+                &[],
+            )
+            .map_err(|e| holder.query_err("list tables", &e))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let mut counts = Vec::with_capacity(tables.len());
+        for (schema, name) in tables {
+            let sql = format!(
+                "SELECT count(*) FROM {}.{}",
+                quote_ident(&schema),
+                quote_ident(&name)
+            );
+            let rows: i64 = holder
+                .client
+                .query_one(sql.as_str(), &[])
+                .map_err(|e| holder.query_err(&format!("count rows of {schema}.{name}"), &e))?
+                .get(0);
+            counts.push(TableRows {
+                schema: Some(schema),
+                name,
+                rows: u64::try_from(rows).unwrap_or(0),
+            });
+        }
+        Ok(DumpPlan {
+            tool: tool_version(&program),
+            args: vec![
+                "--format=custom".into(),
+                "--compress=0".into(),
+                format!("--snapshot={snapshot_id}"),
+            ],
+            env: libpq_env(&self.args, database),
+            program,
+            file_name: "dump.pgcustom",
+            snapshot: serde_json::json!({"lsn": lsn, "exported_snapshot": snapshot_id, "from_replica": in_recovery}),
+            tables: Some(counts),
+            observer: None,
+            keep_alive: vec![Box::new(holder.client)],
+        })
+    }
+
     fn ensure_admin_login(&mut self, user: &str, password: &str) -> Result<()> {
         let exists = self
             .client
@@ -327,6 +430,56 @@ impl Engine for PostgresEngine {
             ))
             .map_err(|e| self.query_err(&format!("create login '{user}'"), &e))
     }
+}
+
+/// libpq's environment for a connection: the dump tools read host, port, user, database,
+/// password and TLS settings from there, so that none of them is on a command line.
+fn libpq_env(args: &ConnectionArgs, database: &str) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("PGPORT".to_string(), args.port().to_string()),
+        (
+            "PGUSER".into(),
+            args.login_user.clone().unwrap_or_else(|| "postgres".into()),
+        ),
+        ("PGDATABASE".into(), database.to_string()),
+        ("PGAPPNAME".into(), "dbcadence".into()),
+        (
+            "PGCONNECT_TIMEOUT".into(),
+            args.connect_timeout.max(1).to_string(),
+        ),
+    ];
+    env.push((
+        "PGHOST".into(),
+        match &args.login_unix_socket {
+            Some(dir) => dir.to_string_lossy().into_owned(),
+            None => args
+                .login_host
+                .clone()
+                .unwrap_or_else(|| "localhost".into()),
+        },
+    ));
+    let mode = match args.ssl_mode {
+        SslMode::Disable => "disable",
+        SslMode::Prefer => "prefer",
+        SslMode::Require => "require",
+        SslMode::VerifyCa => "verify-ca",
+        SslMode::VerifyFull => "verify-full",
+    };
+    env.push(("PGSSLMODE".into(), mode.into()));
+    if let Some(ca) = &args.ca_cert {
+        env.push(("PGSSLROOTCERT".into(), ca.to_string_lossy().into_owned()));
+    }
+    if let Some(password) = &args.login_password {
+        env.push(("PGPASSWORD".into(), password.clone()));
+    }
+    env
+}
+
+fn tool_version(program: &Path) -> String {
+    duct::cmd!(program, "--version")
+        .stderr_null()
+        .read()
+        .unwrap_or_else(|_| program.display().to_string())
 }
 
 #[cfg(test)]

@@ -1,0 +1,68 @@
+//! db_backup: a logical backup with zstd, checksums, a manifest and atomic completion.
+
+use dbcadence_core::backup::{self, BackupReport, BackupRequest};
+use dbcadence_protocol::{Context, Module, ModuleDoc, Report, run_main};
+
+struct DbBackup;
+
+impl Module for DbBackup {
+    type Args = BackupRequest;
+    type Output = BackupReport;
+    type Error = dbcadence_core::Error;
+
+    fn doc() -> ModuleDoc {
+        ModuleDoc {
+            name: "db_backup",
+            short_description: "Logical backup of one PostgreSQL or MySQL/MariaDB database, proven complete by its manifest",
+            description: &[
+                "PostgreSQL: pg_dump custom format inside an exported repeatable-read snapshot; row counts per table are taken in that same snapshot.",
+                "MySQL/MariaDB: mariadb-dump (or mysqldump) --single-transaction with routines, events and triggers; row counts are read from the dump itself and the binary log position from its header.",
+                "The dump streams through zstd (multi-threaded) and sha256 in one pass into <backup_dir>/<instance_id>/<db>/<UTC timestamp>/, written under a .partial name, fsync'd and renamed only once manifest.json is complete.",
+                "One backup per instance and database at a time; leftovers of crashed runs are removed by the next run.",
+            ],
+            examples: r#"- name: Back up the orders database
+  dbcadence.maintenance.db_backup:
+    engine: postgresql
+    login_host: db1.example.com
+    login_user: dbcadence
+    login_password: "{{ vault_db1_password }}"
+    database: orders
+    backup_dir: /srv/backups
+    instance_id: db1
+"#,
+            notes: &[
+                "Credentials reach the dump tool through its environment (PGPASSWORD) or a 0600 option file (--defaults-file), never its command line.",
+                "Check mode connects, checks that the database exists and reports its size; it writes nothing.",
+            ],
+        }
+    }
+
+    fn run(args: BackupRequest, ctx: &Context) -> Result<Report<BackupReport>, Self::Error> {
+        let (report, warnings) = backup::run(&args, ctx.check_mode)?;
+        let msg = match (&report.path, &report.manifest) {
+            (Some(path), Some(m)) => format!(
+                "backed up '{}' ({} tables, {} bytes) to {}",
+                m.database,
+                m.tables.len(),
+                m.files.iter().map(|f| f.bytes).sum::<u64>(),
+                path.display()
+            ),
+            _ => format!(
+                "would back up '{}' ({} bytes on the server)",
+                args.database,
+                report.database_bytes.unwrap_or(0)
+            ),
+        };
+        Ok(Report {
+            changed: !ctx.check_mode,
+            msg,
+            diff: None,
+            warnings,
+            output: report,
+        })
+    }
+}
+
+fn main() {
+    run_main::<DbBackup>()
+}
