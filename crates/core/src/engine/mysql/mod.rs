@@ -535,12 +535,16 @@ fn client_option_file(args: &ConnectionArgs, server_has_tls: bool) -> String {
 }
 
 /// Counts rows per table in a mariadb-dump/mysqldump text stream: CREATE TABLE registers a
-/// table, each top-level tuple of an INSERT ... VALUES line is one row. Strings are skipped
-/// with their escapes, so parentheses and quotes inside data do not count.
+/// table, each top-level tuple of an INSERT ... VALUES statement is one row. A statement may
+/// span lines (mariadb-dump 10.11 puts each tuple on its own line) and ends at a `;` outside
+/// strings. Strings are skipped with their escapes, so parentheses, quotes and semicolons inside
+/// data do not count; the dump escapes newlines in data, so no string spans lines.
 #[derive(Default)]
 pub struct DumpRowCounter {
     tables: Vec<TableRows>,
     binlog: Option<(String, u64)>,
+    /// The table whose INSERT statement is still open.
+    open_insert: Option<usize>,
 }
 
 /// The quoted name right after `prefix` (backticks doubled inside), and the rest of the line.
@@ -563,8 +567,9 @@ fn quoted_name<'a>(line: &'a [u8], prefix: &[u8]) -> Option<(String, &'a [u8])> 
     None
 }
 
-/// Top-level tuples in the VALUES part of an extended INSERT.
-pub fn count_tuples(values: &[u8]) -> u64 {
+/// Top-level tuples in (part of) the VALUES of an extended INSERT, and whether the statement
+/// ends in this piece.
+pub fn count_tuples(values: &[u8]) -> (u64, bool) {
     let (mut depth, mut rows, mut in_string, mut i) = (0u32, 0u64, false, 0);
     while i < values.len() {
         let b = values[i];
@@ -585,33 +590,43 @@ pub fn count_tuples(values: &[u8]) -> u64 {
                     depth += 1;
                 }
                 b')' => depth = depth.saturating_sub(1),
+                b';' if depth == 0 => return (rows, true),
                 _ => {}
             }
         }
         i += 1;
     }
-    rows
+    (rows, false)
 }
 
 impl DumpRowCounter {
-    fn table(&mut self, name: &str) -> &mut TableRows {
+    fn table(&mut self, name: &str) -> usize {
         if let Some(index) = self.tables.iter().position(|t| t.name == name) {
-            return &mut self.tables[index];
+            return index;
         }
         self.tables.push(TableRows {
             schema: None,
             name: name.to_string(),
             rows: 0,
         });
-        self.tables.last_mut().expect("just pushed")
+        self.tables.len() - 1
+    }
+
+    fn values(&mut self, index: usize, piece: &[u8]) {
+        let (rows, ended) = count_tuples(piece);
+        self.tables[index].rows += rows;
+        self.open_insert = if ended { None } else { Some(index) };
     }
 }
 
 impl StreamObserver for DumpRowCounter {
     fn line(&mut self, line: &[u8]) {
-        if let Some((name, rest)) = quoted_name(line, b"INSERT INTO `") {
-            let values = rest.strip_prefix(b" VALUES ").unwrap_or(rest);
-            self.table(&name).rows += count_tuples(values);
+        if let Some(index) = self.open_insert {
+            self.values(index, line);
+        } else if let Some((name, rest)) = quoted_name(line, b"INSERT INTO `") {
+            let index = self.table(&name);
+            let values = rest.strip_prefix(b" VALUES").unwrap_or(rest);
+            self.values(index, values);
         } else if let Some((name, _)) = quoted_name(line, b"CREATE TABLE `") {
             self.table(&name);
         } else if line.starts_with(b"-- CHANGE MASTER TO MASTER_LOG_FILE='") {
@@ -651,12 +666,21 @@ mod tests {
             "CREATE TABLE `we``ird` (",
             "INSERT INTO `we``ird` VALUES (1,'a (b), c'),(2,'it''s'),(3,'back\\\\'),(4,'x\\'y)');",
             "INSERT INTO `we``ird` VALUES (5,NULL);",
+            "INSERT INTO `empty` VALUES\n",
+            "(1,'a;b'),\n",
+            "(2,'c)'),\n",
+            "(3,'d');\n",
+            "-- (a comment with (parentheses)) after the statement",
         ] {
             counter.line(line.as_bytes());
         }
         let (tables, snapshot) = counter.finish();
         assert_eq!(tables.len(), 2);
-        assert_eq!((tables[0].name.as_str(), tables[0].rows), ("empty", 0));
+        assert_eq!(
+            (tables[0].name.as_str(), tables[0].rows),
+            ("empty", 3),
+            "one tuple per line"
+        );
         assert_eq!((tables[1].name.as_str(), tables[1].rows), ("we`ird", 5));
         assert_eq!(snapshot["binlog_position"], 4242);
     }

@@ -1,0 +1,314 @@
+//! db_backup against real lab servers: content and manifest, secrets, locks, crashes, down servers.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dbcadence_core::lab::LabInstance;
+use dbcadence_e2e::*;
+use serde_json::{Value, json};
+
+fn backup_args(instance: &LabInstance, database: &str, backup_dir: &Path) -> Value {
+    json!({
+        "engine": instance.engine, "login_host": instance.host, "login_port": instance.port,
+        "login_user": instance.user, "login_password": instance.password().unwrap(),
+        "ssl_mode": "verify-full", "ca_cert": instance.ca_cert,
+        "database": database, "backup_dir": backup_dir, "instance_id": instance.name,
+        "ledger_path": backup_dir.join("ledger.jsonl"), "metrics_dir": backup_dir.join("metrics"),
+        "lock_timeout": 1,
+    })
+}
+
+/// A database with a table of `rows` rows whose text holds quotes, parentheses and non-ASCII.
+fn make_database(instance: &LabInstance, name: &str, rows: u64) {
+    let mut engine = connect(instance);
+    engine.drop_database(name).unwrap();
+    engine.create_database(name).unwrap();
+    let fill = match instance.engine {
+        dbcadence_core::connection::EngineKind::Postgresql => format!(
+            "CREATE TABLE \"it's (odd)\" (id integer PRIMARY KEY, note text); \
+             INSERT INTO \"it's (odd)\" SELECT g, 'row ' || g || ' it''s (fine), ünïcode' FROM generate_series(1, {rows}) g; \
+             CREATE TABLE empty_one (id integer);"
+        ),
+        dbcadence_core::connection::EngineKind::Mysql => format!(
+            "CREATE TABLE `it's (odd)` (id integer PRIMARY KEY, note text); \
+             INSERT INTO `it's (odd)` SELECT seq, CONCAT('row ', seq, ' it''s (fine), ünïcode') FROM seq_1_to_{rows}; \
+             CREATE TABLE empty_one (id integer);"
+        ),
+    };
+    engine.execute_in(Some(name), &fill).unwrap();
+}
+
+fn complete_backups(dir: &Path) -> Vec<dbcadence_core::backup::BackupEntry> {
+    dbcadence_core::backup::list(dir).unwrap()
+}
+
+#[test]
+fn a_backup_holds_the_data_its_manifest_and_checksum_describe() {
+    let dir = tempfile::tempdir().unwrap();
+    for instance in [pg(), my()] {
+        let name = format!("{}; we\"ird é", unique("bk"));
+        make_database(instance, &name, 1000);
+        let run = run_module("db_backup", &backup_args(instance, &name, dir.path()));
+        assert_eq!(run.json["failed"], false, "{}", run.json);
+        assert_eq!(run.json["changed"], true);
+        let manifest = &run.json["manifest"];
+        assert_eq!(manifest["status"], "complete");
+        assert_eq!(manifest["database"], name.as_str());
+        let tables = manifest["tables"].as_array().unwrap();
+        let rows = |t: &str| {
+            tables
+                .iter()
+                .find(|x| x["name"] == t)
+                .unwrap_or_else(|| panic!("{t} in {tables:?}"))["rows"]
+                .clone()
+        };
+        assert_eq!(rows("it's (odd)"), 1000, "{}", instance.name);
+        assert_eq!(rows("empty_one"), 0);
+        let snapshot = &manifest["snapshot"];
+        assert!(
+            snapshot["lsn"].is_string() || snapshot["binlog_position"].is_u64(),
+            "{snapshot}"
+        );
+        // The stored file is what the manifest says, and decompresses to the data.
+        let path = Path::new(run.json["path"].as_str().unwrap());
+        let file = &manifest["files"][0];
+        let stored = path.join(file["path"].as_str().unwrap());
+        let sha = duct::cmd!("sha256sum", &stored).read().unwrap();
+        assert!(
+            sha.starts_with(file["sha256"].as_str().unwrap()),
+            "{sha} vs {file}"
+        );
+        let raw = duct::cmd!("zstd", "-dc", &stored)
+            .stdout_capture()
+            .run()
+            .unwrap()
+            .stdout;
+        assert_eq!(raw.len() as u64, file["raw_bytes"].as_u64().unwrap());
+        assert!(
+            String::from_utf8_lossy(&raw).contains("ünïcode"),
+            "the rows are in the dump"
+        );
+    }
+    let listed = complete_backups(dir.path());
+    assert_eq!(listed.len(), 2);
+    let prom = std::fs::read_to_string(dir.path().join("metrics/dbcadence.prom")).unwrap();
+    assert!(prom.contains("dbcadence_backup_size_bytes{"), "{prom}");
+    assert!(prom.contains("task=\"backup\""), "{prom}");
+}
+
+#[test]
+fn the_password_never_reaches_a_command_line_output_ledger_or_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    for instance in [pg(), my()] {
+        let name = unique("secretcheck");
+        make_database(instance, &name, 300_000);
+        let password = instance.password().unwrap();
+        // Sample every process's command line while the backup runs.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut dumps_seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                            if text.contains("pg_dump") || text.contains("mariadb-dump") {
+                                dumps_seen.push(text);
+                            }
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                dumps_seen
+            })
+        };
+        let run = run_module("db_backup", &backup_args(instance, &name, dir.path()));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seen = sampler.join().unwrap();
+        assert_eq!(run.json["failed"], false, "{}", run.json);
+        assert!(
+            !seen.is_empty(),
+            "{}: the sampler saw the dump process",
+            instance.name
+        );
+        for cmdline in &seen {
+            assert!(
+                !cmdline.contains(&password),
+                "password on a command line: {cmdline}"
+            );
+        }
+        assert!(!run.stdout.contains(&password));
+        for file in ["ledger.jsonl", "metrics/dbcadence.prom"] {
+            assert!(
+                !std::fs::read_to_string(dir.path().join(file))
+                    .unwrap()
+                    .contains(&password),
+                "{file}"
+            );
+        }
+        let manifest = std::fs::read_to_string(
+            Path::new(run.json["path"].as_str().unwrap()).join("manifest.json"),
+        )
+        .unwrap();
+        assert!(!manifest.contains(&password));
+    }
+}
+
+#[test]
+fn a_second_backup_of_the_same_database_waits_then_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let instance = pg();
+    let name = unique("locked");
+    make_database(instance, &name, 10);
+    let first = run_module("db_backup", &backup_args(instance, &name, dir.path()));
+    assert_eq!(first.json["failed"], false, "{}", first.json);
+    // Hold the lock as a running backup does.
+    let db_dir = Path::new(first.json["path"].as_str().unwrap())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(db_dir.join(".lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let started = Instant::now();
+    let second = run_module("db_backup", &backup_args(instance, &name, dir.path()));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it waited lock_timeout"
+    );
+    assert_eq!(second.json["failed"], true);
+    assert!(
+        second.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("another backup of"),
+        "{}",
+        second.json
+    );
+    lock.unlock().unwrap();
+    assert_eq!(complete_backups(dir.path()).len(), 1);
+    let third = run_module("db_backup", &backup_args(instance, &name, dir.path()));
+    assert_eq!(
+        third.json["failed"], false,
+        "after the lock is released: {}",
+        third.json
+    );
+}
+
+#[test]
+fn a_killed_backup_leaves_nothing_listed_and_the_next_run_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let instance = my();
+    let name = unique("killed");
+    make_database(instance, &name, 400_000);
+    let args_file = dir.path().join("args.json");
+    std::fs::write(
+        &args_file,
+        serde_json::to_vec(&backup_args(instance, &name, dir.path())).unwrap(),
+    )
+    .unwrap();
+    let child = duct::cmd(bin("db_backup"), [&args_file])
+        .stdout_null()
+        .stderr_null()
+        .unchecked()
+        .start()
+        .unwrap();
+    // Wait for the partial directory to show up, then kill -9 the module mid-dump.
+    let db_dir = dir
+        .path()
+        .join(instance.name.as_str())
+        .join(dbcadence_core::backup::encode_name(&name));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let partial = loop {
+        let found = std::fs::read_dir(&db_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with(".partial-"));
+        if let Some(entry) = found {
+            break entry.path();
+        }
+        assert!(Instant::now() < deadline, "no partial directory appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.kill().unwrap();
+    assert!(partial.exists(), "the crash left its partial directory");
+    assert!(
+        complete_backups(dir.path()).is_empty(),
+        "nothing incomplete is listed"
+    );
+    let next = run_module("db_backup", &backup_args(instance, &name, dir.path()));
+    assert_eq!(next.json["failed"], false, "{}", next.json);
+    assert_eq!(
+        next.json["removed_partials"].as_array().unwrap().len(),
+        1,
+        "{}",
+        next.json
+    );
+    assert!(!partial.exists());
+    assert_eq!(complete_backups(dir.path()).len(), 1);
+}
+
+#[test]
+fn a_down_server_or_missing_database_fails_with_the_cause_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut args = backup_args(my(), "anything", dir.path());
+    args["login_port"] = json!(free_port);
+    let run = run_module("db_backup", &args);
+    assert_eq!(run.json["failed"], true);
+    assert!(
+        run.json["msg"].as_str().unwrap().contains("refused"),
+        "{}",
+        run.json
+    );
+
+    let run = run_module(
+        "db_backup",
+        &backup_args(pg(), "no_such_db_here", dir.path()),
+    );
+    assert_eq!(run.json["failed"], true);
+    assert!(
+        run.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("'no_such_db_here' does not exist"),
+        "{}",
+        run.json
+    );
+    assert!(complete_backups(dir.path()).is_empty());
+    let records = dbcadence_core::ledger::Ledger::new(dir.path().join("ledger.jsonl"))
+        .read()
+        .unwrap()
+        .records;
+    assert_eq!(records.len(), 2, "failures are in the ledger too");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.outcome == dbcadence_core::ledger::Outcome::Failed)
+    );
+}
+
+#[test]
+fn check_mode_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("checkonly");
+    make_database(pg(), &name, 10);
+    let mut args = backup_args(pg(), &name, dir.path());
+    args["_ansible_check_mode"] = json!(true);
+    let run = run_module("db_backup", &args);
+    assert_eq!(run.json["failed"], false, "{}", run.json);
+    assert_eq!(run.json["changed"], false);
+    assert!(run.json["database_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        !dir.path().join("pg1").exists(),
+        "no backup directory in check mode"
+    );
+}
