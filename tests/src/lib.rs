@@ -57,6 +57,7 @@ pub fn shared_lab() -> &'static Lab {
             mysql: 1,
             pg_replicas: 0,
             seed: false,
+            tuned_for_loading: false,
         })
         .unwrap_or_else(|e| panic!("lab up: {e}"))
     })
@@ -152,6 +153,7 @@ impl PrivateLab {
             mysql,
             pg_replicas,
             seed: false,
+            tuned_for_loading: false,
         })
         .unwrap_or_else(|e| panic!("private lab: {e}"));
         PrivateLab { lab, _dir: dir }

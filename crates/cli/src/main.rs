@@ -59,6 +59,24 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Prove a backup by restoring it into a throwaway server (checksums, integrity, row counts).
+    Verify {
+        #[arg(long)]
+        backup_dir: PathBuf,
+        #[arg(long)]
+        instance_id: Option<String>,
+        #[arg(long)]
+        database: Option<String>,
+        /// A given backup directory instead of the newest unverified one.
+        #[arg(long)]
+        backup: Option<PathBuf>,
+        #[arg(long, default_value_t = 2)]
+        jobs: u32,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// List complete backups.
     Backups {
         #[arg(long)]
@@ -256,6 +274,7 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                     mysql,
                     pg_replicas,
                     seed,
+                    tuned_for_loading: false,
                 })?;
                 for i in &lab.instances {
                     println!(
@@ -333,6 +352,51 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                     );
                     Ok(())
                 }
+            }
+        }
+        Command::Verify {
+            backup_dir,
+            instance_id,
+            database,
+            backup,
+            jobs,
+            format,
+            run,
+        } => {
+            let request = dbcadence_core::verify::VerifyRequest {
+                backup_dir,
+                instance_id,
+                database,
+                backup,
+                jobs,
+                run: run.options(),
+                ..Default::default()
+            };
+            let (report, warnings) = dbcadence_core::verify::run(&request)?;
+            for w in &warnings {
+                eprintln!("dbcadence: warning: {w}");
+            }
+            if format == Format::Json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{}: {}",
+                    if report.verified {
+                        "verified"
+                    } else {
+                        "NOT VERIFIED"
+                    },
+                    report.reason
+                );
+                println!("{}", report.backup.display());
+            }
+            if report.verified {
+                Ok(())
+            } else {
+                Err(dbcadence_core::Error::invalid(
+                    "backup",
+                    format!("{} is not verified", report.backup.display()),
+                ))
             }
         }
         Command::Backups { backup_dir, format } => {

@@ -46,6 +46,8 @@ pub struct LabRequest {
     pub pg_replicas: usize,
     /// Create sample databases (an application database and a dated backup copy of it).
     pub seed: bool,
+    /// Scratch servers for restores: durability off, large buffers, no binary log.
+    pub tuned_for_loading: bool,
 }
 
 /// One lab server (lab.json). No secret in here: the password is in `password_file`.
@@ -68,6 +70,9 @@ pub struct LabInstance {
     /// Name of the instance this one replicates, for streaming replicas.
     #[serde(default)]
     pub replica_of: Option<String>,
+    /// A throwaway restore target: durability traded for loading speed.
+    #[serde(default)]
+    pub tuned_for_loading: bool,
 }
 
 /// The whole lab (lab.json).
@@ -204,7 +209,8 @@ pub fn up(request: &LabRequest) -> Result<Lab> {
             .chain((1..=request.mysql).map(|i| (EngineKind::Mysql, format!("my{i}"), i)));
         for (engine, name, index) in wanted {
             if lab.instance(&name).is_none() {
-                let instance = plan_instance(&dir, engine, &name, index, &lab)?;
+                let mut instance = plan_instance(&dir, engine, &name, index, &lab)?;
+                instance.tuned_for_loading = request.tuned_for_loading;
                 lab.instances.push(instance);
             }
         }
@@ -464,6 +470,7 @@ fn plan_instance(
         log_file,
         ca_cert: dir.join("tls/ca.pem"),
         replica_of: None,
+        tuned_for_loading: false,
     })
 }
 
@@ -675,13 +682,19 @@ fn start_postgres(instance: &LabInstance, primary: Option<&LabInstance>) -> Resu
     }
     wait_until_gone(instance.pid());
     let tls = install_tls(instance, "postgres")?;
-    let options = format!(
+    let mut options = format!(
         "-p {} -k {} -c listen_addresses=127.0.0.1 -c logging_collector=off -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
         instance.port,
         instance.socket.display(),
         tls.join("server.pem").display(),
         tls.join("server.key").display()
     );
+    if instance.tuned_for_loading {
+        options.push_str(
+            " -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_wal_size=4GB \
+             -c maintenance_work_mem=512MB -c autovacuum=off -c wal_level=minimal -c max_wal_senders=0",
+        );
+    }
     run(
         as_user(
             "postgres",
@@ -755,14 +768,29 @@ fn start_mysql(instance: &LabInstance) -> Result<()> {
             "--bind-address=127.0.0.1".into(),
             "--skip-name-resolve".into(),
             format!("--log-error={}", instance.log_file.display()),
-            // A binary log makes the lab look like a real server (position in manifests, logs
-            // retention); it lives beside the data.
-            format!("--log-bin={}", dir.join("binlog").display()),
             "--server-id=1".into(),
             format!("--ssl-cert={}", tls.join("server.pem").display()),
             format!("--ssl-key={}", tls.join("server.key").display()),
             format!("--ssl-ca={}", tls.join("ca.pem").display()),
         ];
+        if instance.tuned_for_loading {
+            // Reference pitfall 7: the default 128 MB buffer pool makes a restore 5x slower.
+            args.extend(
+                [
+                    "--skip-log-bin",
+                    "--innodb-buffer-pool-size=2G",
+                    "--innodb-log-file-size=1G",
+                    "--innodb-flush-log-at-trx-commit=0",
+                    "--innodb-doublewrite=0",
+                    "--sync-binlog=0",
+                ]
+                .map(String::from),
+            );
+        } else {
+            // A binary log makes the lab look like a real server (position in manifests, logs
+            // retention); it lives beside the data.
+            args.push(format!("--log-bin={}", dir.join("binlog").display()));
+        }
         if root {
             args.push("--user=mysql".into());
         }

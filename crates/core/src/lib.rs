@@ -6,6 +6,7 @@
 //! - [`ledger`] and [`metrics`]: every run leaves a ledger record and fresh metrics
 //!   ([`run::Recorder`] does both).
 //! - [`backup`]: logical backups with manifest, checksums, atomic completion and a lock.
+//! - [`verify`]: proof by restore into a scratch server, integrity checks, row counts.
 //! - [`lab`]: throwaway real servers for tests, demos and restore verification.
 //!
 //! Orchestration is written once against `dyn Engine`; nothing outside `engine/` matches on
@@ -21,5 +22,6 @@ pub mod ledger;
 pub mod metrics;
 pub mod run;
 pub mod util;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -124,6 +124,24 @@ pub struct DumpPlan {
     pub keep_alive: Vec<Box<dyn std::any::Any + Send>>,
 }
 
+/// How the restore tool reads the dump.
+pub enum RestoreInput {
+    /// The decompressed dump on the tool's standard input.
+    Stdin,
+    /// The decompressed dump as a file named last on the command line (allows parallel jobs).
+    File,
+}
+
+/// How to load a dump into a database of this server. Like [`DumpPlan`], secrets travel in
+/// the environment or a 0600 file.
+pub struct RestorePlan {
+    pub program: std::path::PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub input: RestoreInput,
+    pub keep_alive: Vec<Box<dyn std::any::Any + Send>>,
+}
+
 /// One open connection to one server. Object safe: orchestration holds `Box<dyn Engine>`.
 pub trait Engine: Send {
     fn kind(&self) -> EngineKind;
@@ -142,6 +160,12 @@ pub trait Engine: Send {
     fn ensure_admin_login(&mut self, user: &str, password: &str) -> Result<()>;
     /// Prepares a consistent logical dump of `database`.
     fn dump_plan(&mut self, database: &str) -> Result<DumpPlan>;
+    /// Prepares loading a dump of this engine's format into `database` (which must exist).
+    fn restore_plan(&mut self, database: &str, jobs: u32) -> Result<RestorePlan>;
+    /// Rows per table of `database`, counted now.
+    fn row_counts(&mut self, database: &str) -> Result<Vec<TableRows>>;
+    /// Integrity checks of `database` (pg_amcheck, CHECK TABLE); returns the problems found.
+    fn check_integrity(&mut self, database: &str) -> Result<Vec<String>>;
 }
 
 /// Opens a connection with the shared connection arguments.

@@ -12,8 +12,8 @@ use tokio::runtime::Runtime;
 
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
 use crate::engine::{
-    AtRestEncryption, DatabaseFacts, DatabaseKind, DumpPlan, Engine, Role, ServerFacts,
-    StreamObserver, TableRows, connect_hint,
+    AtRestEncryption, DatabaseFacts, DatabaseKind, DumpPlan, Engine, RestoreInput, RestorePlan,
+    Role, ServerFacts, StreamObserver, TableRows, connect_hint,
 };
 use crate::{Error, Result};
 
@@ -184,6 +184,35 @@ impl MysqlEngine {
                 target: self.target.clone(),
                 cause: e.to_string(),
             })
+    }
+
+    /// A private temp directory holding the [client] option file for the command-line tools;
+    /// the directory (and the password in it) goes away when the returned guard is dropped.
+    fn option_file(&self, server_has_tls: bool) -> Result<(tempfile::TempDir, std::path::PathBuf)> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("dbcadence-client.")
+            .tempdir()
+            .map_err(|e| Error::io("create a private temp directory", std::env::temp_dir(), e))?;
+        let path = dir.path().join("client.cnf");
+        let mut f = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("write the client option file", &path, e))?;
+        f.write_all(client_option_file(&self.args, server_has_tls).as_bytes())
+            .map_err(|e| Error::io("write the client option file", &path, e))?;
+        Ok((dir, path))
+    }
+
+    fn server_has_tls(&mut self) -> Result<bool> {
+        let rows = self.query_rows("read the TLS settings", "SELECT @@have_ssl")?;
+        Ok(rows
+            .first()
+            .and_then(|r| text(r, 0))
+            .is_some_and(|v| v == "YES"))
     }
 
     fn schema_exists(&mut self, name: &str) -> Result<bool> {
@@ -416,23 +445,7 @@ impl Engine for MysqlEngine {
             .first()
             .and_then(|r| text(r, 1))
             .is_some_and(|v| v == "YES");
-        let secrets = tempfile::Builder::new()
-            .prefix("dbcadence-client.")
-            .tempdir()
-            .map_err(|e| Error::io("create a private temp directory", std::env::temp_dir(), e))?;
-        let option_file = secrets.path().join("client.cnf");
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .create_new(true)
-                .write(true)
-                .mode(0o600)
-                .open(&option_file)
-                .map_err(|e| Error::io("write the client option file", &option_file, e))?;
-            f.write_all(client_option_file(&self.args, has_tls).as_bytes())
-                .map_err(|e| Error::io("write the client option file", &option_file, e))?;
-        }
+        let (secrets, option_file) = self.option_file(has_tls)?;
         let mut args = vec![
             format!("--defaults-file={}", option_file.display()),
             "--single-transaction".into(),
@@ -464,6 +477,80 @@ impl Engine for MysqlEngine {
             observer: Some(Box::new(DumpRowCounter::default())),
             keep_alive: vec![Box::new(secrets)],
         })
+    }
+
+    fn restore_plan(&mut self, database: &str, _jobs: u32) -> Result<RestorePlan> {
+        let program =
+            crate::util::find_program("mariadb").or_else(|_| crate::util::find_program("mysql"))?;
+        let has_tls = self.server_has_tls()?;
+        let (secrets, option_file) = self.option_file(has_tls)?;
+        Ok(RestorePlan {
+            program,
+            args: vec![
+                format!("--defaults-file={}", option_file.display()),
+                "--default-character-set=utf8mb4".into(),
+                "--binary-mode".into(),
+                database.to_string(),
+            ],
+            env: vec![],
+            input: RestoreInput::Stdin,
+            keep_alive: vec![Box::new(secrets)],
+        })
+    }
+
+    fn row_counts(&mut self, database: &str) -> Result<Vec<TableRows>> {
+        let names: Vec<String> = self
+            .exec_rows(
+                "list tables",
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
+                vec![database.to_string()],
+            )?
+            .iter()
+            .filter_map(|r| text(r, 0))
+            .collect();
+        let mut counts = Vec::with_capacity(names.len());
+        for name in names {
+            let sql = format!(
+                "SELECT COUNT(*) FROM {}.{}",
+                quote_ident(database),
+                quote_ident(&name)
+            );
+            let rows = self
+                .query_rows(&format!("count rows of {name}"), &sql)?
+                .first()
+                .and_then(|r| text(r, 0))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            counts.push(TableRows {
+                schema: None,
+                name,
+                rows,
+            });
+        }
+        Ok(counts)
+    }
+
+    fn check_integrity(&mut self, database: &str) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        for table in self.row_counts(database)? {
+            let sql = format!(
+                "CHECK TABLE {}.{}",
+                quote_ident(database),
+                quote_ident(&table.name)
+            );
+            for row in self.query_rows(&format!("check table {}", table.name), &sql)? {
+                let (kind, message) = (
+                    text(&row, 2).unwrap_or_default(),
+                    text(&row, 3).unwrap_or_default(),
+                );
+                if kind.eq_ignore_ascii_case("error")
+                    || (kind.eq_ignore_ascii_case("status") && !message.eq_ignore_ascii_case("OK"))
+                {
+                    problems.push(format!("{}: {kind}: {message}", table.name));
+                }
+            }
+        }
+        Ok(problems)
     }
 
     fn ensure_admin_login(&mut self, user: &str, password: &str) -> Result<()> {

@@ -12,8 +12,8 @@ use postgres_native_tls::MakeTlsConnector;
 
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
 use crate::engine::{
-    AtRestEncryption, DatabaseFacts, DatabaseKind, DumpPlan, Engine, Role, ServerFacts, TableRows,
-    connect_hint,
+    AtRestEncryption, DatabaseFacts, DatabaseKind, DumpPlan, Engine, RestoreInput, RestorePlan,
+    Role, ServerFacts, TableRows, connect_hint,
 };
 use crate::{Error, Result};
 
@@ -171,6 +171,41 @@ impl PostgresEngine {
             target: self.target.clone(),
             cause: chain(e),
         }
+    }
+
+    /// Exact rows per user table, in this connection's current transaction.
+    fn count_rows(&mut self) -> Result<Vec<TableRows>> {
+        let tables: Vec<(String, String)> = self
+            .client
+            .query(
+                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2",
+                &[],
+            )
+            .map_err(|e| self.query_err("list tables", &e))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let mut counts = Vec::with_capacity(tables.len());
+        for (schema, name) in tables {
+            let sql = format!(
+                "SELECT count(*) FROM {}.{}",
+                quote_ident(&schema),
+                quote_ident(&name)
+            );
+            let rows: i64 = self
+                .client
+                .query_one(sql.as_str(), &[])
+                .map_err(|e| self.query_err(&format!("count rows of {schema}.{name}"), &e))?
+                .get(0);
+            counts.push(TableRows {
+                schema: Some(schema),
+                name,
+                rows: u64::try_from(rows).unwrap_or(0),
+            });
+        }
+        Ok(counts)
     }
 
     /// A second connection to another database of the same server.
@@ -366,36 +401,7 @@ impl Engine for PostgresEngine {
         let snapshot_id: String = row.get(0);
         let lsn: Option<String> = row.get(1);
         let in_recovery: bool = row.get(2);
-        let tables: Vec<(String, String)> = holder
-            .client
-            .query(
-                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-                 AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2",
-                &[],
-            )
-            .map_err(|e| holder.query_err("list tables", &e))?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        let mut counts = Vec::with_capacity(tables.len());
-        for (schema, name) in tables {
-            let sql = format!(
-                "SELECT count(*) FROM {}.{}",
-                quote_ident(&schema),
-                quote_ident(&name)
-            );
-            let rows: i64 = holder
-                .client
-                .query_one(sql.as_str(), &[])
-                .map_err(|e| holder.query_err(&format!("count rows of {schema}.{name}"), &e))?
-                .get(0);
-            counts.push(TableRows {
-                schema: Some(schema),
-                name,
-                rows: u64::try_from(rows).unwrap_or(0),
-            });
-        }
+        let counts = holder.count_rows()?;
         Ok(DumpPlan {
             tool: tool_version(&program),
             args: vec![
@@ -411,6 +417,65 @@ impl Engine for PostgresEngine {
             observer: None,
             keep_alive: vec![Box::new(holder.client)],
         })
+    }
+
+    fn restore_plan(&mut self, database: &str, jobs: u32) -> Result<RestorePlan> {
+        let program = bin_dir()?.join("pg_restore");
+        // Roles of the source server need not exist here: objects belong to the restoring user.
+        // pg_restore needs --dbname to restore at all; given as a connection string, a name
+        // holding '=' or spaces cannot be misread.
+        Ok(RestorePlan {
+            program,
+            args: vec![
+                "--no-owner".into(),
+                "--no-privileges".into(),
+                "--exit-on-error".into(),
+                format!("--jobs={}", jobs.max(1)),
+                format!("--dbname=dbname={}", conninfo_value(database)),
+            ],
+            env: libpq_env(&self.args, database),
+            input: RestoreInput::File,
+            keep_alive: vec![],
+        })
+    }
+
+    fn row_counts(&mut self, database: &str) -> Result<Vec<TableRows>> {
+        self.connect_to(database)?.count_rows()
+    }
+
+    fn check_integrity(&mut self, database: &str) -> Result<Vec<String>> {
+        let program = bin_dir()?.join("pg_amcheck");
+        // pg_amcheck verifies heap and B-tree structure; --heapallindexed also checks that every
+        // heap tuple is in its indexes. --install-missing adds the amcheck extension.
+        let output = duct::cmd(
+            &program,
+            [
+                "--install-missing",
+                "--heapallindexed",
+                "--no-dependent-indexes",
+            ],
+        )
+        .full_env(std::env::vars().chain(libpq_env(&self.args, database)))
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .map_err(|e| Error::Command {
+            command: "pg_amcheck".into(),
+            code: "not started".into(),
+            stderr: e.to_string(),
+        })?;
+        if output.status.success() {
+            return Ok(vec![]);
+        }
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        Ok(text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(20)
+            .map(str::to_string)
+            .collect())
     }
 
     fn ensure_admin_login(&mut self, user: &str, password: &str) -> Result<()> {
@@ -473,6 +538,11 @@ fn libpq_env(args: &ConnectionArgs, database: &str) -> Vec<(String, String)> {
         env.push(("PGPASSWORD".into(), password.clone()));
     }
     env
+}
+
+/// A value for a libpq connection string: single-quoted, with quotes and backslashes escaped.
+fn conninfo_value(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 fn tool_version(program: &Path) -> String {

@@ -1,0 +1,502 @@
+//! Verification by restore: a backup nobody restored is a hope, not a backup.
+//!
+//! Picks a backup (default: the newest unverified), checks every file's sha256, restores it
+//! into a scratch server (default: a throwaway lab server of the same engine, tuned for
+//! loading, removed afterwards; or a given server, into a scratch database dropped afterwards),
+//! runs the engine's integrity checks, compares row counts with the manifest, and records the
+//! outcome in the manifest, the ledger and the metrics.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::backup::{self, Manifest};
+use crate::connection::{ConnectionArgs, EngineKind};
+use crate::engine::{self, Engine, RestoreInput};
+use crate::lab::{self, LabRequest};
+use crate::ledger::{Outcome, Target};
+use crate::metrics::Sample;
+use crate::run::{Recorder, RunOptions};
+use crate::{Error, Result};
+
+/// Arguments of db_verify and `dbcadence verify`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct VerifyRequest {
+    /// Root directory of the backups.
+    pub backup_dir: PathBuf,
+    /// Only backups of this instance id.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Only backups of this database.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// A given backup directory instead of the newest unverified one.
+    #[serde(default)]
+    pub backup: Option<PathBuf>,
+    /// Where the throwaway scratch server lives (short path: unix sockets); default under /tmp.
+    #[serde(default)]
+    pub scratch_dir: Option<PathBuf>,
+    /// Restore into this server instead of a throwaway one (into a scratch database).
+    #[serde(flatten)]
+    pub target: ConnectionArgs,
+    /// Parallel restore jobs where the format allows (PostgreSQL).
+    #[serde(default = "default_jobs")]
+    pub jobs: u32,
+    #[serde(flatten)]
+    pub run: RunOptions,
+}
+
+fn default_jobs() -> u32 {
+    2
+}
+
+/// Rows that differ between the manifest and the restored database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RowMismatch {
+    pub table: String,
+    pub expected: Option<u64>,
+    pub found: Option<u64>,
+}
+
+/// The result of a verification.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct VerifyReport {
+    /// The backup directory verified.
+    pub backup: PathBuf,
+    pub instance_id: String,
+    pub database: String,
+    /// True only when checksums, restore, integrity checks and row counts all passed.
+    pub verified: bool,
+    /// Why, in one sentence.
+    pub reason: String,
+    /// Files whose checksum did not match.
+    pub bad_files: Vec<String>,
+    pub restore_seconds: f64,
+    pub integrity_problems: Vec<String>,
+    pub row_mismatches: Vec<RowMismatch>,
+    /// Tables whose row counts were compared.
+    pub tables_checked: usize,
+    /// lab (a throwaway server) or target (a scratch database on a given server).
+    pub scratch: String,
+}
+
+fn sha256_of(path: &Path) -> Result<String> {
+    let mut file = File::open(path).map_err(|e| Error::io("read the backup file", path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::io("read the backup file", path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join("manifest.json");
+    let bytes = std::fs::read(&path).map_err(|e| Error::io("read the manifest", &path, e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::invalid(format!("manifest '{}'", path.display()), e.to_string()))
+}
+
+/// The backup to verify: the given one, else the newest unverified matching the filters.
+fn choose(request: &VerifyRequest) -> Result<PathBuf> {
+    if let Some(path) = &request.backup {
+        return Ok(path.clone());
+    }
+    backup::list(&request.backup_dir)?
+        .into_iter()
+        .filter(|b| request.instance_id.as_ref().is_none_or(|i| *i == b.instance_id))
+        .filter(|b| request.database.as_ref().is_none_or(|d| *d == b.database))
+        .filter(|b| !b.verified)
+        .next_back()
+        .map(|b| b.path)
+        .ok_or_else(|| {
+            Error::invalid(
+                "verify request",
+                format!("no unverified complete backup under '{}' matches; give backup: <dir> to re-verify one", request.backup_dir.display()),
+            )
+        })
+}
+
+/// Where the restore happens, and how to clean it up.
+struct Scratch {
+    connection: ConnectionArgs,
+    database: String,
+    lab_dir: Option<tempfile::TempDir>,
+    kind: &'static str,
+}
+
+impl Scratch {
+    fn open(request: &VerifyRequest, manifest: &Manifest) -> Result<Scratch> {
+        let engine_kind = match manifest.engine.as_str() {
+            "postgresql" => EngineKind::Postgresql,
+            _ => EngineKind::Mysql,
+        };
+        if request.target.engine.is_some() {
+            // Never restore over a real database: a scratch name, dropped afterwards.
+            let database = format!("dbcadence_verify_{}", crate::util::random_hex(4));
+            return Ok(Scratch {
+                connection: request.target.clone(),
+                database,
+                lab_dir: None,
+                kind: "target",
+            });
+        }
+        let parent = request
+            .scratch_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| Error::io("create the scratch directory", &parent, e))?;
+        let dir = tempfile::Builder::new()
+            .prefix("dbc-verify.")
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io("create the scratch directory", &parent, e))?;
+        let pg = usize::from(engine_kind == EngineKind::Postgresql);
+        let lab = lab::up(&LabRequest {
+            dir: dir.path().to_path_buf(),
+            postgres: pg,
+            mysql: 1 - pg,
+            pg_replicas: 0,
+            seed: false,
+            tuned_for_loading: true,
+        });
+        let lab = match lab {
+            Ok(lab) => lab,
+            Err(e) => {
+                let _ = lab::down(dir.path(), true);
+                return Err(e);
+            }
+        };
+        let connection = lab.instances[0].connection()?;
+        Ok(Scratch {
+            connection,
+            database: manifest.database.clone(),
+            lab_dir: Some(dir),
+            kind: "lab",
+        })
+    }
+
+    fn close(self, engine: Option<&mut Box<dyn Engine>>) {
+        match &self.lab_dir {
+            Some(dir) => {
+                let _ = lab::down(dir.path(), true);
+            }
+            None => {
+                if let Some(engine) = engine {
+                    let _ = engine.drop_database(&self.database);
+                }
+            }
+        }
+    }
+}
+
+/// Loads the dump file into the scratch database.
+fn restore(
+    engine: &mut Box<dyn Engine>,
+    scratch: &Scratch,
+    backup_dir: &Path,
+    file: &str,
+    jobs: u32,
+) -> Result<()> {
+    let plan = engine.restore_plan(&scratch.database, jobs)?;
+    let compressed = backup_dir.join(file);
+    let open = || -> Result<zstd::stream::read::Decoder<'static, std::io::BufReader<File>>> {
+        let f = File::open(&compressed)
+            .map_err(|e| Error::io("read the backup file", &compressed, e))?;
+        zstd::stream::read::Decoder::new(f).map_err(|e| Error::io("decompress", &compressed, e))
+    };
+    let tool = plan
+        .program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut command = Command::new(&plan.program);
+    command
+        .args(&plan.args)
+        .envs(plan.env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // A decompressed copy for tools that want a seekable file (parallel pg_restore); it lives
+    // beside the scratch server, or in a temp dir for a target server.
+    let temp = tempfile::Builder::new()
+        .prefix("dbc-restore.")
+        .tempdir()
+        .map_err(|e| Error::io("create a temp dir", std::env::temp_dir(), e))?;
+    let child = match plan.input {
+        RestoreInput::File => {
+            let raw = temp.path().join("dump");
+            let mut out = File::create(&raw).map_err(|e| Error::io("write", &raw, e))?;
+            std::io::copy(&mut open()?, &mut out)
+                .map_err(|e| Error::io("decompress", &compressed, e))?;
+            command.arg(&raw).stdin(Stdio::null());
+            command.spawn()
+        }
+        RestoreInput::Stdin => command.stdin(Stdio::piped()).spawn(),
+    };
+    let mut child = child.map_err(|e| Error::Command {
+        command: tool.clone(),
+        code: "not started".into(),
+        stderr: e.to_string(),
+    })?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let stderr_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut feed_error = None;
+    if let Some(mut stdin) = child.stdin.take() {
+        let mut decoder = open()?;
+        if let Err(e) = std::io::copy(&mut decoder, &mut stdin).and_then(|_| stdin.flush()) {
+            feed_error = Some(e);
+        }
+    }
+    let status = child.wait().map_err(|e| Error::Command {
+        command: tool.clone(),
+        code: "wait".into(),
+        stderr: e.to_string(),
+    })?;
+    let stderr_text = stderr_thread.join().unwrap_or_default();
+    drop(plan);
+    if !status.success() || feed_error.is_some() {
+        let tail: Vec<&str> = stderr_text
+            .lines()
+            .rev()
+            .take(6)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(Error::Command {
+            command: tool,
+            code: status.code().map_or("signal".into(), |c| c.to_string()),
+            stderr: format!(
+                "{}{}",
+                tail.join("\n"),
+                feed_error
+                    .map(|e| format!(" (feeding the dump: {e})"))
+                    .unwrap_or_default()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Verifies one backup and records the outcome. An unverified backup is an `Ok` report with
+/// `verified: false`; errors are reserved for not being able to try.
+pub fn run(request: &VerifyRequest) -> Result<(VerifyReport, Vec<String>)> {
+    let recorder = Recorder::start("verify", &request.run, false);
+    let chosen = choose(request);
+    let (dir, manifest) = match chosen.and_then(|dir| read_manifest(&dir).map(|m| (dir, m))) {
+        Ok(found) => found,
+        Err(e) => {
+            let target = Target {
+                instance: request
+                    .instance_id
+                    .clone()
+                    .unwrap_or_else(|| "unknown".into()),
+                db: request.database.clone(),
+            };
+            recorder.finish(
+                target,
+                Outcome::Failed,
+                false,
+                json!({"error": e.to_string()}),
+                vec![],
+            );
+            return Err(e);
+        }
+    };
+    let target = Target {
+        instance: manifest.instance_id.clone(),
+        db: Some(manifest.database.clone()),
+    };
+    let started = std::time::Instant::now();
+    let report = verify_one(request, &dir, &manifest);
+    let mut report = match report {
+        Ok(report) => report,
+        Err(e) => VerifyReport {
+            backup: dir.clone(),
+            instance_id: manifest.instance_id.clone(),
+            database: manifest.database.clone(),
+            verified: false,
+            reason: format!("the restore could not be completed: {e}"),
+            bad_files: vec![],
+            restore_seconds: 0.0,
+            integrity_problems: vec![],
+            row_mismatches: vec![],
+            tables_checked: 0,
+            scratch: String::new(),
+        },
+    };
+    let verified_at = jiff::Timestamp::now();
+    let mut updated = manifest.clone();
+    updated.verification = Some(json!({
+        "verified": report.verified,
+        "verified_at": verified_at.to_string(),
+        "reason": report.reason,
+        "method": "restore",
+        "scratch": report.scratch,
+        "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+    }));
+    let mut warnings = Vec::new();
+    if let Err(e) = rewrite_manifest(&dir, &updated) {
+        warnings.push(format!(
+            "the verification could not be written into the manifest: {e}"
+        ));
+    }
+    report.restore_seconds = (report.restore_seconds * 1000.0).round() / 1000.0;
+    let labels = [
+        ("instance", manifest.instance_id.as_str()),
+        ("db", manifest.database.as_str()),
+    ];
+    let mut samples = vec![Sample::gauge(
+        "dbcadence_backup_verify_last_status",
+        "Outcome of the last verification by restore: 1 verified, 0 not.",
+        &labels,
+        if report.verified { 1.0 } else { 0.0 },
+    )];
+    if report.verified {
+        samples.push(Sample::gauge(
+            "dbcadence_backup_verified_timestamp_seconds",
+            "Unix time a backup of this database was last verified by a restore.",
+            &labels,
+            verified_at.as_second() as f64,
+        ));
+    }
+    let outcome = if report.verified {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    };
+    let details = json!({"backup": dir, "verified": report.verified, "reason": report.reason});
+    warnings.extend(recorder.finish(target, outcome, true, details, samples));
+    Ok((report, warnings))
+}
+
+/// Replaces manifest.json atomically (temp file, fsync, rename).
+fn rewrite_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| Error::invalid("manifest", e.to_string()))?;
+    crate::metrics::write_atomically(&dir.join("manifest.json"), &bytes)
+}
+
+fn verify_one(request: &VerifyRequest, dir: &Path, manifest: &Manifest) -> Result<VerifyReport> {
+    let mut report = VerifyReport {
+        backup: dir.to_path_buf(),
+        instance_id: manifest.instance_id.clone(),
+        database: manifest.database.clone(),
+        verified: false,
+        reason: String::new(),
+        bad_files: vec![],
+        restore_seconds: 0.0,
+        integrity_problems: vec![],
+        row_mismatches: vec![],
+        tables_checked: 0,
+        scratch: String::new(),
+    };
+    for file in &manifest.files {
+        let found = sha256_of(&dir.join(&file.path))?;
+        if found != file.sha256 {
+            report.bad_files.push(file.path.clone());
+        }
+    }
+    if !report.bad_files.is_empty() {
+        report.reason = format!(
+            "checksum mismatch in {}: the backup is damaged; take a new backup",
+            report.bad_files.join(", ")
+        );
+        return Ok(report);
+    }
+    let scratch = Scratch::open(request, manifest)?;
+    report.scratch = scratch.kind.into();
+    let mut engine = match engine::connect(&scratch.connection) {
+        Ok(engine) => engine,
+        Err(e) => {
+            scratch.close(None);
+            return Err(e);
+        }
+    };
+    let result = (|| -> Result<()> {
+        engine.create_database(&scratch.database)?;
+        let started = std::time::Instant::now();
+        restore(
+            &mut engine,
+            &scratch,
+            dir,
+            &manifest.files[0].path,
+            request.jobs,
+        )?;
+        report.restore_seconds = started.elapsed().as_secs_f64();
+        report.integrity_problems = engine.check_integrity(&scratch.database)?;
+        let restored = engine.row_counts(&scratch.database)?;
+        let key = |schema: &Option<String>, name: &str| {
+            format!("{}.{name}", schema.as_deref().unwrap_or(""))
+        };
+        for expected in &manifest.tables {
+            let found = restored
+                .iter()
+                .find(|r| r.schema == expected.schema && r.name == expected.name)
+                .map(|r| r.rows);
+            if found != Some(expected.rows) {
+                report.row_mismatches.push(RowMismatch {
+                    table: key(&expected.schema, &expected.name),
+                    expected: Some(expected.rows),
+                    found,
+                });
+            }
+        }
+        for extra in restored.iter().filter(|r| {
+            !manifest
+                .tables
+                .iter()
+                .any(|e| e.schema == r.schema && e.name == r.name)
+        }) {
+            report.row_mismatches.push(RowMismatch {
+                table: key(&extra.schema, &extra.name),
+                expected: None,
+                found: Some(extra.rows),
+            });
+        }
+        report.tables_checked = manifest.tables.len();
+        Ok(())
+    })();
+    scratch.close(Some(&mut engine));
+    result?;
+    report.verified = report.integrity_problems.is_empty() && report.row_mismatches.is_empty();
+    report.reason = if report.verified {
+        format!(
+            "restored in {:.1}s; integrity checks passed; row counts of {} tables match the manifest",
+            report.restore_seconds, report.tables_checked
+        )
+    } else if !report.integrity_problems.is_empty() {
+        format!(
+            "integrity checks failed: {}",
+            report.integrity_problems.join("; ")
+        )
+    } else {
+        format!(
+            "row counts differ from the manifest in {} tables: {}",
+            report.row_mismatches.len(),
+            report
+                .row_mismatches
+                .iter()
+                .map(|m| m.table.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    Ok(report)
+}
