@@ -312,3 +312,145 @@ fn check_mode_writes_nothing() {
         "no backup directory in check mode"
     );
 }
+
+fn verify_args(dir: &Path, extra: Value) -> Value {
+    let mut args = json!({"backup_dir": dir, "ledger_path": dir.join("ledger.jsonl"), "metrics_dir": dir.join("metrics")});
+    for (k, v) in extra.as_object().unwrap() {
+        args[k] = v.clone();
+    }
+    args
+}
+
+#[test]
+fn verification_restores_checks_and_records_the_proof() {
+    let dir = tempfile::tempdir().unwrap();
+    for instance in [pg(), my()] {
+        let name = format!("{} vérif\"y", unique("v"));
+        make_database(instance, &name, 2000);
+        let backup = run_module("db_backup", &backup_args(instance, &name, dir.path()));
+        assert_eq!(backup.json["failed"], false, "{}", backup.json);
+        let run = run_module(
+            "db_verify",
+            &verify_args(
+                dir.path(),
+                json!({"instance_id": instance.name, "database": name}),
+            ),
+        );
+        assert_eq!(run.json["failed"], false, "{}: {}", instance.name, run.json);
+        assert_eq!(run.json["verified"], true);
+        assert_eq!(run.json["scratch"], "lab");
+        assert_eq!(run.json["tables_checked"], 2, "{}", run.json);
+        let manifest: Value = serde_json::from_slice(
+            &std::fs::read(Path::new(backup.json["path"].as_str().unwrap()).join("manifest.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(manifest["verification"]["verified"], true);
+        assert!(manifest["verification"]["verified_at"].is_string());
+    }
+    assert!(complete_backups(dir.path()).iter().all(|b| b.verified));
+    let prom = std::fs::read_to_string(dir.path().join("metrics/dbcadence.prom")).unwrap();
+    assert!(
+        prom.contains("dbcadence_backup_verified_timestamp_seconds{"),
+        "{prom}"
+    );
+    // Nothing left to verify: the next run says so instead of re-verifying.
+    let again = run_module("db_verify", &verify_args(dir.path(), json!({})));
+    assert_eq!(again.json["failed"], true);
+    assert!(
+        again.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("no unverified complete backup"),
+        "{}",
+        again.json
+    );
+}
+
+#[test]
+fn one_flipped_byte_fails_verification_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("flip");
+    make_database(pg(), &name, 500);
+    let backup = run_module("db_backup", &backup_args(pg(), &name, dir.path()));
+    let path = Path::new(backup.json["path"].as_str().unwrap()).to_path_buf();
+    let file = path.join("dump.pgcustom.zst");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&file, bytes).unwrap();
+    let run = run_module(
+        "db_verify",
+        &verify_args(dir.path(), json!({"backup": path})),
+    );
+    assert_eq!(run.json["failed"], true);
+    assert_eq!(run.json["verified"], false);
+    assert!(
+        run.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("checksum mismatch in dump.pgcustom.zst"),
+        "{}",
+        run.json
+    );
+    assert_eq!(run.json["bad_files"], json!(["dump.pgcustom.zst"]));
+    assert!(!complete_backups(dir.path())[0].verified);
+}
+
+#[test]
+fn a_manifest_that_disagrees_with_the_restore_is_not_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("rows");
+    make_database(my(), &name, 50);
+    let backup = run_module("db_backup", &backup_args(my(), &name, dir.path()));
+    let path = Path::new(backup.json["path"].as_str().unwrap()).to_path_buf();
+    let manifest_path = path.join("manifest.json");
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let tables = manifest["tables"].as_array_mut().unwrap();
+    let odd = tables
+        .iter_mut()
+        .find(|t| t["name"] == "it's (odd)")
+        .unwrap();
+    odd["rows"] = json!(51);
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let run = run_module(
+        "db_verify",
+        &verify_args(dir.path(), json!({"backup": path})),
+    );
+    assert_eq!(run.json["verified"], false, "{}", run.json);
+    assert_eq!(run.json["row_mismatches"][0]["table"], ".it's (odd)");
+    assert_eq!(run.json["row_mismatches"][0]["expected"], 51);
+    assert_eq!(run.json["row_mismatches"][0]["found"], 50);
+}
+
+#[test]
+fn verification_into_a_given_server_uses_a_scratch_database_and_drops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("target");
+    make_database(pg(), &name, 100);
+    run_module("db_backup", &backup_args(pg(), &name, dir.path()));
+    let target = pg();
+    let run = run_module(
+        "db_verify",
+        &verify_args(
+            dir.path(),
+            json!({"engine": "postgresql", "login_host": target.host, "login_port": target.port, "login_user": target.user,
+                   "login_password": target.password().unwrap(), "ssl_mode": "verify-full", "ca_cert": target.ca_cert}),
+        ),
+    );
+    assert_eq!(run.json["verified"], true, "{}", run.json);
+    assert_eq!(run.json["scratch"], "target");
+    let leftovers: Vec<String> = connect(target)
+        .databases()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .filter(|n| n.starts_with("dbcadence_verify_"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "scratch databases dropped: {leftovers:?}"
+    );
+    assert!(!run.stdout.contains(&target.password().unwrap()));
+}
