@@ -118,8 +118,7 @@ fn choose(request: &VerifyRequest) -> Result<PathBuf> {
         .into_iter()
         .filter(|b| request.instance_id.as_ref().is_none_or(|i| *i == b.instance_id))
         .filter(|b| request.database.as_ref().is_none_or(|d| *d == b.database))
-        .filter(|b| !b.verified)
-        .next_back()
+        .rfind(|b| !b.verified)
         .map(|b| b.path)
         .ok_or_else(|| {
             Error::invalid(
