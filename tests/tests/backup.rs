@@ -454,3 +454,72 @@ fn verification_into_a_given_server_uses_a_scratch_database_and_drops_it() {
     );
     assert!(!run.stdout.contains(&target.password().unwrap()));
 }
+
+#[test]
+fn retention_keeps_the_newest_and_the_verified_lists_in_check_mode_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("keep");
+    make_database(pg(), &name, 10);
+    let mut paths = Vec::new();
+    for _ in 0..4 {
+        let run = run_module("db_backup", &backup_args(pg(), &name, dir.path()));
+        assert_eq!(run.json["failed"], false, "{}", run.json);
+        paths.push(run.json["path"].as_str().unwrap().to_string());
+    }
+    let verified = run_module(
+        "db_verify",
+        &verify_args(dir.path(), json!({"backup": paths[1]})),
+    );
+    assert_eq!(verified.json["verified"], true, "{}", verified.json);
+    let prune = |check: bool| {
+        let mut args = backup_args(pg(), &name, dir.path());
+        args["action"] = json!("prune");
+        args["retention"] = json!({"keep_last": 1});
+        args["_ansible_check_mode"] = json!(check);
+        args["_ansible_diff"] = json!(true);
+        run_module("db_backup", &args)
+    };
+    let check = prune(true);
+    assert_eq!(check.json["failed"], false, "{}", check.json);
+    assert_eq!(check.json["changed"], false);
+    assert_eq!(
+        check.json["pruned"].as_array().unwrap().len(),
+        2,
+        "{}",
+        check.json
+    );
+    assert!(
+        check.json["diff"]["before"]
+            .as_str()
+            .unwrap()
+            .contains(&paths[0])
+    );
+    assert!(
+        !check.json["diff"]["after"]
+            .as_str()
+            .unwrap()
+            .contains(&paths[0])
+    );
+    assert_eq!(
+        complete_backups(dir.path()).len(),
+        4,
+        "check mode removed nothing"
+    );
+
+    let real = prune(false);
+    assert_eq!(real.json["changed"], true);
+    let left: Vec<String> = complete_backups(dir.path())
+        .iter()
+        .map(|b| b.path.display().to_string())
+        .collect();
+    assert_eq!(
+        left,
+        vec![paths[1].clone(), paths[3].clone()],
+        "the verified and the newest survive"
+    );
+    let again = prune(false);
+    assert_eq!(
+        again.json["changed"], false,
+        "a second identical prune changes nothing"
+    );
+}

@@ -77,6 +77,26 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Apply retention (grandfather-father-son) to the backups under a directory.
+    Prune {
+        #[arg(long)]
+        backup_dir: PathBuf,
+        #[arg(long)]
+        instance_id: Option<String>,
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long)]
+        keep_last: Option<u32>,
+        #[arg(long)]
+        keep_daily: Option<u32>,
+        #[arg(long)]
+        keep_weekly: Option<u32>,
+        #[arg(long)]
+        keep_monthly: Option<u32>,
+        /// List what would be removed; remove nothing.
+        #[arg(long)]
+        check: bool,
+    },
     /// List complete backups.
     Backups {
         #[arg(long)]
@@ -325,6 +345,8 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
             run,
         } => {
             let request = BackupRequest {
+                action: backup::BackupAction::Backup,
+                retention: None,
                 connection: connect.connection()?,
                 database,
                 backup_dir,
@@ -398,6 +420,42 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                     format!("{} is not verified", report.backup.display()),
                 ))
             }
+        }
+        Command::Prune {
+            backup_dir,
+            instance_id,
+            database,
+            keep_last,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            check,
+        } => {
+            let policy = dbcadence_core::retention::RetentionPolicy {
+                keep_last,
+                keep_daily,
+                keep_weekly,
+                keep_monthly,
+            };
+            if policy.is_empty() {
+                return Err(dbcadence_core::Error::invalid(
+                    "prune",
+                    "give at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly",
+                ));
+            }
+            let plan = dbcadence_core::retention::prune(
+                &backup_dir,
+                instance_id.as_deref(),
+                database.as_deref(),
+                &policy,
+                check,
+            )?;
+            let verb = if check { "would remove" } else { "removed" };
+            for path in &plan.delete {
+                println!("{verb} {}", path.display());
+            }
+            println!("kept {}, {verb} {}", plan.keep.len(), plan.delete.len());
+            Ok(())
         }
         Command::Backups { backup_dir, format } => {
             let entries = backup::list(&backup_dir)?;

@@ -22,15 +22,30 @@ use crate::connection::ConnectionArgs;
 use crate::engine::{self, DatabaseKind, DumpPlan, TableRows};
 use crate::ledger::{Outcome, Target};
 use crate::metrics::Sample;
+use crate::retention::{self, RetentionPolicy};
 use crate::run::{Recorder, RunOptions};
 use crate::{Error, Result};
+
+/// What db_backup does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupAction {
+    /// Take a backup, then apply retention if given.
+    #[default]
+    Backup,
+    /// Only apply retention (and remove leftovers of crashed runs); no dump.
+    Prune,
+}
 
 /// Arguments of db_backup and `dbcadence backup`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct BackupRequest {
+    /// backup (default) or prune.
+    #[serde(default)]
+    pub action: BackupAction,
     #[serde(flatten)]
     pub connection: ConnectionArgs,
-    /// Database to back up.
+    /// Database to back up (or prune).
     pub database: String,
     /// Root directory of the backups.
     pub backup_dir: PathBuf,
@@ -46,6 +61,10 @@ pub struct BackupRequest {
     /// Seconds to wait while another backup of the same database runs.
     #[serde(default = "default_lock_timeout")]
     pub lock_timeout: u64,
+    /// Retention applied to this instance and database after a successful backup (or alone
+    /// with action prune).
+    #[serde(default)]
+    pub retention: Option<RetentionPolicy>,
     #[serde(flatten)]
     pub run: RunOptions,
 }
@@ -111,6 +130,10 @@ pub struct BackupReport {
     pub database_bytes: Option<u64>,
     /// Leftovers of crashed runs removed before this one.
     pub removed_partials: Vec<String>,
+    /// Backups removed by retention (in check mode: that would be removed).
+    pub pruned: Vec<PathBuf>,
+    /// Backups kept by retention.
+    pub kept: Vec<PathBuf>,
 }
 
 /// Directory name of a database: unsafe bytes percent-encoded, so that `we"ird; db` and
@@ -301,7 +324,7 @@ fn stream_dump(plan: &mut DumpPlan, out: &Path, level: i32, threads: u32) -> Res
 }
 
 /// Holds the per-database lock; released on drop.
-struct DbLock(File);
+pub(crate) struct DbLock(File);
 
 impl Drop for DbLock {
     fn drop(&mut self) {
@@ -309,7 +332,8 @@ impl Drop for DbLock {
     }
 }
 
-fn lock(db_dir: &Path, timeout: Duration, what: &str) -> Result<DbLock> {
+/// Takes the lock of one database's backups (shared by backup and prune).
+pub(crate) fn lock_database(db_dir: &Path, timeout: Duration, what: &str) -> Result<DbLock> {
     let path = db_dir.join(".lock");
     let file = OpenOptions::new()
         .create(true)
@@ -341,13 +365,15 @@ fn lock(db_dir: &Path, timeout: Duration, what: &str) -> Result<DbLock> {
     }
 }
 
-/// Removes `.partial-*` leftovers of crashed runs. Called with the lock held, so none of them
-/// belongs to a running backup.
+/// Removes `.partial-*` and `.deleting-*` leftovers of crashed runs. Called with the lock
+/// held, so none of them belongs to a running backup or prune.
 fn remove_partials(db_dir: &Path) -> Vec<String> {
     let mut removed = Vec::new();
     for entry in std::fs::read_dir(db_dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".partial-") && std::fs::remove_dir_all(entry.path()).is_ok() {
+        if (name.starts_with(".partial-") || name.starts_with(".deleting-"))
+            && std::fs::remove_dir_all(entry.path()).is_ok()
+        {
             removed.push(name);
         }
     }
@@ -373,7 +399,29 @@ pub fn run(request: &BackupRequest, check_mode: bool) -> Result<(BackupReport, V
         instance: instance_id.clone(),
         db: Some(request.database.clone()),
     };
-    match run_unrecorded(request, &instance_id, check_mode) {
+    let result = match request.action {
+        BackupAction::Backup => run_unrecorded(request, &instance_id, check_mode),
+        BackupAction::Prune => Ok(BackupReport {
+            path: None,
+            manifest: None,
+            database_bytes: None,
+            removed_partials: vec![],
+            pruned: vec![],
+            kept: vec![],
+        }),
+    }
+    .and_then(|mut report| {
+        let policy = match (&request.retention, request.action) {
+            (Some(policy), _) => policy.clone(),
+            (None, BackupAction::Prune) => return Err(Error::invalid("retention", "action prune needs a retention policy (keep_last, keep_daily, keep_weekly, keep_monthly)")),
+            (None, BackupAction::Backup) => return Ok(report),
+        };
+        let plan = retention::prune(&request.backup_dir, Some(&instance_id), Some(&request.database), &policy, check_mode)?;
+        report.pruned = plan.delete;
+        report.kept = plan.keep;
+        Ok(report)
+    });
+    match result {
         Ok(report) => {
             let (details, samples) = match &report.manifest {
                 Some(m) => {
@@ -462,6 +510,8 @@ fn run_unrecorded(
             manifest: None,
             database_bytes,
             removed_partials: vec![],
+            pruned: vec![],
+            kept: vec![],
         });
     }
     std::fs::create_dir_all(&db_dir)
@@ -481,7 +531,7 @@ fn run_unrecorded(
         ));
     }
     let what = format!("'{}' on '{instance_id}'", request.database);
-    let _lock = lock(&db_dir, Duration::from_secs(request.lock_timeout), &what)?;
+    let _lock = lock_database(&db_dir, Duration::from_secs(request.lock_timeout), &what)?;
     let removed_partials = remove_partials(&db_dir);
 
     let started = jiff::Timestamp::now();
@@ -559,6 +609,8 @@ fn run_unrecorded(
             manifest: Some(manifest),
             database_bytes,
             removed_partials,
+            pruned: vec![],
+            kept: vec![],
         }),
         Err(e) => {
             let _ = std::fs::remove_dir_all(&partial);

@@ -20,6 +20,7 @@ pub mod inventory;
 pub mod lab;
 pub mod ledger;
 pub mod metrics;
+pub mod retention;
 pub mod run;
 pub mod util;
 pub mod verify;

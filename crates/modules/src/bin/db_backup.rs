@@ -1,6 +1,6 @@
 //! db_backup: a logical backup with zstd, checksums, a manifest and atomic completion.
 
-use dbcadence_core::backup::{self, BackupReport, BackupRequest};
+use dbcadence_core::backup::{self, BackupAction, BackupReport, BackupRequest};
 use dbcadence_protocol::{Context, Module, ModuleDoc, Report, run_main};
 
 struct DbBackup;
@@ -19,6 +19,7 @@ impl Module for DbBackup {
                 "MySQL/MariaDB: mariadb-dump (or mysqldump) --single-transaction with routines, events and triggers; row counts are read from the dump itself and the binary log position from its header.",
                 "The dump streams through zstd (multi-threaded) and sha256 in one pass into <backup_dir>/<instance_id>/<db>/<UTC timestamp>/, written under a .partial name, fsync'd and renamed only once manifest.json is complete.",
                 "One backup per instance and database at a time; leftovers of crashed runs are removed by the next run.",
+                "Retention (keep_last, keep_daily, keep_weekly, keep_monthly) runs after a successful backup, or alone with action prune; it never deletes the newest backup nor the newest verified one.",
             ],
             examples: r#"- name: Back up the orders database
   dbcadence.maintenance.db_backup:
@@ -29,6 +30,20 @@ impl Module for DbBackup {
     database: orders
     backup_dir: /srv/backups
     instance_id: db1
+    retention:
+      keep_daily: 7
+      keep_weekly: 4
+      keep_monthly: 6
+
+- name: Show what retention would remove
+  dbcadence.maintenance.db_backup:
+    action: prune
+    database: orders
+    backup_dir: /srv/backups
+    instance_id: db1
+    retention: {keep_last: 3}
+  check_mode: true
+  diff: true
 "#,
             notes: &[
                 "Credentials reach the dump tool through its environment (PGPASSWORD) or a 0600 option file (--defaults-file), never its command line.",
@@ -39,6 +54,27 @@ impl Module for DbBackup {
 
     fn run(args: BackupRequest, ctx: &Context) -> Result<Report<BackupReport>, Self::Error> {
         let (report, warnings) = backup::run(&args, ctx.check_mode)?;
+        let names = |paths: &[std::path::PathBuf]| -> String {
+            let mut lines: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            lines.sort();
+            lines.iter().map(|l| format!("{l}\n")).collect()
+        };
+        let all: Vec<std::path::PathBuf> =
+            report.kept.iter().chain(&report.pruned).cloned().collect();
+        let diff = dbcadence_modules::diff(Some(names(&all)), Some(names(&report.kept)), "backups");
+        let pruned = if report.pruned.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; retention {} {} backups",
+                if ctx.check_mode {
+                    "would remove"
+                } else {
+                    "removed"
+                },
+                report.pruned.len()
+            )
+        };
         let msg = match (&report.path, &report.manifest) {
             (Some(path), Some(m)) => format!(
                 "backed up '{}' ({} tables, {} bytes) to {}",
@@ -47,16 +83,20 @@ impl Module for DbBackup {
                 m.files.iter().map(|f| f.bytes).sum::<u64>(),
                 path.display()
             ),
+            _ if args.action == BackupAction::Prune => {
+                format!("pruned backups of '{}'", args.database)
+            }
             _ => format!(
                 "would back up '{}' ({} bytes on the server)",
                 args.database,
                 report.database_bytes.unwrap_or(0)
             ),
-        };
+        } + &pruned;
+        let changed = report.path.is_some() || (!ctx.check_mode && !report.pruned.is_empty());
         Ok(Report {
-            changed: !ctx.check_mode,
+            changed,
             msg,
-            diff: None,
+            diff,
             warnings,
             output: report,
         })
