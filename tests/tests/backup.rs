@@ -523,3 +523,147 @@ fn retention_keeps_the_newest_and_the_verified_lists_in_check_mode_and_is_idempo
         "a second identical prune changes nothing"
     );
 }
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop (the tests run as root,
+/// like the lab).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::Builder::new()
+            .prefix("dbc-disk.")
+            .tempdir_in("/tmp")
+            .unwrap();
+        duct::cmd!(
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            format!("size={size}"),
+            "tmpfs",
+            dir.path()
+        )
+        .run()
+        .expect("mount a tmpfs (needs root)");
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = duct::cmd!("umount", self.dir.path()).run();
+    }
+}
+
+fn nothing_left(dir: &Path) {
+    assert!(complete_backups(dir).is_empty(), "no backup listed");
+    let leftovers: Vec<String> = walk(dir)
+        .into_iter()
+        .filter(|p| p.contains(".partial-") || p.ends_with(".zst"))
+        .collect();
+    assert!(leftovers.is_empty(), "no partial files left: {leftovers:?}");
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.push(entry.path().display().to_string());
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(walk(&entry.path()));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_full_disk_fails_clearly_and_leaves_no_partial_backup() {
+    // Random blobs: about 4 MB in the database, over 4 MB compressed (hex-encoded in the dump).
+    let name = unique("fulldisk");
+    let mut engine = connect(my());
+    engine.create_database(&name).unwrap();
+    engine
+        .execute_in(
+            Some(&name),
+            // ANALYZE: InnoDB's size statistics lag behind a bulk load, and the pre-flight reads them.
+            "CREATE TABLE blobs (id integer PRIMARY KEY, b blob); INSERT INTO blobs SELECT seq, RANDOM_BYTES(1024) FROM seq_1_to_4000; ANALYZE TABLE blobs;",
+        )
+        .unwrap();
+    // Too small for even the pre-flight estimate: refused before dumping.
+    let tiny = SmallDisk::mount("1m");
+    let run = run_module("db_backup", &backup_args(my(), &name, tiny.dir.path()));
+    assert_eq!(run.json["failed"], true);
+    assert!(
+        run.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("not enough free space"),
+        "{}",
+        run.json
+    );
+    nothing_left(tiny.dir.path());
+    // Passes the estimate, fills up while writing.
+    let small = SmallDisk::mount("3m");
+    let mut args = backup_args(my(), &name, small.dir.path());
+    args["ledger_path"] = json!("/tmp/dbc-e2e-ledger.jsonl");
+    args["metrics_dir"] = json!(null);
+    let run = run_module("db_backup", &args);
+    assert_eq!(run.json["failed"], true, "{}", run.json);
+    let msg = run.json["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("No space left on device") && msg.contains("disk is full"),
+        "{msg}"
+    );
+    nothing_left(small.dir.path());
+}
+
+#[test]
+fn a_server_that_stops_mid_dump_fails_the_backup_and_leaves_nothing() {
+    let private = PrivateLab::start(1, 0, 0);
+    let instance = private.instance("pg1");
+    let name = unique("stopping");
+    make_database(instance, &name, 1_500_000);
+    let dir = tempfile::tempdir().unwrap();
+    let args_file = dir.path().join("args.json");
+    std::fs::write(
+        &args_file,
+        serde_json::to_vec(&backup_args(instance, &name, dir.path())).unwrap(),
+    )
+    .unwrap();
+    let handle = duct::cmd(bin("db_backup"), [&args_file])
+        .stdout_capture()
+        .stderr_null()
+        .unchecked()
+        .start()
+        .unwrap();
+    // Stop the server once pg_dump itself runs (after the row counts), not before.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pg_dump = dbcadence_core::engine::postgres::bin_dir()
+        .unwrap()
+        .join("pg_dump")
+        .display()
+        .to_string();
+    let marker = format!("PGDATABASE={name}\0");
+    let dump_running = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            let is_pg_dump = std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).starts_with(&pg_dump));
+            // Other tests dump too: this one's pg_dump has our database in its environment.
+            is_pg_dump
+                && std::fs::read(e.path().join("environ"))
+                    .is_ok_and(|env| String::from_utf8_lossy(&env).contains(&marker))
+        })
+    };
+    while !dump_running() {
+        assert!(Instant::now() < deadline, "the dump never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    dbcadence_core::lab::down(&private.lab.dir, false).unwrap();
+    let output = handle.wait().unwrap();
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result["failed"], true, "{result}");
+    let msg = result["msg"].as_str().unwrap();
+    assert!(msg.contains("pg_dump"), "the failing tool is named: {msg}");
+    nothing_left(dir.path());
+}

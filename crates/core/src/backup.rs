@@ -203,9 +203,10 @@ fn write_error(path: &Path, e: std::io::Error) -> Error {
     } else {
         ""
     };
-    Error::Invalid {
-        what: "backup".into(),
-        detail: format!("unable to write '{}': {e}{hint}", path.display()),
+    Error::Write {
+        path: path.to_path_buf(),
+        cause: e.to_string(),
+        hint,
     }
 }
 

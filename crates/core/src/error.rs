@@ -28,6 +28,13 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("unable to write '{}': {cause}{hint}", path.display())]
+    Write {
+        path: PathBuf,
+        cause: String,
+        hint: &'static str,
+    },
+
     #[error("unable to run '{command}' (exit {code}): {stderr}")]
     Command {
         command: String,
