@@ -139,3 +139,52 @@ fn ansible_doc_shows_options_types_defaults_choices_and_secrets() {
         );
     }
 }
+
+#[test]
+fn the_backup_playbook_backs_up_and_verifies_hosts_of_the_inventory_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = sources_file(dir.path());
+    let db = unique("awx");
+    for instance in [pg(), my()] {
+        let mut engine = connect(instance);
+        engine.create_database(&db).unwrap();
+        engine
+            .execute_in(
+                Some(&db),
+                "CREATE TABLE t (id integer PRIMARY KEY); INSERT INTO t VALUES (1), (2), (3);",
+            )
+            .unwrap();
+    }
+    let backups = dir.path().join("backups");
+    let env = [
+        ("DBCADENCE_SOURCES", sources.display().to_string()),
+        (
+            "DBCADENCE_LEDGER",
+            dir.path().join("ledger.jsonl").display().to_string(),
+        ),
+    ];
+    let (ok, out) = ansible(
+        "ansible-playbook",
+        vec![
+            "-i".into(),
+            "ansible/inventory/dbcadence_inventory.sh".into(),
+            "playbooks/backup.yml".into(),
+            "--limit".into(),
+            format!("pg1.{db},my1.{db}"),
+            "-e".into(),
+            format!("dbcadence_backup_dir={}", backups.display()),
+            "-e".into(),
+            "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
+        ],
+        &env,
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("failed=0"), "{out}");
+    let listed = dbcadence_core::backup::list(&backups).unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(
+        listed.iter().all(|b| b.verified && b.database == db),
+        "{listed:?}"
+    );
+    assert!(!out.contains(&pg().password().unwrap()) && !out.contains(&my().password().unwrap()));
+}
