@@ -667,3 +667,95 @@ fn a_server_that_stops_mid_dump_fails_the_backup_and_leaves_nothing() {
     assert!(msg.contains("pg_dump"), "the failing tool is named: {msg}");
     nothing_left(dir.path());
 }
+
+#[test]
+fn cli_backup_verify_and_backups_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("cli");
+    make_database(my(), &name, 20);
+    let instance = my();
+    let ledger = dir.path().join("ledger.jsonl");
+    let backup_dir = dir.path().join("b");
+    let path = duct::cmd!(
+        bin("dbcadence"),
+        "backup",
+        "--engine",
+        "mysql",
+        "--host",
+        &instance.host,
+        "--port",
+        instance.port.to_string(),
+        "--user",
+        &instance.user,
+        "--password-file",
+        &instance.password_file,
+        "--ssl-mode",
+        "verify-full",
+        "--ca-cert",
+        &instance.ca_cert,
+        "--database",
+        &name,
+        "--backup-dir",
+        &backup_dir,
+        "--instance-id",
+        "my1",
+        "--ledger",
+        &ledger
+    )
+    .read()
+    .unwrap();
+    assert!(
+        Path::new(path.trim()).join("manifest.json").exists(),
+        "{path}"
+    );
+    let verify = duct::cmd!(
+        bin("dbcadence"),
+        "verify",
+        "--backup-dir",
+        &backup_dir,
+        "--ledger",
+        &ledger
+    )
+    .read()
+    .unwrap();
+    assert!(verify.starts_with("verified:"), "{verify}");
+    let table = duct::cmd!(
+        bin("dbcadence"),
+        "backups",
+        "list",
+        "--backup-dir",
+        &backup_dir
+    )
+    .read()
+    .unwrap();
+    assert!(
+        table.contains("VERIFIED") && table.contains(&name) && table.contains("yes"),
+        "{table}"
+    );
+    let json: Value = serde_json::from_str(
+        &duct::cmd!(
+            bin("dbcadence"),
+            "backups",
+            "list",
+            "--backup-dir",
+            &backup_dir,
+            "--format",
+            "json"
+        )
+        .read()
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json[0]["database"], name.as_str());
+    assert_eq!(json[0]["verified"], true);
+    let records = dbcadence_core::ledger::Ledger::new(&ledger)
+        .read()
+        .unwrap()
+        .records;
+    let tasks: Vec<&str> = records.iter().map(|r| r.task.as_str()).collect();
+    assert_eq!(
+        tasks,
+        ["backup", "verify"],
+        "CLI runs are recorded like module runs"
+    );
+}

@@ -97,12 +97,10 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// List complete backups.
+    /// Backups on disk.
     Backups {
-        #[arg(long)]
-        backup_dir: PathBuf,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
+        #[command(subcommand)]
+        action: BackupsAction,
     },
     /// Discover instances and databases; also an Ansible inventory script (--list, --host).
     Inventory {
@@ -225,6 +223,17 @@ impl RunArgs {
             change_id: self.change_id.clone(),
         }
     }
+}
+
+#[derive(Subcommand)]
+enum BackupsAction {
+    /// Complete backups with size, age and verified status (partial ones are never listed).
+    List {
+        #[arg(long)]
+        backup_dir: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -457,7 +466,9 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
             println!("kept {}, {verb} {}", plan.keep.len(), plan.delete.len());
             Ok(())
         }
-        Command::Backups { backup_dir, format } => {
+        Command::Backups {
+            action: BackupsAction::List { backup_dir, format },
+        } => {
             let entries = backup::list(&backup_dir)?;
             if format == Format::Json {
                 return print_json(&entries);
