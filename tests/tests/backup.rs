@@ -759,3 +759,48 @@ fn cli_backup_verify_and_backups_list() {
         "CLI runs are recorded like module runs"
     );
 }
+
+#[test]
+fn globals_are_backed_up_beside_the_dump_and_checked_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    for (instance, marker) in [
+        (pg(), "CREATE ROLE dbcadence"),
+        (my(), "CREATE USER `dbcadence`@`%`"),
+    ] {
+        let name = unique("globals");
+        make_database(instance, &name, 5);
+        let mut args = backup_args(instance, &name, dir.path());
+        args["globals"] = json!(true);
+        let run = run_module("db_backup", &args);
+        assert_eq!(run.json["failed"], false, "{}", run.json);
+        let files = run.json["manifest"]["files"].as_array().unwrap();
+        assert_eq!(files.len(), 2, "{files:?}");
+        let globals = Path::new(run.json["path"].as_str().unwrap()).join("globals.sql.zst");
+        let sql = duct::cmd!("zstd", "-dc", &globals).read().unwrap();
+        assert!(sql.contains(marker), "{}: {sql}", instance.name);
+        assert!(
+            !sql.contains(&instance.password().unwrap()),
+            "hashes only, never the password"
+        );
+        let verify = run_module(
+            "db_verify",
+            &verify_args(dir.path(), json!({"backup": run.json["path"]})),
+        );
+        assert_eq!(verify.json["verified"], true, "{}", verify.json);
+        // Damage the globals file: verification names it.
+        let mut bytes = std::fs::read(&globals).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&globals, bytes).unwrap();
+        let verify = run_module(
+            "db_verify",
+            &verify_args(dir.path(), json!({"backup": run.json["path"]})),
+        );
+        assert_eq!(
+            verify.json["bad_files"],
+            json!(["globals.sql.zst"]),
+            "{}",
+            verify.json
+        );
+    }
+}

@@ -51,6 +51,9 @@ enum Command {
         instance_id: Option<String>,
         #[arg(long, default_value_t = 3)]
         compression_level: i32,
+        /// Also back up roles, grants and tablespaces (MariaDB: users and grants).
+        #[arg(long)]
+        globals: bool,
         /// Say what would be backed up; write nothing.
         #[arg(long)]
         check: bool,
@@ -349,6 +352,7 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
             backup_dir,
             instance_id,
             compression_level,
+            globals,
             check,
             format,
             run,
@@ -356,6 +360,7 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
             let request = BackupRequest {
                 action: backup::BackupAction::Backup,
                 retention: None,
+                globals,
                 connection: connect.connection()?,
                 database,
                 backup_dir,

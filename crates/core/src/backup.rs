@@ -61,6 +61,10 @@ pub struct BackupRequest {
     /// Seconds to wait while another backup of the same database runs.
     #[serde(default = "default_lock_timeout")]
     pub lock_timeout: u64,
+    /// Also back up what lives outside the database: roles, grants and tablespaces
+    /// (pg_dumpall --globals-only) or MariaDB users and grants, as globals.sql.zst.
+    #[serde(default)]
+    pub globals: bool,
     /// Retention applied to this instance and database after a successful backup (or alone
     /// with action prune).
     #[serde(default)]
@@ -117,6 +121,9 @@ pub struct Manifest {
     /// Set by db_verify: when and how the backup was proven by a restore.
     #[serde(default)]
     pub verification: Option<Value>,
+    /// What the backup could not include, e.g. accounts skipped from the globals.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// The result of a backup run.
@@ -208,6 +215,26 @@ fn write_error(path: &Path, e: std::io::Error) -> Error {
         cause: e.to_string(),
         hint,
     }
+}
+
+/// Compresses a small in-memory dump (globals) into `out`, hashed like the main dump.
+fn write_compressed(bytes: &[u8], out: &Path, level: i32) -> Result<Streamed> {
+    let file = File::create(out).map_err(|e| write_error(out, e))?;
+    let sink = HashingFile {
+        file,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let mut encoder =
+        zstd::stream::write::Encoder::new(sink, level).map_err(|e| write_error(out, e))?;
+    encoder.write_all(bytes).map_err(|e| write_error(out, e))?;
+    let sink = encoder.finish().map_err(|e| write_error(out, e))?;
+    sink.file.sync_all().map_err(|e| write_error(out, e))?;
+    Ok(Streamed {
+        raw_bytes: bytes.len() as u64,
+        bytes: sink.bytes,
+        sha256: format!("{:x}", sink.hasher.finalize()),
+    })
 }
 
 /// Runs the dump and streams its output through zstd into `out`.
@@ -490,13 +517,25 @@ fn run_unrecorded(
             .filter(|d| d.kind == DatabaseKind::User)
             .map(|d| d.name.as_str())
             .collect();
+        // Enough names to spot a typo, not a wall of text on a big server.
+        let shown = names
+            .iter()
+            .take(15)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = names.len().saturating_sub(15);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
         return Err(Error::invalid(
             "database",
             format!(
-                "'{}' does not exist on {}; its databases are: {}",
+                "'{}' does not exist on {}; its databases include: {shown}{more}",
                 request.database,
                 request.connection.describe(),
-                names.join(", ")
             ),
         ));
     };
@@ -562,6 +601,34 @@ fn run_unrecorded(
         }
         let tool = plan.tool.trim().to_string();
         drop(plan); // ends the snapshot transaction, deletes the temp credentials
+        let mut files = vec![ManifestFile {
+            path: file_name,
+            bytes: streamed.bytes,
+            raw_bytes: streamed.raw_bytes,
+            sha256: streamed.sha256,
+        }];
+        let mut warnings = Vec::new();
+        if request.globals {
+            let globals = engine.dump_globals()?;
+            let name = "globals.sql.zst".to_string();
+            let out = write_compressed(
+                &globals.sql,
+                &partial.join(&name),
+                request.compression_level,
+            )?;
+            files.push(ManifestFile {
+                path: name,
+                bytes: out.bytes,
+                raw_bytes: out.raw_bytes,
+                sha256: out.sha256,
+            });
+            warnings.extend(
+                globals
+                    .skipped
+                    .into_iter()
+                    .map(|s| format!("globals: skipped {s}")),
+            );
+        }
         let finished = jiff::Timestamp::now();
         let manifest = Manifest {
             format: 1,
@@ -577,14 +644,10 @@ fn run_unrecorded(
             duration_seconds: (finished - started).get_milliseconds() as f64 / 1000.0,
             snapshot,
             tables,
-            files: vec![ManifestFile {
-                path: file_name,
-                bytes: streamed.bytes,
-                raw_bytes: streamed.raw_bytes,
-                sha256: streamed.sha256,
-            }],
+            files,
             compression: json!({"algorithm": "zstd", "level": request.compression_level}),
             verification: None,
+            warnings,
         };
         Ok((partial.clone(), manifest))
     })();

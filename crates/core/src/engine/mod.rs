@@ -124,6 +124,15 @@ pub struct DumpPlan {
     pub keep_alive: Vec<Box<dyn std::any::Any + Send>>,
 }
 
+/// Roles, users and grants as SQL text (small: kilobytes).
+pub struct GlobalsDump {
+    /// How it was produced, e.g. "pg_dumpall (PostgreSQL) 15.20" or "SHOW CREATE USER/SHOW GRANTS".
+    pub tool: String,
+    pub sql: Vec<u8>,
+    /// Accounts that could not be dumped, and why (they are also noted in the SQL as comments).
+    pub skipped: Vec<String>,
+}
+
 /// How the restore tool reads the dump.
 pub enum RestoreInput {
     /// The decompressed dump on the tool's standard input.
@@ -160,6 +169,9 @@ pub trait Engine: Send {
     fn ensure_admin_login(&mut self, user: &str, password: &str) -> Result<()>;
     /// Prepares a consistent logical dump of `database`.
     fn dump_plan(&mut self, database: &str) -> Result<DumpPlan>;
+    /// What lives outside databases, as SQL: roles, grants, tablespaces (PostgreSQL
+    /// pg_dumpall --globals-only; MySQL/MariaDB users and grants).
+    fn dump_globals(&mut self) -> Result<GlobalsDump>;
     /// Prepares loading a dump of this engine's format into `database` (which must exist).
     fn restore_plan(&mut self, database: &str, jobs: u32) -> Result<RestorePlan>;
     /// Rows per table of `database`, counted now.

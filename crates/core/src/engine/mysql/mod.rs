@@ -12,8 +12,8 @@ use tokio::runtime::Runtime;
 
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
 use crate::engine::{
-    AtRestEncryption, DatabaseFacts, DatabaseKind, DumpPlan, Engine, RestoreInput, RestorePlan,
-    Role, ServerFacts, StreamObserver, TableRows, connect_hint,
+    AtRestEncryption, DatabaseFacts, DatabaseKind, DumpPlan, Engine, GlobalsDump, RestoreInput,
+    RestorePlan, Role, ServerFacts, StreamObserver, TableRows, connect_hint,
 };
 use crate::{Error, Result};
 
@@ -476,6 +476,52 @@ impl Engine for MysqlEngine {
             tables: None,
             observer: Some(Box::new(DumpRowCounter::default())),
             keep_alive: vec![Box::new(secrets)],
+        })
+    }
+
+    fn dump_globals(&mut self) -> Result<GlobalsDump> {
+        // SHOW CREATE USER and SHOW GRANTS per account, like pt-show-grants. An account the
+        // server cannot use (a host name under skip-name-resolve, for one) is skipped and named,
+        // where mariadb-dump --system=users would fail as a whole.
+        let accounts: Vec<(String, String)> = self
+            .query_rows(
+                "list accounts",
+                "SELECT User, Host FROM mysql.user ORDER BY User, Host",
+            )?
+            .iter()
+            .filter_map(|r| Some((text(r, 0)?, text(r, 1)?)))
+            .collect();
+        let mut sql = String::from("-- users and grants, written by dbcadence\n");
+        let mut skipped = Vec::new();
+        for (user, host) in accounts {
+            let account = format!("{}@{}", quote_literal(&user), quote_literal(&host));
+            let statements = self
+                .query_rows("show the account", &format!("SHOW CREATE USER {account}"))
+                .and_then(|create| {
+                    Ok((
+                        create,
+                        self.query_rows("show the grants", &format!("SHOW GRANTS FOR {account}"))?,
+                    ))
+                });
+            match statements {
+                Ok((create, grants)) => {
+                    for row in create.iter().chain(grants.iter()) {
+                        if let Some(statement) = text(row, 0) {
+                            sql.push_str(&statement);
+                            sql.push_str(";\n");
+                        }
+                    }
+                }
+                Err(e) => {
+                    sql.push_str(&format!("-- skipped {account}: {e}\n"));
+                    skipped.push(format!("{account}: {e}"));
+                }
+            }
+        }
+        Ok(GlobalsDump {
+            tool: "SHOW CREATE USER / SHOW GRANTS".into(),
+            sql: sql.into_bytes(),
+            skipped,
         })
     }
 

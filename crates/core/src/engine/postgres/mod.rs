@@ -12,8 +12,8 @@ use postgres_native_tls::MakeTlsConnector;
 
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
 use crate::engine::{
-    AtRestEncryption, DatabaseFacts, DatabaseKind, DumpPlan, Engine, RestoreInput, RestorePlan,
-    Role, ServerFacts, TableRows, connect_hint,
+    AtRestEncryption, DatabaseFacts, DatabaseKind, DumpPlan, Engine, GlobalsDump, RestoreInput,
+    RestorePlan, Role, ServerFacts, TableRows, connect_hint,
 };
 use crate::{Error, Result};
 
@@ -416,6 +416,40 @@ impl Engine for PostgresEngine {
             tables: Some(counts),
             observer: None,
             keep_alive: vec![Box::new(holder.client)],
+        })
+    }
+
+    fn dump_globals(&mut self) -> Result<GlobalsDump> {
+        let program = bin_dir()?.join("pg_dumpall");
+        // Role password hashes are included: restoring roles without them locks users out.
+        let output = duct::cmd(&program, ["--globals-only"])
+            .full_env(std::env::vars().chain(libpq_env(
+                &self.args,
+                self.args.login_db.as_deref().unwrap_or("postgres"),
+            )))
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .map_err(|e| Error::Command {
+                command: "pg_dumpall".into(),
+                code: "not started".into(),
+                stderr: e.to_string(),
+            })?;
+        if !output.status.success() {
+            return Err(Error::Command {
+                command: "pg_dumpall".into(),
+                code: output
+                    .status
+                    .code()
+                    .map_or("signal".into(), |c| c.to_string()),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        Ok(GlobalsDump {
+            tool: tool_version(&program),
+            sql: output.stdout,
+            skipped: vec![],
         })
     }
 
