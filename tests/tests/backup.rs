@@ -804,3 +804,58 @@ fn globals_are_backed_up_beside_the_dump_and_checked_by_verify() {
         );
     }
 }
+
+#[test]
+fn directory_format_dumps_in_parallel_and_verifies_file_by_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("{} dir\"ectory", unique("pgdir"));
+    make_database(pg(), &name, 3000);
+    let mut args = backup_args(pg(), &name, dir.path());
+    args["format"] = json!("directory");
+    args["jobs"] = json!(2);
+    let run = run_module("db_backup", &args);
+    assert_eq!(run.json["failed"], false, "{}", run.json);
+    let manifest = &run.json["manifest"];
+    assert_eq!(manifest["dump"], "dump.pgdir");
+    let files: Vec<&str> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        files.contains(&"dump.pgdir/toc.dat.zst") && files.len() >= 3,
+        "{files:?}"
+    );
+    let path = Path::new(run.json["path"].as_str().unwrap()).to_path_buf();
+    let verify = run_module(
+        "db_verify",
+        &verify_args(dir.path(), json!({"backup": path})),
+    );
+    assert_eq!(verify.json["verified"], true, "{}", verify.json);
+    // A flipped byte in one table's file is named.
+    let victim = files
+        .iter()
+        .find(|f| f.ends_with(".dat.zst") && !f.contains("toc"))
+        .unwrap();
+    let mut bytes = std::fs::read(path.join(victim)).unwrap();
+    bytes[0] ^= 0x10;
+    std::fs::write(path.join(victim), bytes).unwrap();
+    let verify = run_module(
+        "db_verify",
+        &verify_args(dir.path(), json!({"backup": path})),
+    );
+    assert_eq!(verify.json["bad_files"], json!([victim]), "{}", verify.json);
+
+    let mut args = backup_args(my(), "mysql", dir.path());
+    args["format"] = json!("directory");
+    let run = run_module("db_backup", &args);
+    assert!(
+        run.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("directory is a PostgreSQL format"),
+        "{}",
+        run.json
+    );
+}

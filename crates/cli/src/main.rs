@@ -54,6 +54,11 @@ enum Command {
         /// Also back up roles, grants and tablespaces (MariaDB: users and grants).
         #[arg(long)]
         globals: bool,
+        /// PostgreSQL directory format, dumped by --jobs parallel jobs.
+        #[arg(long)]
+        directory: bool,
+        #[arg(long, default_value_t = 2)]
+        jobs: u32,
         /// Say what would be backed up; write nothing.
         #[arg(long)]
         check: bool,
@@ -353,6 +358,8 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
             instance_id,
             compression_level,
             globals,
+            directory,
+            jobs,
             check,
             format,
             run,
@@ -361,6 +368,12 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                 action: backup::BackupAction::Backup,
                 retention: None,
                 globals,
+                format: if directory {
+                    dbcadence_core::engine::DumpFormat::Directory
+                } else {
+                    dbcadence_core::engine::DumpFormat::Custom
+                },
+                jobs,
                 connection: connect.connection()?,
                 database,
                 backup_dir,

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::connection::ConnectionArgs;
-use crate::engine::{self, DatabaseKind, DumpPlan, TableRows};
+use crate::engine::{self, DatabaseKind, DumpFormat, DumpOutput, DumpPlan, TableRows};
 use crate::ledger::{Outcome, Target};
 use crate::metrics::Sample;
 use crate::retention::{self, RetentionPolicy};
@@ -52,6 +52,12 @@ pub struct BackupRequest {
     /// Instance id in the layout (use the inventory's id); default: engine, host and port.
     #[serde(default)]
     pub instance_id: Option<String>,
+    /// custom (one stream; for MySQL/MariaDB SQL text) or directory (PostgreSQL, parallel jobs).
+    #[serde(default)]
+    pub format: DumpFormat,
+    /// Parallel dump jobs for the directory format.
+    #[serde(default = "default_jobs")]
+    pub jobs: u32,
     /// zstd compression level, 1 (fast) to 19 (small).
     #[serde(default = "default_level")]
     pub compression_level: i32,
@@ -71,6 +77,10 @@ pub struct BackupRequest {
     pub retention: Option<RetentionPolicy>,
     #[serde(flatten)]
     pub run: RunOptions,
+}
+
+fn default_jobs() -> u32 {
+    2
 }
 
 fn default_level() -> i32 {
@@ -115,6 +125,9 @@ pub struct Manifest {
     pub snapshot: Value,
     /// Rows per table in the dump's own snapshot.
     pub tables: Vec<TableRows>,
+    /// The main dump: a file (dump.pgcustom.zst, dump.sql.zst) or a directory (dump.pgdir).
+    #[serde(default)]
+    pub dump: String,
     pub files: Vec<ManifestFile>,
     /// Compression algorithm and level.
     pub compression: Value,
@@ -217,8 +230,9 @@ fn write_error(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
-/// Compresses a small in-memory dump (globals) into `out`, hashed like the main dump.
-fn write_compressed(bytes: &[u8], out: &Path, level: i32) -> Result<Streamed> {
+/// Compresses what `source` yields into `out`, hashed like the main dump (globals, and the
+/// files of a directory-format dump, streamed: a table file can be large).
+fn write_compressed(source: &mut dyn Read, out: &Path, level: i32) -> Result<Streamed> {
     let file = File::create(out).map_err(|e| write_error(out, e))?;
     let sink = HashingFile {
         file,
@@ -227,14 +241,128 @@ fn write_compressed(bytes: &[u8], out: &Path, level: i32) -> Result<Streamed> {
     };
     let mut encoder =
         zstd::stream::write::Encoder::new(sink, level).map_err(|e| write_error(out, e))?;
-    encoder.write_all(bytes).map_err(|e| write_error(out, e))?;
+    let raw_bytes = std::io::copy(source, &mut encoder).map_err(|e| write_error(out, e))?;
     let sink = encoder.finish().map_err(|e| write_error(out, e))?;
     sink.file.sync_all().map_err(|e| write_error(out, e))?;
     Ok(Streamed {
-        raw_bytes: bytes.len() as u64,
+        raw_bytes,
         bytes: sink.bytes,
         sha256: format!("{:x}", sink.hasher.finalize()),
     })
+}
+
+/// Runs a dump tool that writes its own files (directory format) and waits for it.
+fn run_dump_to_directory(plan: &DumpPlan) -> Result<()> {
+    let tool = plan
+        .program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let output = Command::new(&plan.program)
+        .args(&plan.args)
+        .envs(plan.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| Error::Command {
+            command: tool.clone(),
+            code: "not started".into(),
+            stderr: e.to_string(),
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let tail: Vec<&str> = stderr
+        .lines()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    Err(Error::Command {
+        command: tool,
+        code: output
+            .status
+            .code()
+            .map_or("signal".into(), |c| c.to_string()),
+        stderr: tail.join("\n"),
+    })
+}
+
+/// Compresses every file of a dump directory in place (`x` becomes `x.zst`), a few files at a
+/// time, and returns them as manifest entries relative to `backup_root`.
+fn compress_directory(
+    backup_root: &Path,
+    dir: &Path,
+    level: i32,
+    threads: u32,
+) -> Result<Vec<ManifestFile>> {
+    let mut raw: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io("read the dump directory", dir, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    raw.sort();
+    let workers = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads as usize
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Vec<(usize, ManifestFile)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers.max(1))
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<(usize, ManifestFile)>> {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(path) = raw.get(index) else {
+                            return Ok(done);
+                        };
+                        let mut source = File::open(path)
+                            .map_err(|e| Error::io("read the dump file", path, e))?;
+                        let out = PathBuf::from(format!("{}.zst", path.display()));
+                        let written = write_compressed(&mut source, &out, level)?;
+                        std::fs::remove_file(path)
+                            .map_err(|e| Error::io("remove the uncompressed dump file", path, e))?;
+                        let relative = out
+                            .strip_prefix(backup_root)
+                            .unwrap_or(&out)
+                            .to_string_lossy()
+                            .into_owned();
+                        done.push((
+                            index,
+                            ManifestFile {
+                                path: relative,
+                                bytes: written.bytes,
+                                raw_bytes: written.raw_bytes,
+                                sha256: written.sha256,
+                            },
+                        ));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::invalid("backup", "a compression thread crashed"))
+                })
+            })
+            .collect()
+    });
+    let mut files = Vec::new();
+    for result in results {
+        files.extend(result?);
+    }
+    files.sort_by_key(|(index, _)| *index);
+    sync_dir(dir)?;
+    Ok(files.into_iter().map(|(_, f)| f).collect())
 }
 
 /// Runs the dump and streams its output through zstd into `out`.
@@ -580,14 +708,39 @@ fn run_unrecorded(
     std::fs::create_dir(&partial)
         .map_err(|e| Error::io("create the partial backup directory", &partial, e))?;
     let result = (|| -> Result<(PathBuf, Manifest)> {
-        let mut plan = engine.dump_plan(&request.database)?;
-        let file_name = format!("{}.zst", plan.file_name);
-        let streamed = stream_dump(
-            &mut plan,
-            &partial.join(&file_name),
-            request.compression_level,
-            request.compression_threads,
-        )?;
+        let mut plan =
+            engine.dump_plan(&request.database, request.format, request.jobs, &partial)?;
+        let dump = match &plan.output {
+            DumpOutput::Stdout => format!("{}.zst", plan.file_name),
+            DumpOutput::Directory(_) => plan.file_name.to_string(),
+        };
+        let mut files = match &plan.output {
+            DumpOutput::Stdout => {
+                let file_name = format!("{}.zst", plan.file_name);
+                let streamed = stream_dump(
+                    &mut plan,
+                    &partial.join(&file_name),
+                    request.compression_level,
+                    request.compression_threads,
+                )?;
+                vec![ManifestFile {
+                    path: file_name,
+                    bytes: streamed.bytes,
+                    raw_bytes: streamed.raw_bytes,
+                    sha256: streamed.sha256,
+                }]
+            }
+            DumpOutput::Directory(dir) => {
+                let dir = dir.clone();
+                run_dump_to_directory(&plan)?;
+                compress_directory(
+                    &partial,
+                    &dir,
+                    request.compression_level,
+                    request.compression_threads,
+                )?
+            }
+        };
         let (mut tables, mut snapshot) = (
             plan.tables.take().unwrap_or_default(),
             plan.snapshot.clone(),
@@ -601,18 +754,12 @@ fn run_unrecorded(
         }
         let tool = plan.tool.trim().to_string();
         drop(plan); // ends the snapshot transaction, deletes the temp credentials
-        let mut files = vec![ManifestFile {
-            path: file_name,
-            bytes: streamed.bytes,
-            raw_bytes: streamed.raw_bytes,
-            sha256: streamed.sha256,
-        }];
         let mut warnings = Vec::new();
         if request.globals {
             let globals = engine.dump_globals()?;
             let name = "globals.sql.zst".to_string();
             let out = write_compressed(
-                &globals.sql,
+                &mut globals.sql.as_slice(),
                 &partial.join(&name),
                 request.compression_level,
             )?;
@@ -644,6 +791,7 @@ fn run_unrecorded(
             duration_seconds: (finished - started).get_milliseconds() as f64 / 1000.0,
             snapshot,
             tables,
+            dump,
             files,
             compression: json!({"algorithm": "zstd", "level": request.compression_level}),
             verification: None,

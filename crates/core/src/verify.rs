@@ -206,11 +206,16 @@ fn restore(
     engine: &mut Box<dyn Engine>,
     scratch: &Scratch,
     backup_dir: &Path,
-    file: &str,
+    manifest: &Manifest,
     jobs: u32,
 ) -> Result<()> {
     let plan = engine.restore_plan(&scratch.database, jobs)?;
-    let compressed = backup_dir.join(file);
+    let dump = if manifest.dump.is_empty() {
+        manifest.files[0].path.clone()
+    } else {
+        manifest.dump.clone()
+    };
+    let compressed = backup_dir.join(&dump);
     let open = || -> Result<zstd::stream::read::Decoder<'static, std::io::BufReader<File>>> {
         let f = File::open(&compressed)
             .map_err(|e| Error::io("read the backup file", &compressed, e))?;
@@ -234,6 +239,32 @@ fn restore(
         .tempdir()
         .map_err(|e| Error::io("create a temp dir", std::env::temp_dir(), e))?;
     let child = match plan.input {
+        // A directory-format dump: every file of the directory, decompressed beside the others.
+        RestoreInput::File if !dump.ends_with(".zst") => {
+            let raw_dir = temp.path().join(&dump);
+            std::fs::create_dir_all(&raw_dir).map_err(|e| Error::io("create", &raw_dir, e))?;
+            for file in manifest
+                .files
+                .iter()
+                .filter(|f| f.path.starts_with(&format!("{dump}/")))
+            {
+                let source = backup_dir.join(&file.path);
+                let name = Path::new(&file.path)
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy();
+                let target = raw_dir.join(name.trim_end_matches(".zst"));
+                let f = File::open(&source)
+                    .map_err(|e| Error::io("read the backup file", &source, e))?;
+                let mut decoder = zstd::stream::read::Decoder::new(f)
+                    .map_err(|e| Error::io("decompress", &source, e))?;
+                let mut out = File::create(&target).map_err(|e| Error::io("write", &target, e))?;
+                std::io::copy(&mut decoder, &mut out)
+                    .map_err(|e| Error::io("decompress", &source, e))?;
+            }
+            command.arg(&raw_dir).stdin(Stdio::null());
+            command.spawn()
+        }
         RestoreInput::File => {
             let raw = temp.path().join("dump");
             let mut out = File::create(&raw).map_err(|e| Error::io("write", &raw, e))?;
@@ -431,13 +462,7 @@ fn verify_one(request: &VerifyRequest, dir: &Path, manifest: &Manifest) -> Resul
     let result = (|| -> Result<()> {
         engine.create_database(&scratch.database)?;
         let started = std::time::Instant::now();
-        restore(
-            &mut engine,
-            &scratch,
-            dir,
-            &manifest.files[0].path,
-            request.jobs,
-        )?;
+        restore(&mut engine, &scratch, dir, manifest, request.jobs)?;
         report.restore_seconds = started.elapsed().as_secs_f64();
         report.integrity_problems = engine.check_integrity(&scratch.database)?;
         let restored = engine.row_counts(&scratch.database)?;

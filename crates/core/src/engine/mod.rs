@@ -103,6 +103,25 @@ pub trait StreamObserver: Send {
     fn finish(self: Box<Self>) -> (Vec<TableRows>, serde_json::Value);
 }
 
+/// Shape of a logical dump.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpFormat {
+    /// One stream: PostgreSQL custom format, MySQL/MariaDB SQL text.
+    #[default]
+    Custom,
+    /// PostgreSQL directory format, dumped by parallel jobs (one file per table).
+    Directory,
+}
+
+/// Where the dump tool writes.
+pub enum DumpOutput {
+    /// To its standard output, streamed through dbcadence.
+    Stdout,
+    /// Into this directory (PostgreSQL directory format); files are compressed afterwards.
+    Directory(std::path::PathBuf),
+}
+
 /// How to dump one database, as the engine knows it. Connection settings and secrets reach
 /// the dump tool through its environment or a 0600 file, never its command line.
 pub struct DumpPlan {
@@ -111,8 +130,9 @@ pub struct DumpPlan {
     pub env: Vec<(String, String)>,
     /// Tool name and version, e.g. "pg_dump (PostgreSQL) 15.20".
     pub tool: String,
-    /// Name of the dump file inside the backup, before ".zst".
+    /// Name of the dump file (or directory) inside the backup, before ".zst".
     pub file_name: &'static str,
+    pub output: DumpOutput,
     /// Snapshot position known before the dump (PostgreSQL LSN and exported snapshot).
     pub snapshot: serde_json::Value,
     /// Row counts taken in the dump's snapshot before it starts (PostgreSQL).
@@ -167,8 +187,15 @@ pub trait Engine: Send {
     fn execute_in(&mut self, database: Option<&str>, sql: &str) -> Result<()>;
     /// Makes sure `user` exists with `password` and full privileges (lab bootstrap).
     fn ensure_admin_login(&mut self, user: &str, password: &str) -> Result<()>;
-    /// Prepares a consistent logical dump of `database`.
-    fn dump_plan(&mut self, database: &str) -> Result<DumpPlan>;
+    /// Prepares a consistent logical dump of `database`; a directory-format dump is written
+    /// into `work_dir`.
+    fn dump_plan(
+        &mut self,
+        database: &str,
+        format: DumpFormat,
+        jobs: u32,
+        work_dir: &std::path::Path,
+    ) -> Result<DumpPlan>;
     /// What lives outside databases, as SQL: roles, grants, tablespaces (PostgreSQL
     /// pg_dumpall --globals-only; MySQL/MariaDB users and grants).
     fn dump_globals(&mut self) -> Result<GlobalsDump>;

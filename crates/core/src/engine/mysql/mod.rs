@@ -12,8 +12,9 @@ use tokio::runtime::Runtime;
 
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
 use crate::engine::{
-    AtRestEncryption, DatabaseFacts, DatabaseKind, DumpPlan, Engine, GlobalsDump, RestoreInput,
-    RestorePlan, Role, ServerFacts, StreamObserver, TableRows, connect_hint,
+    AtRestEncryption, DatabaseFacts, DatabaseKind, DumpFormat, DumpOutput, DumpPlan, Engine,
+    GlobalsDump, RestoreInput, RestorePlan, Role, ServerFacts, StreamObserver, TableRows,
+    connect_hint,
 };
 use crate::{Error, Result};
 
@@ -430,7 +431,19 @@ impl Engine for MysqlEngine {
         self.run("run SQL", sql)
     }
 
-    fn dump_plan(&mut self, database: &str) -> Result<DumpPlan> {
+    fn dump_plan(
+        &mut self,
+        database: &str,
+        format: DumpFormat,
+        _jobs: u32,
+        _work_dir: &std::path::Path,
+    ) -> Result<DumpPlan> {
+        if format == DumpFormat::Directory {
+            return Err(Error::invalid(
+                "format",
+                "directory is a PostgreSQL format; use custom (SQL text) for MySQL/MariaDB",
+            ));
+        }
         let program = crate::util::find_program("mariadb-dump")
             .or_else(|_| crate::util::find_program("mysqldump"))?;
         let vars = self.query_rows(
@@ -472,6 +485,7 @@ impl Engine for MysqlEngine {
             env: vec![],
             tool,
             file_name: "dump.sql",
+            output: DumpOutput::Stdout,
             snapshot: serde_json::json!({}),
             tables: None,
             observer: Some(Box::new(DumpRowCounter::default())),

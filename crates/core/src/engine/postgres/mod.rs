@@ -12,8 +12,8 @@ use postgres_native_tls::MakeTlsConnector;
 
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
 use crate::engine::{
-    AtRestEncryption, DatabaseFacts, DatabaseKind, DumpPlan, Engine, GlobalsDump, RestoreInput,
-    RestorePlan, Role, ServerFacts, TableRows, connect_hint,
+    AtRestEncryption, DatabaseFacts, DatabaseKind, DumpFormat, DumpOutput, DumpPlan, Engine,
+    GlobalsDump, RestoreInput, RestorePlan, Role, ServerFacts, TableRows, connect_hint,
 };
 use crate::{Error, Result};
 
@@ -371,7 +371,13 @@ impl Engine for PostgresEngine {
         }
     }
 
-    fn dump_plan(&mut self, database: &str) -> Result<DumpPlan> {
+    fn dump_plan(
+        &mut self,
+        database: &str,
+        format: DumpFormat,
+        jobs: u32,
+        work_dir: &Path,
+    ) -> Result<DumpPlan> {
         let program = bin_dir()?.join("pg_dump");
         if !program.exists() {
             return Err(Error::invalid(
@@ -402,16 +408,35 @@ impl Engine for PostgresEngine {
         let lsn: Option<String> = row.get(1);
         let in_recovery: bool = row.get(2);
         let counts = holder.count_rows()?;
+        // Uncompressed: dbcadence compresses with zstd, much faster than pg_dump's zlib.
+        let mut args = vec![
+            "--compress=0".to_string(),
+            format!("--snapshot={snapshot_id}"),
+        ];
+        let (file_name, output) = match format {
+            DumpFormat::Custom => {
+                args.push("--format=custom".into());
+                ("dump.pgcustom", DumpOutput::Stdout)
+            }
+            DumpFormat::Directory => {
+                let dir = work_dir.join("dump.pgdir");
+                args.extend([
+                    "--format=directory".into(),
+                    format!("--jobs={}", jobs.max(1)),
+                    "--no-sync".into(),
+                    "--file".into(),
+                    dir.to_string_lossy().into_owned(),
+                ]);
+                ("dump.pgdir", DumpOutput::Directory(dir))
+            }
+        };
         Ok(DumpPlan {
             tool: tool_version(&program),
-            args: vec![
-                "--format=custom".into(),
-                "--compress=0".into(),
-                format!("--snapshot={snapshot_id}"),
-            ],
+            args,
             env: libpq_env(&self.args, database),
             program,
-            file_name: "dump.pgcustom",
+            file_name,
+            output,
             snapshot: serde_json::json!({"lsn": lsn, "exported_snapshot": snapshot_id, "from_replica": in_recovery}),
             tables: Some(counts),
             observer: None,
