@@ -253,11 +253,7 @@ fn write_compressed(source: &mut dyn Read, out: &Path, level: i32) -> Result<Str
 
 /// Runs a dump tool that writes its own files (directory format) and waits for it.
 fn run_dump_to_directory(plan: &DumpPlan) -> Result<()> {
-    let tool = plan
-        .program
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let tool = crate::util::program_name(&plan.program);
     let output = Command::new(&plan.program)
         .args(&plan.args)
         .envs(plan.env.iter().map(|(k, v)| (k, v)))
@@ -273,23 +269,11 @@ fn run_dump_to_directory(plan: &DumpPlan) -> Result<()> {
     if output.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let tail: Vec<&str> = stderr
-        .lines()
-        .rev()
-        .take(8)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    Err(Error::Command {
-        command: tool,
-        code: output
-            .status
-            .code()
-            .map_or("signal".into(), |c| c.to_string()),
-        stderr: tail.join("\n"),
-    })
+    Err(crate::util::child_failed(
+        &tool,
+        output.status,
+        &String::from_utf8_lossy(&output.stderr),
+    ))
 }
 
 /// Compresses every file of a dump directory in place (`x` becomes `x.zst`), a few files at a
@@ -367,11 +351,7 @@ fn compress_directory(
 
 /// Runs the dump and streams its output through zstd into `out`.
 fn stream_dump(plan: &mut DumpPlan, out: &Path, level: i32, threads: u32) -> Result<Streamed> {
-    let tool = plan
-        .program
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let tool = crate::util::program_name(&plan.program);
     let mut child = Command::new(&plan.program)
         .args(&plan.args)
         .envs(plan.env.iter().map(|(k, v)| (k, v)))
@@ -462,19 +442,7 @@ fn stream_dump(plan: &mut DumpPlan, out: &Path, level: i32, threads: u32) -> Res
     let stderr_text = stderr_thread.join().unwrap_or_default();
     let streamed = result?;
     if !status.success() {
-        let tail: Vec<&str> = stderr_text
-            .lines()
-            .rev()
-            .take(8)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        return Err(Error::Command {
-            command: tool,
-            code: status.code().map_or("signal".into(), |c| c.to_string()),
-            stderr: tail.join("\n"),
-        });
+        return Err(crate::util::child_failed(&tool, status, &stderr_text));
     }
     Ok(streamed)
 }

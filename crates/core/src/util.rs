@@ -67,3 +67,23 @@ pub fn find_program(name: &str) -> crate::Result<std::path::PathBuf> {
             )
         })
 }
+
+/// A program's file name, for messages ("pg_dump", not its full path).
+pub fn program_name(program: &std::path::Path) -> String {
+    program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The error for a child process that exited badly: its exit code and the last lines of its
+/// stderr, where tools say what went wrong.
+pub fn child_failed(command: &str, status: std::process::ExitStatus, stderr: &str) -> crate::Error {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(8)..].join("\n");
+    crate::Error::Command {
+        command: command.to_string(),
+        code: status.code().map_or("signal".into(), |c| c.to_string()),
+        stderr: tail,
+    }
+}

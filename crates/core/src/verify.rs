@@ -221,11 +221,7 @@ fn restore(
             .map_err(|e| Error::io("read the backup file", &compressed, e))?;
         zstd::stream::read::Decoder::new(f).map_err(|e| Error::io("decompress", &compressed, e))
     };
-    let tool = plan
-        .program
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let tool = crate::util::program_name(&plan.program);
     let mut command = Command::new(&plan.program);
     command
         .args(&plan.args)
@@ -301,25 +297,11 @@ fn restore(
     let stderr_text = stderr_thread.join().unwrap_or_default();
     drop(plan);
     if !status.success() || feed_error.is_some() {
-        let tail: Vec<&str> = stderr_text
-            .lines()
-            .rev()
-            .take(6)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        return Err(Error::Command {
-            command: tool,
-            code: status.code().map_or("signal".into(), |c| c.to_string()),
-            stderr: format!(
-                "{}{}",
-                tail.join("\n"),
-                feed_error
-                    .map(|e| format!(" (feeding the dump: {e})"))
-                    .unwrap_or_default()
-            ),
-        });
+        let mut error = crate::util::child_failed(&tool, status, &stderr_text);
+        if let (Error::Command { stderr, .. }, Some(e)) = (&mut error, feed_error) {
+            stderr.push_str(&format!(" (feeding the dump: {e})"));
+        }
+        return Err(error);
     }
     Ok(())
 }
