@@ -57,6 +57,9 @@ enum Command {
         /// PostgreSQL directory format, dumped by --jobs parallel jobs.
         #[arg(long)]
         directory: bool,
+        /// Physical copy of the whole instance (mariadb-backup); use --database '*'.
+        #[arg(long)]
+        physical: bool,
         #[arg(long, default_value_t = 2)]
         jobs: u32,
         /// Say what would be backed up; write nothing.
@@ -359,6 +362,7 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
             compression_level,
             globals,
             directory,
+            physical,
             jobs,
             check,
             format,
@@ -366,6 +370,11 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
         } => {
             let request = BackupRequest {
                 action: backup::BackupAction::Backup,
+                method: if physical {
+                    backup::BackupMethod::Physical
+                } else {
+                    backup::BackupMethod::Logical
+                },
                 retention: None,
                 globals,
                 format: if directory {

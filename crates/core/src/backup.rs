@@ -26,6 +26,21 @@ use crate::retention::{self, RetentionPolicy};
 use crate::run::{Recorder, RunOptions};
 use crate::{Error, Result};
 
+/// The `database` value of an instance-wide (physical) backup.
+pub const ALL_DATABASES: &str = "*";
+
+/// How a backup is taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupMethod {
+    /// A dump of one database (pg_dump, mariadb-dump).
+    #[default]
+    Logical,
+    /// A copy of the whole instance's files (mariadb-backup), verified by prepare + start;
+    /// set database to '*'. Runs on the database host. PostgreSQL: not yet.
+    Physical,
+}
+
 /// What db_backup does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -43,6 +58,9 @@ pub struct BackupRequest {
     /// backup (default) or prune.
     #[serde(default)]
     pub action: BackupAction,
+    /// logical (default) or physical.
+    #[serde(default)]
+    pub method: BackupMethod,
     #[serde(flatten)]
     pub connection: ConnectionArgs,
     /// Database to back up (or prune).
@@ -125,9 +143,13 @@ pub struct Manifest {
     pub snapshot: Value,
     /// Rows per table in the dump's own snapshot.
     pub tables: Vec<TableRows>,
-    /// The main dump: a file (dump.pgcustom.zst, dump.sql.zst) or a directory (dump.pgdir).
+    /// The main dump: a file (dump.pgcustom.zst, dump.sql.zst, physical.mbstream.zst) or a
+    /// directory (dump.pgdir).
     #[serde(default)]
     pub dump: String,
+    /// logical or physical.
+    #[serde(default)]
+    pub method: BackupMethod,
     pub files: Vec<ManifestFile>,
     /// Compression algorithm and level.
     pub compression: Value,
@@ -607,7 +629,24 @@ fn run_unrecorded(
     let mut engine = engine::connect(&request.connection)?;
     let facts = engine.server_facts()?;
     let databases = engine.databases()?;
-    let Some(db) = databases.iter().find(|d| d.name == request.database) else {
+    let physical = request.method == BackupMethod::Physical;
+    if physical && request.database != ALL_DATABASES {
+        return Err(Error::invalid(
+            "database",
+            "method physical backs up the whole instance: set database to '*'",
+        ));
+    }
+    let found = databases.iter().find(|d| d.name == request.database);
+    let Some(database_bytes) = (match found {
+        Some(db) => Some(db.size_bytes),
+        None if physical => Some(
+            databases
+                .iter()
+                .filter_map(|d| d.size_bytes)
+                .reduce(|a, b| a + b),
+        ),
+        None => None,
+    }) else {
         let names: Vec<&str> = databases
             .iter()
             .filter(|d| d.kind == DatabaseKind::User)
@@ -635,7 +674,6 @@ fn run_unrecorded(
             ),
         ));
     };
-    let database_bytes = db.size_bytes;
     let db_dir = request
         .backup_dir
         .join(encode_name(instance_id))
@@ -676,8 +714,11 @@ fn run_unrecorded(
     std::fs::create_dir(&partial)
         .map_err(|e| Error::io("create the partial backup directory", &partial, e))?;
     let result = (|| -> Result<(PathBuf, Manifest)> {
-        let mut plan =
-            engine.dump_plan(&request.database, request.format, request.jobs, &partial)?;
+        let mut plan = if physical {
+            engine.physical_plan()?
+        } else {
+            engine.dump_plan(&request.database, request.format, request.jobs, &partial)?
+        };
         let dump = match &plan.output {
             DumpOutput::Stdout => format!("{}.zst", plan.file_name),
             DumpOutput::Directory(_) => plan.file_name.to_string(),
@@ -760,6 +801,7 @@ fn run_unrecorded(
             snapshot,
             tables,
             dump,
+            method: request.method,
             files,
             compression: json!({"algorithm": "zstd", "level": request.compression_level}),
             verification: None,

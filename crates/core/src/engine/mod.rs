@@ -199,6 +199,8 @@ pub trait Engine: Send {
     /// What lives outside databases, as SQL: roles, grants, tablespaces (PostgreSQL
     /// pg_dumpall --globals-only; MySQL/MariaDB users and grants).
     fn dump_globals(&mut self) -> Result<GlobalsDump>;
+    /// Prepares a physical backup of the whole instance, streamed to standard output.
+    fn physical_plan(&mut self) -> Result<DumpPlan>;
     /// Prepares loading a dump of this engine's format into `database` (which must exist).
     fn restore_plan(&mut self, database: &str, jobs: u32) -> Result<RestorePlan>;
     /// Rows per table of `database`, counted now.
@@ -212,6 +214,28 @@ pub fn connect(args: &ConnectionArgs) -> Result<Box<dyn Engine>> {
     match args.engine()? {
         EngineKind::Postgresql => Ok(Box::new(postgres::PostgresEngine::connect(args)?)),
         EngineKind::Mysql => Ok(Box::new(mysql::MysqlEngine::connect(args)?)),
+    }
+}
+
+/// A server started on a restored physical backup, for checks; stopped and deleted on drop.
+pub trait PhysicalScratch {
+    /// Connection to the started server, with full rights.
+    fn connection(&self) -> &ConnectionArgs;
+}
+
+/// Unpacks a physical backup stream into `work_dir`, makes it consistent (prepare) and starts
+/// a private server on it, for the engine `kind`.
+pub fn start_physical_copy(
+    kind: EngineKind,
+    stream: &mut dyn std::io::Read,
+    work_dir: &std::path::Path,
+) -> Result<Box<dyn PhysicalScratch>> {
+    match kind {
+        EngineKind::Mysql => Ok(Box::new(mysql::start_physical_copy(stream, work_dir)?)),
+        EngineKind::Postgresql => Err(crate::Error::invalid(
+            "method",
+            "physical backups of PostgreSQL (pg_basebackup) are not implemented yet; use method logical",
+        )),
     }
 }
 

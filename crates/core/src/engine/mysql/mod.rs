@@ -493,6 +493,61 @@ impl Engine for MysqlEngine {
         })
     }
 
+    fn physical_plan(&mut self) -> Result<DumpPlan> {
+        let program = crate::util::find_program("mariadb-backup").map_err(|_| {
+            Error::invalid(
+                "method physical",
+                "mariadb-backup is missing; install the mariadb-backup package",
+            )
+        })?;
+        let datadir = self
+            .query_rows("read the data directory", "SELECT @@datadir")?
+            .first()
+            .and_then(|r| text(r, 0))
+            .ok_or_else(|| {
+                Error::invalid(
+                    "method physical",
+                    "the server did not tell its data directory",
+                )
+            })?;
+        if !std::path::Path::new(&datadir).is_dir() {
+            return Err(Error::invalid(
+                "method physical",
+                format!(
+                    "the data directory '{datadir}' is not on this machine; mariadb-backup must run on the database host"
+                ),
+            ));
+        }
+        let has_tls = self.server_has_tls()?;
+        let (secrets, option_file) = self.option_file(has_tls)?;
+        let scratch = tempfile::Builder::new()
+            .prefix("dbc-mbk.")
+            .tempdir()
+            .map_err(|e| Error::io("create a temp dir", std::env::temp_dir(), e))?;
+        let tool = duct::cmd!(&program, "--version")
+            .stderr_to_stdout()
+            .read()
+            .unwrap_or_default();
+        Ok(DumpPlan {
+            args: vec![
+                format!("--defaults-file={}", option_file.display()),
+                "--backup".into(),
+                "--stream=mbstream".into(),
+                format!("--datadir={datadir}"),
+                format!("--target-dir={}", scratch.path().display()),
+            ],
+            program,
+            env: vec![],
+            tool,
+            file_name: "physical.mbstream",
+            output: DumpOutput::Stdout,
+            snapshot: serde_json::json!({"method": "physical", "datadir": datadir}),
+            tables: None,
+            observer: None,
+            keep_alive: vec![Box::new(secrets), Box::new(scratch)],
+        })
+    }
+
     fn dump_globals(&mut self) -> Result<GlobalsDump> {
         // SHOW CREATE USER and SHOW GRANTS per account, like pt-show-grants. An account the
         // server cannot use (a host name under skip-name-resolve, for one) is skipped and named,
@@ -854,5 +909,190 @@ mod tests {
     fn identifiers_and_literals_are_quoted() {
         assert_eq!(quote_ident("we`ird; db"), "`we``ird; db`");
         assert_eq!(quote_literal(r"a'b\c"), r"'a''b\\c'");
+    }
+}
+
+/// A mariadbd started on a prepared physical backup: socket only, no grant checks (the source's
+/// passwords are unknown here and nobody else can reach the socket), tuned for checks.
+pub struct PhysicalCopy {
+    dir: tempfile::TempDir,
+    pid_file: std::path::PathBuf,
+    connection: ConnectionArgs,
+}
+
+impl crate::engine::PhysicalScratch for PhysicalCopy {
+    fn connection(&self) -> &ConnectionArgs {
+        &self.connection
+    }
+}
+
+impl Drop for PhysicalCopy {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        {
+            let _ = duct::cmd!("kill", "-TERM", pid.to_string())
+                .stderr_null()
+                .unchecked()
+                .run();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while crate::util::process_alive(pid) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        let _ = self.dir.path(); // removed by TempDir's own drop
+    }
+}
+
+/// Unpacks an mbstream, runs mariadb-backup --prepare and starts mariadbd on the result.
+pub fn start_physical_copy(
+    stream: &mut dyn std::io::Read,
+    work_dir: &std::path::Path,
+) -> Result<PhysicalCopy> {
+    let dir = tempfile::Builder::new()
+        .prefix("dbc-phys.")
+        .tempdir_in(work_dir)
+        .map_err(|e| Error::io("create the scratch directory", work_dir, e))?;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).map_err(|e| Error::io("create", &data, e))?;
+    let mbstream = crate::util::find_program("mbstream").map_err(|_| {
+        Error::invalid(
+            "method physical",
+            "mbstream is missing; install the mariadb-backup package",
+        )
+    })?;
+    let mut child = std::process::Command::new(&mbstream)
+        .args(["-x", "-C"])
+        .arg(&data)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Command {
+            command: "mbstream".into(),
+            code: "not started".into(),
+            stderr: e.to_string(),
+        })?;
+    let copied = std::io::copy(stream, child.stdin.as_mut().expect("piped"));
+    drop(child.stdin.take());
+    let output = child.wait_with_output().map_err(|e| Error::Command {
+        command: "mbstream".into(),
+        code: "wait".into(),
+        stderr: e.to_string(),
+    })?;
+    if let Err(e) = copied {
+        return Err(Error::Command {
+            command: "mbstream".into(),
+            code: "input".into(),
+            stderr: e.to_string(),
+        });
+    }
+    if !output.status.success() {
+        return Err(crate::util::child_failed(
+            "mbstream",
+            output.status,
+            &String::from_utf8_lossy(&output.stderr),
+        ));
+    }
+    let backup = crate::util::find_program("mariadb-backup")?;
+    let prepare = duct::cmd(
+        &backup,
+        [
+            "--prepare".to_string(),
+            format!("--target-dir={}", data.display()),
+        ],
+    )
+    .stdout_null()
+    .stderr_capture()
+    .unchecked()
+    .run()
+    .map_err(|e| Error::Command {
+        command: "mariadb-backup --prepare".into(),
+        code: "not started".into(),
+        stderr: e.to_string(),
+    })?;
+    if !prepare.status.success() {
+        return Err(crate::util::child_failed(
+            "mariadb-backup --prepare",
+            prepare.status,
+            &String::from_utf8_lossy(&prepare.stderr),
+        ));
+    }
+    let root = crate::util::effective_uid() == Some(0);
+    if root {
+        let chown = duct::cmd!("chown", "-R", "mysql:mysql", dir.path())
+            .unchecked()
+            .run();
+        if !chown.is_ok_and(|o| o.status.success()) {
+            return Err(Error::invalid(
+                "scratch",
+                "unable to give the restored files to the mysql user",
+            ));
+        }
+    }
+    let socket = dir.path().join("s.sock");
+    let pid_file = dir.path().join("mysqld.pid");
+    let log = dir.path().join("error.log");
+    let mut args = vec![
+        "-f".to_string(),
+        crate::util::find_program("mariadbd")?
+            .to_string_lossy()
+            .into_owned(),
+        "--no-defaults".into(),
+        format!("--datadir={}", data.display()),
+        format!("--socket={}", socket.display()),
+        format!("--pid-file={}", pid_file.display()),
+        format!("--log-error={}", log.display()),
+        format!("--tmpdir={}", dir.path().display()),
+        "--skip-networking".into(),
+        "--skip-grant-tables".into(),
+        "--skip-log-bin".into(),
+        "--innodb-buffer-pool-size=1G".into(),
+        "--innodb-flush-log-at-trx-commit=0".into(),
+        "--innodb-doublewrite=0".into(),
+    ];
+    if root {
+        args.push("--user=mysql".into());
+    }
+    let started = duct::cmd("setsid", args)
+        .stdin_null()
+        .stdout_null()
+        .stderr_null()
+        .unchecked()
+        .run();
+    if !started.is_ok_and(|o| o.status.success()) {
+        return Err(Error::invalid(
+            "scratch",
+            "unable to start mariadbd on the restored files (setsid)",
+        ));
+    }
+    let connection = ConnectionArgs {
+        engine: Some(EngineKind::Mysql),
+        login_user: Some("root".into()),
+        login_unix_socket: Some(socket),
+        ssl_mode: SslMode::Disable,
+        connect_timeout: 2,
+        ..ConnectionArgs::default()
+    };
+    let copy = PhysicalCopy {
+        dir,
+        pid_file,
+        connection,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        if MysqlEngine::connect(&copy.connection).is_ok() {
+            return Ok(copy);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Error::lab(
+                "start mariadbd on the restored backup",
+                format!(
+                    "no answer after 90s\n--- last lines of its log ---\n{}",
+                    crate::util::tail_file(&log, 15)
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }

@@ -444,6 +444,13 @@ impl Engine for PostgresEngine {
         })
     }
 
+    fn physical_plan(&mut self) -> Result<DumpPlan> {
+        Err(Error::invalid(
+            "method",
+            "physical backups of PostgreSQL (pg_basebackup) are not implemented yet; use method logical",
+        ))
+    }
+
     fn dump_globals(&mut self) -> Result<GlobalsDump> {
         let program = bin_dir()?.join("pg_dumpall");
         // Role password hashes are included: restoring roles without them locks users out.
