@@ -855,63 +855,6 @@ impl StreamObserver for DumpRowCounter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dump_rows_are_counted_per_table_without_being_fooled_by_data() {
-        let mut counter = Box::new(DumpRowCounter::default());
-        for line in [
-            "-- CHANGE MASTER TO MASTER_LOG_FILE='binlog.000002', MASTER_LOG_POS=4242;",
-            "CREATE TABLE `empty` (",
-            "CREATE TABLE `we``ird` (",
-            "INSERT INTO `we``ird` VALUES (1,'a (b), c'),(2,'it''s'),(3,'back\\\\'),(4,'x\\'y)');",
-            "INSERT INTO `we``ird` VALUES (5,NULL);",
-            "INSERT INTO `empty` VALUES\n",
-            "(1,'a;b'),\n",
-            "(2,'c)'),\n",
-            "(3,'d');\n",
-            "-- (a comment with (parentheses)) after the statement",
-        ] {
-            counter.line(line.as_bytes());
-        }
-        let (tables, snapshot) = counter.finish();
-        assert_eq!(tables.len(), 2);
-        assert_eq!(
-            (tables[0].name.as_str(), tables[0].rows),
-            ("empty", 3),
-            "one tuple per line"
-        );
-        assert_eq!((tables[1].name.as_str(), tables[1].rows), ("we`ird", 5));
-        assert_eq!(snapshot["binlog_position"], 4242);
-    }
-
-    #[test]
-    fn option_file_values_are_quoted() {
-        let args = ConnectionArgs {
-            login_user: Some("u".into()),
-            login_password: Some(r#"p"w\#x"#.into()),
-            login_host: Some("127.0.0.1".into()),
-            ssl_mode: SslMode::VerifyFull,
-            ca_cert: Some("/ca.pem".into()),
-            ..ConnectionArgs::default()
-        };
-        let text = client_option_file(&args, true);
-        assert!(text.contains(r#"password="p\"w\\#x""#), "{text}");
-        assert!(
-            text.contains("ssl-verify-server-cert") && text.contains("ssl-ca=\"/ca.pem\""),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn identifiers_and_literals_are_quoted() {
-        assert_eq!(quote_ident("we`ird; db"), "`we``ird; db`");
-        assert_eq!(quote_literal(r"a'b\c"), r"'a''b\\c'");
-    }
-}
-
 /// A mariadbd started on a prepared physical backup: socket only, no grant checks (the source's
 /// passwords are unknown here and nobody else can reach the socket), tuned for checks.
 pub struct PhysicalCopy {
@@ -1094,5 +1037,62 @@ pub fn start_physical_copy(
             ));
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dump_rows_are_counted_per_table_without_being_fooled_by_data() {
+        let mut counter = Box::new(DumpRowCounter::default());
+        for line in [
+            "-- CHANGE MASTER TO MASTER_LOG_FILE='binlog.000002', MASTER_LOG_POS=4242;",
+            "CREATE TABLE `empty` (",
+            "CREATE TABLE `we``ird` (",
+            "INSERT INTO `we``ird` VALUES (1,'a (b), c'),(2,'it''s'),(3,'back\\\\'),(4,'x\\'y)');",
+            "INSERT INTO `we``ird` VALUES (5,NULL);",
+            "INSERT INTO `empty` VALUES\n",
+            "(1,'a;b'),\n",
+            "(2,'c)'),\n",
+            "(3,'d');\n",
+            "-- (a comment with (parentheses)) after the statement",
+        ] {
+            counter.line(line.as_bytes());
+        }
+        let (tables, snapshot) = counter.finish();
+        assert_eq!(tables.len(), 2);
+        assert_eq!(
+            (tables[0].name.as_str(), tables[0].rows),
+            ("empty", 3),
+            "one tuple per line"
+        );
+        assert_eq!((tables[1].name.as_str(), tables[1].rows), ("we`ird", 5));
+        assert_eq!(snapshot["binlog_position"], 4242);
+    }
+
+    #[test]
+    fn option_file_values_are_quoted() {
+        let args = ConnectionArgs {
+            login_user: Some("u".into()),
+            login_password: Some(r#"p"w\#x"#.into()),
+            login_host: Some("127.0.0.1".into()),
+            ssl_mode: SslMode::VerifyFull,
+            ca_cert: Some("/ca.pem".into()),
+            ..ConnectionArgs::default()
+        };
+        let text = client_option_file(&args, true);
+        assert!(text.contains(r#"password="p\"w\\#x""#), "{text}");
+        assert!(
+            text.contains("ssl-verify-server-cert") && text.contains("ssl-ca=\"/ca.pem\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn identifiers_and_literals_are_quoted() {
+        assert_eq!(quote_ident("we`ird; db"), "`we``ird; db`");
+        assert_eq!(quote_literal(r"a'b\c"), r"'a''b\\c'");
     }
 }
