@@ -36,8 +36,8 @@ pub enum BackupMethod {
     /// A dump of one database (pg_dump, mariadb-dump).
     #[default]
     Logical,
-    /// A copy of the whole instance's files (mariadb-backup), verified by prepare + start;
-    /// set database to '*'. Runs on the database host. PostgreSQL: not yet.
+    /// A copy of the whole instance (pg_basebackup; mariadb-backup, which must run on the
+    /// database host), verified by unpack + start + checks; set database to '*'.
     Physical,
 }
 

@@ -593,22 +593,6 @@ fn start_instance(instance: &LabInstance, primary: Option<&LabInstance>, seed: b
     Ok(())
 }
 
-/// Wraps a command so that it runs as `user` when we are root (initdb/postgres refuse root).
-fn as_user(user: &str, program: &Path, args: Vec<String>) -> duct::Expression {
-    if running_as_root() {
-        let mut full = vec![
-            "-u".to_string(),
-            user.to_string(),
-            "--".to_string(),
-            program.to_string_lossy().into_owned(),
-        ];
-        full.extend(args);
-        duct::cmd("runuser", full)
-    } else {
-        duct::cmd(program, args)
-    }
-}
-
 fn start_postgres(instance: &LabInstance, primary: Option<&LabInstance>) -> Result<()> {
     let bin = crate::engine::postgres::bin_dir()?;
     let dir = instance.instance_dir();
@@ -634,7 +618,7 @@ fn start_postgres(instance: &LabInstance, primary: Option<&LabInstance>) -> Resu
             "--no-sync".into(),
         ];
         run(
-            as_user("postgres", &bin.join("pg_basebackup"), args),
+            crate::util::as_user("postgres", &bin.join("pg_basebackup"), args),
             "pg_basebackup",
         )
         .map_err(|e| {
@@ -655,7 +639,7 @@ fn start_postgres(instance: &LabInstance, primary: Option<&LabInstance>) -> Resu
         set_mode(&pwfile, 0o600)?;
         chown(&dir, "postgres")?;
         let result = run(
-            as_user(
+            crate::util::as_user(
                 "postgres",
                 &bin.join("initdb"),
                 vec![
@@ -696,7 +680,7 @@ fn start_postgres(instance: &LabInstance, primary: Option<&LabInstance>) -> Resu
         );
     }
     run(
-        as_user(
+        crate::util::as_user(
             "postgres",
             &bin.join("pg_ctl"),
             vec![
@@ -857,7 +841,7 @@ fn stop_instance(instance: &LabInstance) -> String {
             let data = instance.data_dir.to_string_lossy().into_owned();
             let stop = |mode: &str| {
                 run(
-                    as_user(
+                    crate::util::as_user(
                         "postgres",
                         &bin.join("pg_ctl"),
                         vec![

@@ -87,3 +87,20 @@ pub fn child_failed(command: &str, status: std::process::ExitStatus, stderr: &st
         stderr: tail,
     }
 }
+
+/// A command that runs as `user` when we are root (initdb and postgres refuse to run as root),
+/// and as ourselves otherwise.
+pub fn as_user(user: &str, program: &std::path::Path, args: Vec<String>) -> duct::Expression {
+    if effective_uid() == Some(0) {
+        let mut full = vec![
+            "-u".to_string(),
+            user.to_string(),
+            "--".to_string(),
+            program.to_string_lossy().into_owned(),
+        ];
+        full.extend(args);
+        duct::cmd("runuser", full)
+    } else {
+        duct::cmd(program, args)
+    }
+}

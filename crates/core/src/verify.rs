@@ -223,7 +223,12 @@ fn verify_physical(
     let mut decoder =
         zstd::stream::read::Decoder::new(source).map_err(|e| Error::io("decompress", &file, e))?;
     let started = std::time::Instant::now();
-    let copy = engine::start_physical_copy(kind, &mut decoder, &work)?;
+    let user = manifest
+        .snapshot
+        .get("user")
+        .and_then(|u| u.as_str())
+        .unwrap_or("postgres");
+    let copy = engine::start_physical_copy(kind, &mut decoder, &work, user)?;
     report.restore_seconds = started.elapsed().as_secs_f64();
     report.scratch = "physical copy".into();
     let mut engine = engine::connect(copy.connection())?;

@@ -225,17 +225,18 @@ pub trait PhysicalScratch {
 
 /// Unpacks a physical backup stream into `work_dir`, makes it consistent (prepare) and starts
 /// a private server on it, for the engine `kind`.
+/// `user` is a role of the backed-up server (PostgreSQL logs in as it with local trust).
 pub fn start_physical_copy(
     kind: EngineKind,
     stream: &mut dyn std::io::Read,
     work_dir: &std::path::Path,
+    user: &str,
 ) -> Result<Box<dyn PhysicalScratch>> {
     match kind {
         EngineKind::Mysql => Ok(Box::new(mysql::start_physical_copy(stream, work_dir)?)),
-        EngineKind::Postgresql => Err(crate::Error::invalid(
-            "method",
-            "physical backups of PostgreSQL (pg_basebackup) are not implemented yet; use method logical",
-        )),
+        EngineKind::Postgresql => Ok(Box::new(postgres::start_physical_copy(
+            stream, work_dir, user,
+        )?)),
     }
 }
 

@@ -445,10 +445,32 @@ impl Engine for PostgresEngine {
     }
 
     fn physical_plan(&mut self) -> Result<DumpPlan> {
-        Err(Error::invalid(
-            "method",
-            "physical backups of PostgreSQL (pg_basebackup) are not implemented yet; use method logical",
-        ))
+        let program = bin_dir()?.join("pg_basebackup");
+        // One tar on stdout holding the data, the WAL needed to make it consistent (fetch) and
+        // the backup_manifest that pg_verifybackup checks at verification.
+        Ok(DumpPlan {
+            tool: tool_version(&program),
+            args: [
+                "-D",
+                "-",
+                "--format=tar",
+                "--wal-method=fetch",
+                "--checkpoint=fast",
+            ]
+            .map(String::from)
+            .to_vec(),
+            env: libpq_env(
+                &self.args,
+                self.args.login_db.as_deref().unwrap_or("postgres"),
+            ),
+            program,
+            file_name: "physical.tar",
+            output: DumpOutput::Stdout,
+            snapshot: serde_json::json!({"method": "physical", "user": self.args.login_user.clone().unwrap_or_else(|| "postgres".into())}),
+            tables: None,
+            observer: None,
+            keep_alive: vec![],
+        })
     }
 
     fn dump_globals(&mut self) -> Result<GlobalsDump> {
@@ -616,6 +638,169 @@ fn tool_version(program: &Path) -> String {
         .stderr_null()
         .read()
         .unwrap_or_else(|_| program.display().to_string())
+}
+
+/// A postgres started on a restored base backup: socket only, local trust, durability off.
+pub struct PhysicalCopy {
+    dir: tempfile::TempDir,
+    connection: ConnectionArgs,
+}
+
+impl crate::engine::PhysicalScratch for PhysicalCopy {
+    fn connection(&self) -> &ConnectionArgs {
+        &self.connection
+    }
+}
+
+impl Drop for PhysicalCopy {
+    fn drop(&mut self) {
+        if let Ok(bin) = bin_dir() {
+            let data = self.dir.path().join("data").to_string_lossy().into_owned();
+            let args = ["-D", &data, "-m", "immediate", "-w", "stop"]
+                .map(String::from)
+                .to_vec();
+            let _ = crate::util::as_user("postgres", &bin.join("pg_ctl"), args)
+                .stdout_null()
+                .stderr_null()
+                .unchecked()
+                .run();
+        }
+    }
+}
+
+/// Unpacks a pg_basebackup tar, checks it with pg_verifybackup, and starts postgres on it.
+pub fn start_physical_copy(
+    stream: &mut dyn std::io::Read,
+    work_dir: &Path,
+    user: &str,
+) -> Result<PhysicalCopy> {
+    let bin = bin_dir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("dbc-phys.")
+        .tempdir_in(work_dir)
+        .map_err(|e| Error::io("create the scratch directory", work_dir, e))?;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).map_err(|e| Error::io("create", &data, e))?;
+    let mut tar = std::process::Command::new("tar")
+        .args(["-x", "-C"])
+        .arg(&data)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Command {
+            command: "tar".into(),
+            code: "not started".into(),
+            stderr: e.to_string(),
+        })?;
+    let copied = std::io::copy(stream, tar.stdin.as_mut().expect("piped"));
+    drop(tar.stdin.take());
+    let output = tar.wait_with_output().map_err(|e| Error::Command {
+        command: "tar".into(),
+        code: "wait".into(),
+        stderr: e.to_string(),
+    })?;
+    if let Err(e) = copied {
+        return Err(Error::Command {
+            command: "tar".into(),
+            code: "input".into(),
+            stderr: e.to_string(),
+        });
+    }
+    if !output.status.success() {
+        return Err(crate::util::child_failed(
+            "tar",
+            output.status,
+            &String::from_utf8_lossy(&output.stderr),
+        ));
+    }
+    // The source's configuration may point at files that are not here (certificates, hba):
+    // a minimal configuration of our own, local trust on a private socket.
+    let conf = data.join("postgresql.conf");
+    if !conf.exists() {
+        std::fs::write(&conf, "").map_err(|e| Error::io("write", &conf, e))?;
+    }
+    let hba = dir.path().join("hba.conf");
+    std::fs::write(&hba, "local all all trust\n").map_err(|e| Error::io("write", &hba, e))?;
+    let root = crate::util::effective_uid() == Some(0);
+    if root {
+        let owned = duct::cmd!("chown", "-R", "postgres:postgres", dir.path())
+            .unchecked()
+            .run();
+        if !owned.is_ok_and(|o| o.status.success()) {
+            return Err(Error::invalid(
+                "scratch",
+                "unable to give the restored files to the postgres user",
+            ));
+        }
+    }
+    let _ = std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    let verify = crate::util::as_user(
+        "postgres",
+        &bin.join("pg_verifybackup"),
+        vec![data.to_string_lossy().into_owned()],
+    )
+    .stdout_capture()
+    .stderr_capture()
+    .unchecked()
+    .run()
+    .map_err(|e| Error::Command {
+        command: "pg_verifybackup".into(),
+        code: "not started".into(),
+        stderr: e.to_string(),
+    })?;
+    if !verify.status.success() {
+        return Err(crate::util::child_failed(
+            "pg_verifybackup",
+            verify.status,
+            &String::from_utf8_lossy(&verify.stderr),
+        ));
+    }
+    let log = dir.path().join("server.log");
+    let options = format!(
+        "-c listen_addresses='' -k {} -p 5432 -c hba_file={} -c ssl=off -c fsync=off -c full_page_writes=off \
+         -c archive_mode=off -c logging_collector=off -c max_wal_senders=0 -c wal_level=minimal",
+        dir.path().display(),
+        hba.display()
+    );
+    let args = vec![
+        "-D".to_string(),
+        data.to_string_lossy().into_owned(),
+        "-l".into(),
+        log.to_string_lossy().into_owned(),
+        "-w".into(),
+        "-t".into(),
+        "120".into(),
+        "-o".into(),
+        options,
+        "start".into(),
+    ];
+    let started = crate::util::as_user("postgres", &bin.join("pg_ctl"), args)
+        .stdout_null()
+        .stderr_capture()
+        .unchecked()
+        .run();
+    let copy = PhysicalCopy {
+        connection: ConnectionArgs {
+            engine: Some(EngineKind::Postgresql),
+            login_user: Some(user.to_string()),
+            login_unix_socket: Some(dir.path().to_path_buf()),
+            login_port: Some(5432),
+            ssl_mode: SslMode::Disable,
+            connect_timeout: 5,
+            ..ConnectionArgs::default()
+        },
+        dir,
+    };
+    if !started.is_ok_and(|o| o.status.success()) {
+        return Err(Error::lab(
+            "start postgres on the restored backup",
+            format!(
+                "--- last lines of its log ---\n{}",
+                crate::util::tail_file(&log, 15)
+            ),
+        ));
+    }
+    Ok(copy)
 }
 
 #[cfg(test)]
