@@ -907,3 +907,34 @@ fn physical_backups_are_verified_by_unpack_start_and_checks_on_both_engines() {
     });
     assert!(!leftover, "the scratch servers were stopped");
 }
+
+#[test]
+fn missing_privileges_are_named_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("privs");
+    let user = unique("limited");
+    let password = "Limited-pw-1";
+    make_database(pg(), &name, 5);
+    connect(pg())
+        .execute_in(None, &format!("CREATE ROLE {user} LOGIN PASSWORD '{password}'; GRANT CONNECT ON DATABASE {name} TO {user};"))
+        .unwrap();
+    make_database(my(), &name, 5);
+    connect(my())
+        .execute_in(None, &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; GRANT SELECT ON `{name}`.* TO '{user}'@'%';"))
+        .unwrap();
+    for (instance, expected) in [(pg(), "SELECT on public.empty_one"), (my(), "EVENT on `")] {
+        let mut args = backup_args(instance, &name, dir.path());
+        args["login_user"] = json!(user);
+        args["login_password"] = json!(password);
+        let run = run_module("db_backup", &args);
+        assert_eq!(run.json["failed"], true, "{}", run.json);
+        let msg = run.json["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("cannot dump") && msg.contains(expected),
+            "{}: {msg}",
+            instance.name
+        );
+        assert!(!msg.contains(password));
+    }
+    assert!(complete_backups(dir.path()).is_empty());
+}

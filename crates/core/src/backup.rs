@@ -704,6 +704,19 @@ fn run_unrecorded(
             ),
         ));
     }
+    if !physical {
+        let missing = engine.dump_privilege_problems(&request.database)?;
+        if !missing.is_empty() {
+            return Err(Error::invalid(
+                "privileges",
+                format!(
+                    "the login user cannot dump '{}': it lacks {}; grant them (PostgreSQL: the pg_read_all_data role covers it) and retry",
+                    request.database,
+                    missing.join(", ")
+                ),
+            ));
+        }
+    }
     let what = format!("'{}' on '{instance_id}'", request.database);
     let _lock = lock_database(&db_dir, Duration::from_secs(request.lock_timeout), &what)?;
     let removed_partials = remove_partials(&db_dir);

@@ -199,6 +199,9 @@ pub trait Engine: Send {
     /// What lives outside databases, as SQL: roles, grants, tablespaces (PostgreSQL
     /// pg_dumpall --globals-only; MySQL/MariaDB users and grants).
     fn dump_globals(&mut self) -> Result<GlobalsDump>;
+    /// What the login user lacks to dump `database` (empty when nothing is missing), so that a
+    /// backup fails before it starts, naming the grant to add.
+    fn dump_privilege_problems(&mut self, database: &str) -> Result<Vec<String>>;
     /// Prepares a physical backup of the whole instance, streamed to standard output.
     fn physical_plan(&mut self) -> Result<DumpPlan>;
     /// Prepares loading a dump of this engine's format into `database` (which must exist).

@@ -493,6 +493,27 @@ impl Engine for MysqlEngine {
         })
     }
 
+    fn dump_privilege_problems(&mut self, database: &str) -> Result<Vec<String>> {
+        // --single-transaction --routines --events --triggers needs these, globally or on the
+        // database; SHOW VIEW only matters when views exist, but a DBA grants it with the rest.
+        let granted: Vec<String> = self
+            .exec_rows(
+                "check the dump privileges",
+                "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = CONCAT(QUOTE(SUBSTRING_INDEX(CURRENT_USER(), '@', 1)), '@', QUOTE(SUBSTRING_INDEX(CURRENT_USER(), '@', -1))) \
+                 UNION SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES WHERE TABLE_SCHEMA = ? \
+                 AND GRANTEE = CONCAT(QUOTE(SUBSTRING_INDEX(CURRENT_USER(), '@', 1)), '@', QUOTE(SUBSTRING_INDEX(CURRENT_USER(), '@', -1)))",
+                vec![database.to_string()],
+            )?
+            .iter()
+            .filter_map(|r| text(r, 0))
+            .collect();
+        Ok(["SELECT", "SHOW VIEW", "TRIGGER", "EVENT"]
+            .iter()
+            .filter(|p| !granted.iter().any(|g| g == *p))
+            .map(|p| format!("{p} on {}", quote_ident(database)))
+            .collect())
+    }
+
     fn physical_plan(&mut self) -> Result<DumpPlan> {
         let program = crate::util::find_program("mariadb-backup").map_err(|_| {
             Error::invalid(

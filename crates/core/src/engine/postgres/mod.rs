@@ -444,6 +444,24 @@ impl Engine for PostgresEngine {
         })
     }
 
+    fn dump_privilege_problems(&mut self, database: &str) -> Result<Vec<String>> {
+        let mut other = self.connect_to(database)?;
+        let rows = other
+            .client
+            .query(
+                "SELECT CASE WHEN NOT has_schema_privilege(n.oid, 'USAGE') THEN 'USAGE on schema ' || quote_ident(n.nspname) \
+                 ELSE 'SELECT on ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) END \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND n.nspname NOT LIKE 'pg\\_toast%' \
+                 AND (NOT has_schema_privilege(n.oid, 'USAGE') OR NOT has_table_privilege(c.oid, 'SELECT')) \
+                 ORDER BY 1 LIMIT 10",
+                &[],
+            )
+            .map_err(|e| other.query_err("check the dump privileges", &e))?;
+        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+    }
+
     fn physical_plan(&mut self) -> Result<DumpPlan> {
         let program = bin_dir()?.join("pg_basebackup");
         // One tar on stdout holding the data, the WAL needed to make it consistent (fetch) and
