@@ -938,3 +938,56 @@ fn missing_privileges_are_named_before_anything_is_written() {
     }
     assert!(complete_backups(dir.path()).is_empty());
 }
+
+#[test]
+fn row_counts_match_the_dump_while_writers_keep_inserting() {
+    let dir = tempfile::tempdir().unwrap();
+    for instance in [pg(), my()] {
+        let name = unique("busy");
+        make_database(instance, &name, 200_000);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            let (instance, name) = (instance.clone(), name.clone());
+            std::thread::spawn(move || {
+                let mut args = instance.connection().unwrap();
+                args.login_db = Some(name.clone());
+                let mut engine = dbcadence_core::engine::connect(&args).unwrap();
+                let mut id = 1_000_000;
+                let mut inserted = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    id += 1;
+                    let table =
+                        if instance.engine == dbcadence_core::connection::EngineKind::Postgresql {
+                            "\"it's (odd)\""
+                        } else {
+                            "`it's (odd)`"
+                        };
+                    engine
+                        .execute_in(None, &format!("INSERT INTO {table} VALUES ({id}, 'late')"))
+                        .unwrap();
+                    inserted += 1;
+                }
+                inserted
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        let run = run_module("db_backup", &backup_args(instance, &name, dir.path()));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let inserted = writer.join().unwrap();
+        assert_eq!(run.json["failed"], false, "{}", run.json);
+        assert!(
+            inserted > 10,
+            "the writer kept writing during the backup ({inserted} rows)"
+        );
+        let verify = run_module(
+            "db_verify",
+            &verify_args(dir.path(), json!({"backup": run.json["path"]})),
+        );
+        assert_eq!(
+            verify.json["verified"], true,
+            "{}: counts and dump from one snapshot: {}",
+            instance.name, verify.json
+        );
+    }
+}

@@ -736,6 +736,7 @@ fn run_unrecorded(
             DumpOutput::Stdout => format!("{}.zst", plan.file_name),
             DumpOutput::Directory(_) => plan.file_name.to_string(),
         };
+        let counting = plan.counter.take().map(std::thread::spawn);
         let mut files = match &plan.output {
             DumpOutput::Stdout => {
                 let file_name = format!("{}.zst", plan.file_name);
@@ -763,10 +764,17 @@ fn run_unrecorded(
                 )?
             }
         };
-        let (mut tables, mut snapshot) = (
-            plan.tables.take().unwrap_or_default(),
-            plan.snapshot.clone(),
-        );
+        let counted = match counting {
+            Some(handle) => {
+                let (counts, snapshot_guard) = handle
+                    .join()
+                    .map_err(|_| Error::invalid("backup", "the row counting thread crashed"))?;
+                drop(snapshot_guard); // the dump is done: the exported snapshot may end
+                counts?
+            }
+            None => vec![],
+        };
+        let (mut tables, mut snapshot) = (counted, plan.snapshot.clone());
         if let Some(observer) = plan.observer.take() {
             let (counted, position) = observer.finish();
             tables = counted;

@@ -122,6 +122,10 @@ pub enum DumpOutput {
     Directory(std::path::PathBuf),
 }
 
+/// A row count job: the counts, and a guard to drop once the dump is done.
+pub type RowCounter =
+    Box<dyn FnOnce() -> (Result<Vec<TableRows>>, Box<dyn std::any::Any + Send>) + Send>;
+
 /// How to dump one database, as the engine knows it. Connection settings and secrets reach
 /// the dump tool through its environment or a 0600 file, never its command line.
 pub struct DumpPlan {
@@ -135,8 +139,9 @@ pub struct DumpPlan {
     pub output: DumpOutput,
     /// Snapshot position known before the dump (PostgreSQL LSN and exported snapshot).
     pub snapshot: serde_json::Value,
-    /// Row counts taken in the dump's snapshot before it starts (PostgreSQL).
-    pub tables: Option<Vec<TableRows>>,
+    /// Counts rows in the dump's snapshot, run beside the dump (PostgreSQL). It hands back
+    /// what keeps the snapshot alive, to be dropped only after the dump has finished.
+    pub counter: Option<RowCounter>,
     /// Row counts read from the stream itself (MySQL).
     pub observer: Option<Box<dyn StreamObserver>>,
     /// What the dump depends on while it runs: an open snapshot transaction, a temp

@@ -487,7 +487,7 @@ impl Engine for MysqlEngine {
             file_name: "dump.sql",
             output: DumpOutput::Stdout,
             snapshot: serde_json::json!({}),
-            tables: None,
+            counter: None,
             observer: Some(Box::new(DumpRowCounter::default())),
             keep_alive: vec![Box::new(secrets)],
         })
@@ -563,7 +563,7 @@ impl Engine for MysqlEngine {
             file_name: "physical.mbstream",
             output: DumpOutput::Stdout,
             snapshot: serde_json::json!({"method": "physical", "datadir": datadir}),
-            tables: None,
+            counter: None,
             observer: None,
             keep_alive: vec![Box::new(secrets), Box::new(scratch)],
         })

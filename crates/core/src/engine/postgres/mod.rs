@@ -407,7 +407,6 @@ impl Engine for PostgresEngine {
         let snapshot_id: String = row.get(0);
         let lsn: Option<String> = row.get(1);
         let in_recovery: bool = row.get(2);
-        let counts = holder.count_rows()?;
         // Uncompressed: dbcadence compresses with zstd, much faster than pg_dump's zlib.
         let mut args = vec![
             "--compress=0".to_string(),
@@ -438,9 +437,14 @@ impl Engine for PostgresEngine {
             file_name,
             output,
             snapshot: serde_json::json!({"lsn": lsn, "exported_snapshot": snapshot_id, "from_replica": in_recovery}),
-            tables: Some(counts),
+            // Counting scans every table: it runs beside pg_dump in the same exported snapshot
+            // instead of before it, and keeps the exporting transaction open until handed back.
+            counter: Some(Box::new(move || {
+                let counts = holder.count_rows();
+                (counts, Box::new(holder) as Box<dyn std::any::Any + Send>)
+            })),
             observer: None,
-            keep_alive: vec![Box::new(holder.client)],
+            keep_alive: vec![],
         })
     }
 
@@ -485,7 +489,7 @@ impl Engine for PostgresEngine {
             file_name: "physical.tar",
             output: DumpOutput::Stdout,
             snapshot: serde_json::json!({"method": "physical", "user": self.args.login_user.clone().unwrap_or_else(|| "postgres".into())}),
-            tables: None,
+            counter: None,
             observer: None,
             keep_alive: vec![],
         })
