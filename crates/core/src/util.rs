@@ -104,3 +104,36 @@ pub fn as_user(user: &str, program: &std::path::Path, args: Vec<String>) -> duct
         duct::cmd(program, args)
     }
 }
+
+/// Runs `program args` with `input` on its standard input (an unpacker such as `tar -x` or
+/// `mbstream -x`) and fails with its own words if it or the feeding fails.
+pub fn feed_command(
+    program: &std::path::Path,
+    args: &[&std::ffi::OsStr],
+    input: &mut dyn std::io::Read,
+) -> crate::Result<()> {
+    let name = program_name(program);
+    let failed = |code: &str, e: std::io::Error| crate::Error::Command {
+        command: name.clone(),
+        code: code.into(),
+        stderr: e.to_string(),
+    };
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| failed("not started", e))?;
+    let fed = std::io::copy(input, child.stdin.as_mut().expect("piped"));
+    drop(child.stdin.take());
+    let output = child.wait_with_output().map_err(|e| failed("wait", e))?;
+    if !output.status.success() {
+        return Err(child_failed(
+            &name,
+            output.status,
+            &String::from_utf8_lossy(&output.stderr),
+        ));
+    }
+    fed.map(|_| ()).map_err(|e| failed("input", e))
+}

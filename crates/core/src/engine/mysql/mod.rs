@@ -926,38 +926,11 @@ pub fn start_physical_copy(
             "mbstream is missing; install the mariadb-backup package",
         )
     })?;
-    let mut child = std::process::Command::new(&mbstream)
-        .args(["-x", "-C"])
-        .arg(&data)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Command {
-            command: "mbstream".into(),
-            code: "not started".into(),
-            stderr: e.to_string(),
-        })?;
-    let copied = std::io::copy(stream, child.stdin.as_mut().expect("piped"));
-    drop(child.stdin.take());
-    let output = child.wait_with_output().map_err(|e| Error::Command {
-        command: "mbstream".into(),
-        code: "wait".into(),
-        stderr: e.to_string(),
-    })?;
-    if let Err(e) = copied {
-        return Err(Error::Command {
-            command: "mbstream".into(),
-            code: "input".into(),
-            stderr: e.to_string(),
-        });
-    }
-    if !output.status.success() {
-        return Err(crate::util::child_failed(
-            "mbstream",
-            output.status,
-            &String::from_utf8_lossy(&output.stderr),
-        ));
-    }
+    crate::util::feed_command(
+        &mbstream,
+        &["-x".as_ref(), "-C".as_ref(), data.as_os_str()],
+        stream,
+    )?;
     let backup = crate::util::find_program("mariadb-backup")?;
     let prepare = duct::cmd(
         &backup,

@@ -703,38 +703,12 @@ pub fn start_physical_copy(
         .map_err(|e| Error::io("create the scratch directory", work_dir, e))?;
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).map_err(|e| Error::io("create", &data, e))?;
-    let mut tar = std::process::Command::new("tar")
-        .args(["-x", "-C"])
-        .arg(&data)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Command {
-            command: "tar".into(),
-            code: "not started".into(),
-            stderr: e.to_string(),
-        })?;
-    let copied = std::io::copy(stream, tar.stdin.as_mut().expect("piped"));
-    drop(tar.stdin.take());
-    let output = tar.wait_with_output().map_err(|e| Error::Command {
-        command: "tar".into(),
-        code: "wait".into(),
-        stderr: e.to_string(),
-    })?;
-    if let Err(e) = copied {
-        return Err(Error::Command {
-            command: "tar".into(),
-            code: "input".into(),
-            stderr: e.to_string(),
-        });
-    }
-    if !output.status.success() {
-        return Err(crate::util::child_failed(
-            "tar",
-            output.status,
-            &String::from_utf8_lossy(&output.stderr),
-        ));
-    }
+    let tar = crate::util::find_program("tar")?;
+    crate::util::feed_command(
+        &tar,
+        &["-x".as_ref(), "-C".as_ref(), data.as_os_str()],
+        stream,
+    )?;
     // The source's configuration may point at files that are not here (certificates, hba):
     // a minimal configuration of our own, local trust on a private socket.
     let conf = data.join("postgresql.conf");
