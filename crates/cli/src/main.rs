@@ -34,6 +34,11 @@ enum Format {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Schedules as code: validate a file, print the JSON Schema or the shipped templates.
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
     /// Throwaway PostgreSQL and MariaDB servers on 127.0.0.1 for tests and demos.
     Lab {
         #[command(subcommand)]
@@ -237,6 +242,16 @@ impl RunArgs {
 }
 
 #[derive(Subcommand)]
+enum ScheduleAction {
+    /// Check a schedule file; every problem is printed with the path of its key.
+    Validate { file: PathBuf },
+    /// Print the JSON Schema of schedule files.
+    Schema,
+    /// Print the shipped templates (PostgreSQL and MySQL/MariaDB x production, staging, development).
+    Init,
+}
+
+#[derive(Subcommand)]
 enum BackupsAction {
     /// Complete backups with size, age and verified status (partial ones are never listed).
     List {
@@ -300,6 +315,38 @@ fn print_json(value: &impl serde::Serialize) -> dbcadence_core::Result<()> {
 
 fn run(cli: Cli) -> dbcadence_core::Result<()> {
     match cli.command {
+        Command::Schedule { action } => match action {
+            ScheduleAction::Schema => print_json(&dbcadence_core::schedule::json_schema()),
+            ScheduleAction::Init => {
+                print!("{}", dbcadence_core::schedule::SHIPPED_TEMPLATES);
+                Ok(())
+            }
+            ScheduleAction::Validate { file } => {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| dbcadence_core::Error::io("read the schedule file", &file, e))?;
+                match dbcadence_core::schedule::parse(&text) {
+                    Ok(schedule) => {
+                        let tasks: usize = schedule.templates.iter().map(|t| t.tasks.len()).sum();
+                        println!(
+                            "{}: valid ({} templates, {tasks} task schedules, {} assignments)",
+                            file.display(),
+                            schedule.templates.len(),
+                            schedule.assignments.len()
+                        );
+                        Ok(())
+                    }
+                    Err(problems) => {
+                        for p in &problems {
+                            println!("{}: {}: {}", file.display(), p.path, p.message);
+                        }
+                        Err(dbcadence_core::Error::invalid(
+                            "schedule",
+                            format!("{} problems in {}", problems.len(), file.display()),
+                        ))
+                    }
+                }
+            }
+        },
         Command::Lab { action } => match action {
             LabAction::Up {
                 dir,

@@ -7,6 +7,7 @@
 //!   ([`run::Recorder`] does both).
 //! - [`backup`]: logical backups with manifest, checksums, atomic completion and a lock.
 //! - [`verify`]: proof by restore into a scratch server, integrity checks, row counts.
+//! - [`schedule`]: schedules as code (templates, windows, grace), validated with key paths.
 //! - [`lab`]: throwaway real servers for tests, demos and restore verification.
 //!
 //! Orchestration is written once against `dyn Engine`; nothing outside `engine/` matches on
@@ -22,6 +23,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod retention;
 pub mod run;
+pub mod schedule;
 pub mod util;
 pub mod verify;
 
