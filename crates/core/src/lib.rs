@@ -14,6 +14,7 @@
 //! the engine kind to pick SQL.
 
 pub mod backup;
+pub mod compliance;
 pub mod connection;
 pub mod engine;
 pub mod error;

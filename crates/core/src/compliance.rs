@@ -1,0 +1,387 @@
+//! Schedule compliance: for every (database, task) bound to a schedule, the occurrences due in
+//! a period against the runs in the ledger.
+//!
+//! An occurrence is due at a cron time (in the window's time zone, so a 01:30 job stays at
+//! 01:30 local across daylight-saving changes) or at the end of each `every` interval. It is:
+//! - `on_time` when a successful run finished between the due time and due + grace (for
+//!   intervals: anywhere in the interval, or within grace after it);
+//! - `late` when the first success came after the grace but before the next occurrence;
+//! - `failed` when runs happened in that span but none succeeded;
+//! - `missed` when nothing ran at all;
+//! - `pending` while its deadline is still in the future (not counted).
+//!
+//! Check-mode runs are rehearsals and never count.
+
+use std::str::FromStr;
+
+use jiff::{Timestamp, tz::TimeZone};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::{Outcome, Record};
+use crate::schedule::{TaskSchedule, parse_duration};
+use crate::{Error, Result};
+
+/// What became of one occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    OnTime,
+    Late,
+    Missed,
+    Failed,
+    Pending,
+}
+
+/// One occurrence due and its status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Occurrence {
+    pub due: String,
+    pub deadline: String,
+    pub status: Status,
+}
+
+/// A database following a task schedule since a moment (a database added mid-period owes
+/// nothing before it appeared).
+#[derive(Debug, Clone)]
+pub struct Binding<'a> {
+    pub instance: String,
+    pub db: Option<String>,
+    pub task: &'a TaskSchedule,
+    pub since: Timestamp,
+}
+
+/// Counts for one binding or a whole scope.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Tally {
+    pub on_time: u32,
+    pub late: u32,
+    pub missed: u32,
+    pub failed: u32,
+    pub pending: u32,
+}
+
+impl Tally {
+    pub fn add(&mut self, status: Status) {
+        match status {
+            Status::OnTime => self.on_time += 1,
+            Status::Late => self.late += 1,
+            Status::Missed => self.missed += 1,
+            Status::Failed => self.failed += 1,
+            Status::Pending => self.pending += 1,
+        }
+    }
+
+    pub fn due(&self) -> u32 {
+        self.on_time + self.late + self.missed + self.failed
+    }
+
+    /// Share of due occurrences done on time; 1.0 when nothing was due.
+    pub fn ratio(&self) -> f64 {
+        if self.due() == 0 {
+            1.0
+        } else {
+            f64::from(self.on_time) / f64::from(self.due())
+        }
+    }
+}
+
+fn time_zone(task: &TaskSchedule) -> Result<TimeZone> {
+    let name = task.window.as_ref().map_or("UTC", |w| w.time_zone.as_str());
+    TimeZone::get(name).map_err(|e| Error::invalid("time zone", format!("'{name}': {e}")))
+}
+
+/// Due times of a task schedule in [from, to], with the span a run may answer each one:
+/// (due, deadline, span_start, span_end).
+fn due_times(
+    task: &TaskSchedule,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<(Timestamp, Timestamp, Timestamp, Timestamp)>> {
+    let grace = jiff::SignedDuration::from_secs(parse_duration(&task.grace).unwrap_or(3600));
+    let mut out = Vec::new();
+    match (&task.cron, &task.every) {
+        (Some(cron), _) => {
+            let cron =
+                croner::Cron::from_str(cron).map_err(|e| Error::invalid("cron", e.to_string()))?;
+            let tz = time_zone(task)?;
+            let mut cursor = from.to_zoned(tz.clone());
+            let mut dues = Vec::new();
+            loop {
+                let next = cron
+                    .find_next_occurrence(&cursor, dues.is_empty())
+                    .map_err(|e| Error::invalid("cron", e.to_string()))?;
+                if next.timestamp() > to {
+                    dues.push(next.timestamp()); // the one after the period bounds the last span
+                    break;
+                }
+                dues.push(next.timestamp());
+                cursor = next;
+                if dues.len() > 200_000 {
+                    return Err(Error::invalid(
+                        "schedule",
+                        "more than 200000 occurrences in the period; shorten it",
+                    ));
+                }
+            }
+            for pair in dues.windows(2) {
+                out.push((pair[0], pair[0] + grace, pair[0], pair[1]));
+            }
+        }
+        (None, Some(every)) => {
+            let step = jiff::SignedDuration::from_secs(
+                parse_duration(every).ok_or_else(|| Error::invalid("every", every.clone()))?,
+            );
+            let mut due = from + step;
+            while due <= to {
+                out.push((due, due + grace, due - step, due + step));
+                due += step;
+            }
+        }
+        (None, None) => return Err(Error::invalid("schedule", "a task needs cron or every")),
+    }
+    Ok(out)
+}
+
+/// The occurrences of one binding in [from, to], judged against `records` as of `now`.
+pub fn evaluate(
+    binding: &Binding,
+    task_name: &str,
+    records: &[Record],
+    from: Timestamp,
+    to: Timestamp,
+    now: Timestamp,
+) -> Result<Vec<Occurrence>> {
+    let runs: Vec<(Timestamp, Outcome)> = records
+        .iter()
+        .filter(|r| {
+            !r.check_mode
+                && r.task == task_name
+                && r.target.instance == binding.instance
+                && r.target.db == binding.db
+        })
+        .filter_map(|r| Some((r.finished_at.parse::<Timestamp>().ok()?, r.outcome)))
+        .collect();
+    let mut out = Vec::new();
+    // A run answers one occurrence only (spans of intervals overlap by their grace): the
+    // earliest occurrence takes it.
+    let mut used = vec![false; runs.len()];
+    for (due, deadline, span_start, span_end) in due_times(binding.task, from, to)? {
+        if due < binding.since {
+            continue;
+        }
+        let in_span: Vec<usize> = (0..runs.len())
+            .filter(|&i| !used[i] && runs[i].0 >= span_start && runs[i].0 < span_end.max(deadline))
+            .collect();
+        let first_ok_index = in_span
+            .iter()
+            .copied()
+            .filter(|&i| runs[i].1 == Outcome::Ok)
+            .min_by_key(|&i| runs[i].0);
+        if let Some(i) = first_ok_index {
+            used[i] = true;
+        }
+        let first_ok = first_ok_index.map(|i| runs[i].0);
+        let in_span: Vec<&(Timestamp, Outcome)> = in_span.iter().map(|&i| &runs[i]).collect();
+        let status = match first_ok {
+            Some(t) if t <= deadline => Status::OnTime,
+            Some(_) => Status::Late,
+            None if deadline > now => Status::Pending,
+            None if in_span.iter().any(|(_, o)| *o == Outcome::Failed) => Status::Failed,
+            None => Status::Missed,
+        };
+        out.push(Occurrence {
+            due: due.to_string(),
+            deadline: deadline.to_string(),
+            status,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Target;
+    use crate::schedule::Window;
+
+    fn task(cron: Option<&str>, every: Option<&str>, grace: &str, tz: &str) -> TaskSchedule {
+        TaskSchedule {
+            task: crate::schedule::TaskKind::Backup,
+            cron: cron.map(String::from),
+            every: every.map(String::from),
+            grace: grace.into(),
+            window: Some(Window {
+                start: "00:00".into(),
+                end: "06:00".into(),
+                time_zone: tz.into(),
+            }),
+            retention: None,
+        }
+    }
+
+    fn run(finished: &str, outcome: Outcome) -> Record {
+        Record {
+            id: finished.into(),
+            task: "backup".into(),
+            target: Target {
+                instance: "pg1".into(),
+                db: Some("app".into()),
+            },
+            started_at: finished.into(),
+            finished_at: finished.into(),
+            outcome,
+            changed: true,
+            check_mode: false,
+            details: serde_json::Value::Null,
+            change_id: None,
+        }
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn statuses(
+        task: &TaskSchedule,
+        records: &[Record],
+        from: &str,
+        to: &str,
+        since: &str,
+    ) -> Vec<Status> {
+        let binding = Binding {
+            instance: "pg1".into(),
+            db: Some("app".into()),
+            task,
+            since: ts(since),
+        };
+        evaluate(
+            &binding,
+            "backup",
+            records,
+            ts(from),
+            ts(to),
+            ts("2030-01-01T00:00:00Z"),
+        )
+        .unwrap()
+        .into_iter()
+        .map(|o| o.status)
+        .collect()
+    }
+
+    #[test]
+    fn on_time_late_missed_failed_and_retry() {
+        let daily = task(Some("0 2 * * *"), None, "1h", "UTC");
+        let records = [
+            run("2026-03-01T02:10:00Z", Outcome::Ok), // day 1: on time
+            run("2026-03-02T05:00:00Z", Outcome::Ok), // day 2: after grace: late
+            run("2026-03-04T02:05:00Z", Outcome::Failed), // day 4: failed, never retried
+            run("2026-03-05T02:05:00Z", Outcome::Failed), // day 5: failed, then retried in grace
+            run("2026-03-05T02:40:00Z", Outcome::Ok),
+            run("2026-03-06T02:01:00Z", Outcome::Ok),
+        ];
+        let got = statuses(
+            &daily,
+            &records,
+            "2026-03-01T00:00:00Z",
+            "2026-03-06T23:00:00Z",
+            "2026-01-01T00:00:00Z",
+        );
+        use Status::*;
+        assert_eq!(got, [OnTime, Late, Missed, Failed, OnTime, OnTime]);
+        let check_mode = Record {
+            check_mode: true,
+            ..run("2026-03-03T02:05:00Z", Outcome::Ok)
+        };
+        let mut with_rehearsal = records.to_vec();
+        with_rehearsal.push(check_mode);
+        let again = statuses(
+            &daily,
+            &with_rehearsal,
+            "2026-03-01T00:00:00Z",
+            "2026-03-06T23:00:00Z",
+            "2026-01-01T00:00:00Z",
+        );
+        assert_eq!(
+            again[2], Missed,
+            "a check-mode rehearsal is not maintenance"
+        );
+    }
+
+    #[test]
+    fn a_local_cron_time_follows_daylight_saving() {
+        // 03:30 in Paris: 01:30Z in summer time, 02:30Z in winter time. DST ends 2026-10-25.
+        let paris = task(Some("30 3 * * *"), None, "30m", "Europe/Paris");
+        let records = [
+            run("2026-10-24T01:45:00Z", Outcome::Ok), // 03:45 CEST: on time
+            run("2026-10-25T02:45:00Z", Outcome::Ok), // 03:45 CET, the day the clocks go back: on time
+            run("2026-10-26T01:45:00Z", Outcome::Ok), // 02:45 CET: before the due time: not this one
+        ];
+        let got = statuses(
+            &paris,
+            &records,
+            "2026-10-23T22:00:00Z",
+            "2026-10-26T23:00:00Z",
+            "2026-01-01T00:00:00Z",
+        );
+        use Status::*;
+        assert_eq!(got, [OnTime, OnTime, Missed]);
+    }
+
+    #[test]
+    fn intervals_and_a_database_added_mid_period() {
+        let six_hourly = task(None, Some("6h"), "1h", "UTC");
+        let records = [
+            run("2026-03-01T05:00:00Z", Outcome::Ok),
+            run("2026-03-01T12:30:00Z", Outcome::Ok),
+        ];
+        // Periods end at 06, 12, 18, 24: the first is done inside it, the second within grace,
+        // the third and fourth not at all; a database added at 13:00 owes only the last two.
+        let got = statuses(
+            &six_hourly,
+            &records,
+            "2026-03-01T00:00:00Z",
+            "2026-03-02T00:00:00Z",
+            "2026-01-01T00:00:00Z",
+        );
+        use Status::*;
+        assert_eq!(got, [OnTime, OnTime, Missed, Missed]);
+        let joined_at_13 = [run("2026-03-01T17:00:00Z", Outcome::Ok)];
+        let late_joiner = statuses(
+            &six_hourly,
+            &joined_at_13,
+            "2026-03-01T00:00:00Z",
+            "2026-03-02T00:00:00Z",
+            "2026-03-01T13:00:00Z",
+        );
+        assert_eq!(
+            late_joiner,
+            [OnTime, Missed],
+            "only the periods after it appeared are due"
+        );
+    }
+
+    #[test]
+    fn pending_occurrences_are_not_counted() {
+        let daily = task(Some("0 2 * * *"), None, "2h", "UTC");
+        let binding = Binding {
+            instance: "pg1".into(),
+            db: Some("app".into()),
+            task: &daily,
+            since: ts("2026-01-01T00:00:00Z"),
+        };
+        let got = evaluate(
+            &binding,
+            "backup",
+            &[],
+            ts("2026-03-01T00:00:00Z"),
+            ts("2026-03-01T23:00:00Z"),
+            ts("2026-03-01T03:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(got[0].status, Status::Pending);
+        let mut tally = Tally::default();
+        tally.add(got[0].status);
+        assert_eq!((tally.due(), tally.ratio()), (0, 1.0));
+    }
+}
