@@ -10,7 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
@@ -276,9 +276,8 @@ fn write_compressed(source: &mut dyn Read, out: &Path, level: i32) -> Result<Str
 /// Runs a dump tool that writes its own files (directory format) and waits for it.
 fn run_dump_to_directory(plan: &DumpPlan) -> Result<()> {
     let tool = crate::util::program_name(&plan.program);
-    let output = Command::new(&plan.program)
-        .args(&plan.args)
-        .envs(plan.env.iter().map(|(k, v)| (k, v)))
+    let output = plan
+        .command()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -374,9 +373,8 @@ fn compress_directory(
 /// Runs the dump and streams its output through zstd into `out`.
 fn stream_dump(plan: &mut DumpPlan, out: &Path, level: i32, threads: u32) -> Result<Streamed> {
     let tool = crate::util::program_name(&plan.program);
-    let mut child = Command::new(&plan.program)
-        .args(&plan.args)
-        .envs(plan.env.iter().map(|(k, v)| (k, v)))
+    let mut child = plan
+        .command()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

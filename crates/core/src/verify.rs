@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -287,12 +287,8 @@ fn restore(
         zstd::stream::read::Decoder::new(f).map_err(|e| Error::io("decompress", &compressed, e))
     };
     let tool = crate::util::program_name(&plan.program);
-    let mut command = Command::new(&plan.program);
-    command
-        .args(&plan.args)
-        .envs(plan.env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let mut command = plan.command();
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
     // A decompressed copy for tools that want a seekable file (parallel pg_restore); it lives
     // beside the scratch server, or in a temp dir for a target server.
     let temp = tempfile::Builder::new()

@@ -158,6 +158,28 @@ pub struct GlobalsDump {
     pub skipped: Vec<String>,
 }
 
+impl DumpPlan {
+    /// The dump tool as a command: its arguments and environment (where the secrets are).
+    pub fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.program);
+        command
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+}
+
+impl RestorePlan {
+    /// The restore tool as a command: its arguments and environment (where the secrets are).
+    pub fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.program);
+        command
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+}
+
 /// How the restore tool reads the dump.
 pub enum RestoreInput {
     /// The decompressed dump on the tool's standard input.
