@@ -152,7 +152,7 @@ pub fn evaluate(
     to: Timestamp,
     now: Timestamp,
 ) -> Result<Vec<Occurrence>> {
-    let runs: Vec<(Timestamp, Outcome)> = records
+    let mut runs: Vec<(Timestamp, Outcome)> = records
         .iter()
         .filter(|r| {
             !r.check_mode
@@ -162,6 +162,19 @@ pub fn evaluate(
         })
         .filter_map(|r| Some((r.finished_at.parse::<Timestamp>().ok()?, r.outcome)))
         .collect();
+    runs.sort_by_key(|r| r.0);
+    evaluate_runs(binding, &runs, from, to, now)
+}
+
+/// The occurrences of one binding, judged against its own real (not check-mode) runs sorted
+/// by finish time. The report indexes the ledger once and calls this per binding.
+pub fn evaluate_runs(
+    binding: &Binding,
+    runs: &[(Timestamp, Outcome)],
+    from: Timestamp,
+    to: Timestamp,
+    now: Timestamp,
+) -> Result<Vec<Occurrence>> {
     let mut out = Vec::new();
     // A run answers one occurrence only (spans of intervals overlap by their grace): the
     // earliest occurrence takes it.
@@ -170,24 +183,19 @@ pub fn evaluate(
         if due < binding.since {
             continue;
         }
-        let in_span: Vec<usize> = (0..runs.len())
-            .filter(|&i| !used[i] && runs[i].0 >= span_start && runs[i].0 < span_end.max(deadline))
-            .collect();
-        let first_ok_index = in_span
-            .iter()
-            .copied()
-            .filter(|&i| runs[i].1 == Outcome::Ok)
-            .min_by_key(|&i| runs[i].0);
+        let start = runs.partition_point(|r| r.0 < span_start);
+        let end = runs.partition_point(|r| r.0 < span_end.max(deadline));
+        let first_ok_index = (start..end).find(|&i| !used[i] && runs[i].1 == Outcome::Ok);
         if let Some(i) = first_ok_index {
             used[i] = true;
         }
-        let first_ok = first_ok_index.map(|i| runs[i].0);
-        let in_span: Vec<&(Timestamp, Outcome)> = in_span.iter().map(|&i| &runs[i]).collect();
-        let status = match first_ok {
+        let status = match first_ok_index.map(|i| runs[i].0) {
             Some(t) if t <= deadline => Status::OnTime,
             Some(_) => Status::Late,
             None if deadline > now => Status::Pending,
-            None if in_span.iter().any(|(_, o)| *o == Outcome::Failed) => Status::Failed,
+            None if (start..end).any(|i| !used[i] && runs[i].1 == Outcome::Failed) => {
+                Status::Failed
+            }
             None => Status::Missed,
         };
         out.push(Occurrence {
@@ -197,6 +205,23 @@ pub fn evaluate(
         });
     }
     Ok(out)
+}
+
+/// The longest time a task may go without success and still be on schedule: the widest gap
+/// between two due times plus the grace (for the DbcadenceMaintenanceOverdue alert).
+pub fn max_age_seconds(task: &TaskSchedule, around: Timestamp) -> Result<i64> {
+    let grace = parse_duration(&task.grace).unwrap_or(3600);
+    if let Some(every) = &task.every {
+        return Ok(parse_duration(every).unwrap_or(86_400) + grace);
+    }
+    // Cron: look at eight weeks (a monthly job needs at least two months).
+    let from = around - jiff::SignedDuration::from_hours(24 * 62);
+    let widest = due_times(task, from, around)?
+        .iter()
+        .map(|(_, _, start, end)| end.duration_since(*start).as_secs())
+        .max()
+        .unwrap_or(86_400);
+    Ok(widest + grace)
 }
 
 #[cfg(test)]

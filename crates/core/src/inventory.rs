@@ -827,9 +827,27 @@ pub fn run(request: &InventoryRequest, check_mode: bool) -> Result<InventoryOutc
         Ok(mut outcome) => {
             let s = &outcome.report.summary;
             let failed = (request.fail_on_unreachable && s.unreachable > 0) || s.instances == 0;
+            // The fleet as seen now: the compliance report learns from these records which
+            // databases exist and since when (a database added mid-period owes nothing before).
+            let fleet: Vec<serde_json::Value> = outcome
+                .report
+                .instances
+                .iter()
+                .map(|i| {
+                    json!({
+                        "instance": i.id, "engine": i.engine, "env": i.env, "role": i.role,
+                        "labels": i.labels,
+                        "databases": i.databases.iter()
+                            .filter(|d| d.kind == DatabaseKind::User)
+                            .map(|d| json!({"name": d.name, "env": d.env, "copy_of": d.copy.as_ref().map(|c| &c.original)}))
+                            .collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
             let details = json!({
                 "instances": s.instances, "databases": s.databases, "copies": s.copies,
                 "unreachable": outcome.report.unreachable.iter().map(|u| &u.endpoint).collect::<Vec<_>>(),
+                "fleet": fleet,
             });
             let mut samples = vec![
                 Sample::gauge(

@@ -3,15 +3,23 @@
 //! Default store: a JSON-lines file. Appends take an exclusive lock, start on a fresh line,
 //! and are fsync'd before the run reports success. A crash can leave a torn last line; readers
 //! skip it and report it, never fail on it.
+//!
+//! Shared store: a PostgreSQL table (`ledger_url: postgresql://user@host:port/db?table=...`),
+//! created on first use, holding the same records. [`Store`] is either; everything that reads
+//! or writes the ledger goes through it.
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
+use crate::connection::{ConnectionArgs, EngineKind, SslMode};
+use crate::engine::postgres::ledger::PostgresLedger;
 use crate::{Error, Result};
 
 /// How a run ended.
@@ -130,6 +138,271 @@ fn ends_without_newline(file: &mut File) -> std::io::Result<bool> {
     Ok(last[0] != b'\n')
 }
 
+/// A record as reports read it: borrowed from its line, details left unparsed until asked
+/// for, so that a million records are read without a million trees of JSON values.
+#[derive(Debug, Deserialize)]
+pub struct RecordView<'a> {
+    #[serde(borrow)]
+    pub task: Cow<'a, str>,
+    #[serde(borrow)]
+    pub target: TargetView<'a>,
+    #[serde(borrow)]
+    pub started_at: Cow<'a, str>,
+    #[serde(borrow)]
+    pub finished_at: Cow<'a, str>,
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub check_mode: bool,
+    #[serde(borrow, default)]
+    pub details: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TargetView<'a> {
+    #[serde(borrow)]
+    pub instance: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub db: Option<Cow<'a, str>>,
+}
+
+impl RecordView<'_> {
+    /// The details, or the part of them a caller wants; None when absent or of another shape.
+    pub fn details<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(self.details?.get()).ok()
+    }
+}
+
+/// Where the ledger lives: a JSON-lines file or a PostgreSQL table.
+#[derive(Debug, Clone)]
+pub enum Store {
+    File(Ledger),
+    Postgres {
+        connection: ConnectionArgs,
+        table: String,
+        /// The URL without any secret, for messages.
+        url: String,
+    },
+}
+
+/// The default table of the PostgreSQL store.
+pub const DEFAULT_TABLE: &str = "dbcadence_ledger";
+
+impl Store {
+    /// A PostgreSQL store from `postgresql://user@host:port/dbname?sslmode=..&sslrootcert=..&table=..`.
+    /// The password never goes in the URL (it would end up in shell history, process lists and
+    /// AWX job output): it comes from `password`, e.g. $DBCADENCE_LEDGER_PASSWORD.
+    pub fn postgres(url: &str, password: Option<String>) -> Result<Self> {
+        let bad = |detail: String| Error::invalid("ledger_url", detail);
+        let rest = url
+            .strip_prefix("postgresql://")
+            .or_else(|| url.strip_prefix("postgres://"))
+            .ok_or_else(|| bad("it must start with postgresql://".into()))?;
+        let (authority_path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, path) = authority_path
+            .split_once('/')
+            .unwrap_or((authority_path, ""));
+        let (user, host_port) = match authority.rsplit_once('@') {
+            Some((user, host)) => (Some(user), host),
+            None => (None, authority),
+        };
+        if user.is_some_and(|u| u.contains(':')) {
+            return Err(bad(
+                "it holds a password; remove it from the URL and set DBCADENCE_LEDGER_PASSWORD (or ledger_password) instead"
+                    .into(),
+            ));
+        }
+        let (host, port) = match host_port.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                Some(
+                    port.parse::<u16>()
+                        .map_err(|_| bad(format!("'{port}' is not a port")))?,
+                ),
+            ),
+            None => (host_port, None),
+        };
+        let mut connection = ConnectionArgs {
+            engine: Some(EngineKind::Postgresql),
+            login_host: Some(if host.is_empty() { "localhost" } else { host }.to_string()),
+            login_port: port,
+            login_user: user.map(percent_decode),
+            login_password: password,
+            login_db: Some(if path.is_empty() {
+                "postgres".to_string()
+            } else {
+                percent_decode(path)
+            }),
+            connect_timeout: crate::connection::default_connect_timeout(),
+            ..ConnectionArgs::default()
+        };
+        let mut table = DEFAULT_TABLE.to_string();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value);
+            match key {
+                "sslmode" => {
+                    connection.ssl_mode = serde_json::from_value(Value::String(value.clone()))
+                        .map_err(|_| bad(format!("sslmode '{value}' is not one of disable, prefer, require, verify-ca, verify-full")))?
+                }
+                "sslrootcert" => connection.ca_cert = Some(value.into()),
+                "connect_timeout" => {
+                    connection.connect_timeout = value
+                        .parse()
+                        .map_err(|_| bad(format!("connect_timeout '{value}' is not a number")))?
+                }
+                "table" => table = value,
+                "password" => {
+                    return Err(bad(
+                        "it holds a password; set DBCADENCE_LEDGER_PASSWORD (or ledger_password) instead".into(),
+                    ));
+                }
+                other => {
+                    return Err(bad(format!(
+                        "unknown parameter '{other}'; known: sslmode, sslrootcert, connect_timeout, table"
+                    )));
+                }
+            }
+        }
+        if connection.ssl_mode == SslMode::VerifyCa && connection.ca_cert.is_none() {
+            return Err(bad("sslmode=verify-ca needs sslrootcert=<CA file>".into()));
+        }
+        Ok(Store::Postgres {
+            connection,
+            table,
+            url: url.to_string(),
+        })
+    }
+
+    /// Where the records go, for messages (never a secret).
+    pub fn describe(&self) -> String {
+        match self {
+            Store::File(ledger) => ledger.path().display().to_string(),
+            Store::Postgres { url, table, .. } => format!("{url} (table {table})"),
+        }
+    }
+
+    /// Appends one record durably. Returns false when the store already held a record with
+    /// this id (the PostgreSQL store ignores duplicates, so imports are idempotent).
+    pub fn append(&self, record: &Record) -> Result<bool> {
+        match self {
+            Store::File(ledger) => ledger.append(record).map(|()| true),
+            Store::Postgres {
+                connection, table, ..
+            } => PostgresLedger::open(connection, table)?.append(record),
+        }
+    }
+
+    /// Appends many records over one connection; returns how many were new.
+    pub fn append_all(&self, records: &[Record]) -> Result<usize> {
+        match self {
+            Store::File(ledger) => {
+                for record in records {
+                    ledger.append(record)?;
+                }
+                Ok(records.len())
+            }
+            Store::Postgres {
+                connection, table, ..
+            } => {
+                let mut db = PostgresLedger::open(connection, table)?;
+                let mut added = 0;
+                for record in records {
+                    added += usize::from(db.append(record)?);
+                }
+                Ok(added)
+            }
+        }
+    }
+
+    /// Calls `visit` for every record without holding them all in memory (the file is read
+    /// line by line). Returns the 1-based numbers of unreadable lines.
+    pub fn scan(&self, mut visit: impl FnMut(&RecordView)) -> Result<Vec<usize>> {
+        match self {
+            Store::File(ledger) => {
+                let file = match File::open(ledger.path()) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+                    Err(e) => return Err(Error::io("read the ledger", ledger.path(), e)),
+                };
+                let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+                let mut line = Vec::new();
+                let mut bad = Vec::new();
+                let mut number = 0;
+                loop {
+                    line.clear();
+                    let n = reader
+                        .read_until(b'\n', &mut line)
+                        .map_err(|e| Error::io("read the ledger", ledger.path(), e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    number += 1;
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    match serde_json::from_slice::<RecordView>(&line) {
+                        Ok(view) => visit(&view),
+                        Err(_) => bad.push(number),
+                    }
+                }
+                Ok(bad)
+            }
+            Store::Postgres { .. } => {
+                for record in self.read()?.records {
+                    let details = RawValue::from_string(record.details.to_string())
+                        .map_err(|e| Error::invalid("ledger row", e.to_string()))?;
+                    visit(&RecordView {
+                        task: Cow::Borrowed(&record.task),
+                        target: TargetView {
+                            instance: Cow::Borrowed(&record.target.instance),
+                            db: record.target.db.as_deref().map(Cow::Borrowed),
+                        },
+                        started_at: Cow::Borrowed(&record.started_at),
+                        finished_at: Cow::Borrowed(&record.finished_at),
+                        outcome: record.outcome,
+                        check_mode: record.check_mode,
+                        details: Some(&details),
+                    });
+                }
+                Ok(vec![])
+            }
+        }
+    }
+
+    /// Every record, oldest first for the table; in append order for the file.
+    pub fn read(&self) -> Result<ReadResult> {
+        match self {
+            Store::File(ledger) => ledger.read(),
+            Store::Postgres {
+                connection, table, ..
+            } => Ok(ReadResult {
+                records: PostgresLedger::open(connection, table)?.read()?,
+                bad_lines: vec![],
+            }),
+        }
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        if let (b'%', Some(byte)) = (bytes[i], hex) {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A fresh record id: time-ordered and unique across processes.
 pub fn new_id() -> String {
     let nanos = jiff::Timestamp::now().as_nanosecond();
@@ -155,6 +428,37 @@ mod tests {
             check_mode: false,
             details: serde_json::json!({"bytes": 1}),
             change_id: None,
+        }
+    }
+
+    #[test]
+    fn postgres_urls_are_parsed_and_passwords_refused() {
+        let store = Store::postgres(
+            "postgresql://ops%40x@db.example:6432/fleet%20ledger?sslmode=verify-full&sslrootcert=/ca.pem&table=runs",
+            Some("s3cret".into()),
+        )
+        .unwrap();
+        let Store::Postgres {
+            connection, table, ..
+        } = &store
+        else {
+            panic!("not postgres")
+        };
+        assert_eq!(connection.login_user.as_deref(), Some("ops@x"));
+        assert_eq!(connection.login_host.as_deref(), Some("db.example"));
+        assert_eq!(connection.login_port, Some(6432));
+        assert_eq!(connection.login_db.as_deref(), Some("fleet ledger"));
+        assert_eq!(connection.ssl_mode, SslMode::VerifyFull);
+        assert_eq!(table, "runs");
+        assert!(!store.describe().contains("s3cret"));
+        for bad in [
+            "postgresql://ops:pw@db/x",
+            "postgresql://db/x?password=pw",
+            "mysql://db/x",
+            "postgresql://db:port/x",
+            "postgresql://db/x?sslmode=sometimes",
+        ] {
+            assert!(Store::postgres(bad, None).is_err(), "{bad}");
         }
     }
 

@@ -8,6 +8,8 @@
 //! - [`backup`]: logical backups with manifest, checksums, atomic completion and a lock.
 //! - [`verify`]: proof by restore into a scratch server, integrity checks, row counts.
 //! - [`schedule`]: schedules as code (templates, windows, grace), validated with key paths.
+//! - [`compliance`] and [`report`]: occurrences due vs runs in the ledger, per database, task,
+//!   environment and fleet; the success-criteria scorecard; JSON, Markdown and HTML.
 //! - [`lab`]: throwaway real servers for tests, demos and restore verification.
 //!
 //! Orchestration is written once against `dyn Engine`; nothing outside `engine/` matches on
@@ -22,6 +24,7 @@ pub mod inventory;
 pub mod lab;
 pub mod ledger;
 pub mod metrics;
+pub mod report;
 pub mod retention;
 pub mod run;
 pub mod schedule;

@@ -85,6 +85,12 @@ impl Metrics {
 
     /// Merges samples into the current set and rewrites the file atomically.
     pub fn update(&self, samples: &[Sample]) -> Result<()> {
+        self.update_replacing(&[], samples)
+    }
+
+    /// Like [`Metrics::update`], after dropping every series of the `replaced` families (a
+    /// report rewrites its families whole, so that series of vanished databases go away).
+    pub fn update_replacing(&self, replaced: &[&str], samples: &[Sample]) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| Error::io("create the metrics directory", &self.dir, e))?;
         let lock_path = self.dir.join(LOCK_FILE);
@@ -101,7 +107,17 @@ impl Metrics {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        for sample in samples {
+        state
+            .series
+            .retain(|_, sample| !replaced.contains(&sample.name.as_str()));
+        // MetricsStale alerts on this: a textfile that stopped changing looks healthy otherwise.
+        let written = Sample::gauge(
+            "dbcadence_metrics_last_write_timestamp_seconds",
+            "Unix time dbcadence last rewrote this file.",
+            &[],
+            jiff::Timestamp::now().as_second() as f64,
+        );
+        for sample in samples.iter().chain(std::iter::once(&written)) {
             let key = sample.key();
             match (sample.kind, state.series.get_mut(&key)) {
                 (Kind::Counter, Some(existing)) => existing.value += sample.value,

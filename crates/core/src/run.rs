@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ledger::{Ledger, Outcome, Record, Target};
+use crate::ledger::{Ledger, Outcome, Record, Store, Target};
 use crate::metrics::{Metrics, Sample};
 
 /// Where a run is recorded. Every module takes these arguments.
@@ -17,6 +17,16 @@ pub struct RunOptions {
     /// /var/lib/dbcadence/ledger.jsonl for root and ~/.local/state/dbcadence/ledger.jsonl for others.
     #[serde(default)]
     pub ledger_path: Option<PathBuf>,
+    /// Shared ledger in PostgreSQL instead of the file, for teams and AWX:
+    /// postgresql://user@host:port/dbname?sslmode=verify-full&sslrootcert=CA&table=dbcadence_ledger
+    /// (the table is created on first use). Default: $DBCADENCE_LEDGER_URL. Never put the
+    /// password in the URL: use ledger_password or $DBCADENCE_LEDGER_PASSWORD.
+    #[serde(default)]
+    pub ledger_url: Option<String>,
+    /// Password for ledger_url. Default: $DBCADENCE_LEDGER_PASSWORD.
+    #[serde(default)]
+    #[schemars(extend("x-secret" = true))]
+    pub ledger_password: Option<String>,
     /// Directory of node_exporter's textfile collector. Default: $DBCADENCE_METRICS_DIR;
     /// when neither is set no metrics are written.
     #[serde(default)]
@@ -27,8 +37,25 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    pub fn ledger(&self) -> Ledger {
-        Ledger::new(self.ledger_path.clone().unwrap_or_else(default_ledger_path))
+    /// The ledger store. Precedence: ledger_url, ledger_path, $DBCADENCE_LEDGER_URL, then
+    /// the default file (an explicit file beats a URL inherited from the environment).
+    pub fn ledger(&self) -> crate::Result<Store> {
+        if let Some(url) = &self.ledger_url {
+            return Store::postgres(url, self.ledger_password());
+        }
+        if let Some(path) = &self.ledger_path {
+            return Ok(Store::File(Ledger::new(path.clone())));
+        }
+        match std::env::var("DBCADENCE_LEDGER_URL") {
+            Ok(url) if !url.is_empty() => Store::postgres(&url, self.ledger_password()),
+            _ => Ok(Store::File(Ledger::new(default_ledger_path()))),
+        }
+    }
+
+    fn ledger_password(&self) -> Option<String> {
+        self.ledger_password
+            .clone()
+            .or_else(|| std::env::var("DBCADENCE_LEDGER_PASSWORD").ok())
     }
 
     pub fn metrics(&self) -> Option<Metrics> {
@@ -96,10 +123,9 @@ impl Recorder {
             change_id: self.options.change_id.clone(),
         };
         let mut warnings = Vec::new();
-        let ledger = self.options.ledger();
-        if let Err(e) = ledger.append(&record) {
+        if let Err(e) = self.options.ledger().and_then(|l| l.append(&record)) {
             warnings.push(format!(
-                "the run was not recorded in the ledger: {e}; set ledger_path (or DBCADENCE_LEDGER) to a writable file"
+                "the run was not recorded in the ledger: {e}; set ledger_path (or DBCADENCE_LEDGER) to a writable file, or ledger_url to a reachable PostgreSQL"
             ));
         }
         // A rehearsal (check mode) is in the ledger but is not maintenance: it must not make a

@@ -17,6 +17,8 @@ use crate::engine::{
 };
 use crate::{Error, Result};
 
+pub mod ledger;
+
 /// Settings reported in the inventory: WAL archiving, logging, TLS and the basics.
 const SETTINGS: &[&str] = &[
     "archive_command",

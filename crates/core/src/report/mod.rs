@@ -1,0 +1,1249 @@
+//! The compliance report and the success-criteria scorecard, read from the ledger.
+//!
+//! One pass over the ledger (streamed: a million records fit in a few tens of megabytes)
+//! gathers, per (task, instance, database), the finish times and outcomes of real runs, the
+//! fleet as the inventory runs saw it (which databases exist, since when, with which engine,
+//! environment and labels), run durations, backups and their verifications, incidents, alert
+//! feedback and tuning gains. Schedules are then bound to databases (assignments by inventory
+//! group or labels; without assignments, each template applies to the databases of its engine
+//! and environment) and every binding is judged by [`compliance::evaluate_runs`].
+//!
+//! Task scopes: backup, verify and tune are per database; logs, audit and patch per instance
+//! (their runs carry no database); inventory is fleet-wide (target `fleet`). Replicas owe
+//! nothing (their primary does), nor do databases flagged as copies unless an assignment
+//! names them (group `copies`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use jiff::{SignedDuration, Timestamp};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::compliance::{self, Binding, Status, Tally};
+use crate::ledger::{Outcome, RecordView, Store};
+use crate::metrics::Sample;
+use crate::schedule::{self, ScheduleFile, TaskKind, TaskSchedule, Template};
+use crate::{Error, Result};
+
+mod html;
+mod markdown;
+
+pub use html::html;
+pub use markdown::markdown;
+
+/// The goals of the success-criteria scorecard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Goals {
+    /// Share of due maintenance done on time.
+    #[serde(default = "default_compliance")]
+    pub compliance: f64,
+    /// Unplanned downtime incidents per quarter, at most.
+    #[serde(default = "default_incidents")]
+    pub incidents_per_quarter: f64,
+    /// Share of backups verified by a restore.
+    #[serde(default = "default_verified")]
+    pub verified_share: f64,
+    /// Alert false positives plus false negatives per 30 days, fewer than.
+    #[serde(default = "default_alert_errors")]
+    pub alert_errors_per_30_days: f64,
+    /// Query-time reduction after tuning, at least.
+    #[serde(default = "default_tune_reduction")]
+    pub tune_reduction: f64,
+}
+
+fn default_compliance() -> f64 {
+    0.95
+}
+fn default_incidents() -> f64 {
+    5.0
+}
+fn default_verified() -> f64 {
+    1.0
+}
+fn default_alert_errors() -> f64 {
+    10.0
+}
+fn default_tune_reduction() -> f64 {
+    0.20
+}
+
+impl Default for Goals {
+    fn default() -> Self {
+        Goals {
+            compliance: default_compliance(),
+            incidents_per_quarter: default_incidents(),
+            verified_share: default_verified(),
+            alert_errors_per_30_days: default_alert_errors(),
+            tune_reduction: default_tune_reduction(),
+        }
+    }
+}
+
+/// The period a report covers.
+#[derive(Debug, Clone, Copy)]
+pub struct Period {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// Occurrences whose deadline is after `now` are pending, not missed.
+    pub now: Timestamp,
+}
+
+impl Period {
+    /// The `days` before `to` (default now).
+    pub fn last_days(days: u32, to: Option<Timestamp>) -> Self {
+        let now = Timestamp::now();
+        let to = to.unwrap_or(now);
+        Period {
+            from: to - SignedDuration::from_hours(24 * i64::from(days.max(1))),
+            to,
+            now,
+        }
+    }
+
+    fn days(&self) -> f64 {
+        (self.to.duration_since(self.from).as_secs_f64() / 86_400.0).max(1.0 / 24.0)
+    }
+}
+
+/// Parses `2026-11-01`, `2026-11-01T06:00:00Z` or `2026-11-01T06:00:00+01:00`.
+pub fn parse_time(text: &str) -> Result<Timestamp> {
+    if let Ok(t) = text.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    text.parse::<jiff::civil::Date>()
+        .ok()
+        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|z| z.timestamp())
+        .ok_or_else(|| {
+            Error::invalid(
+                "time",
+                format!("'{text}' is neither a date (2026-11-01) nor an RFC 3339 time"),
+            )
+        })
+}
+
+/// Counts and the share on time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Share {
+    #[serde(flatten)]
+    pub tally: Tally,
+    pub due: u32,
+    /// on_time / due; 1.0 when nothing was due.
+    pub ratio: f64,
+}
+
+impl Share {
+    fn of(tally: &Tally) -> Self {
+        Share {
+            tally: tally.clone(),
+            due: tally.due(),
+            ratio: round(tally.ratio(), 4),
+        }
+    }
+}
+
+/// One task of one database (or instance, or the fleet).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskCompliance {
+    pub task: TaskKind,
+    pub schedule: String,
+    #[serde(flatten)]
+    pub share: Share,
+    /// Last successful run, if any.
+    pub last_success: Option<String>,
+    /// The occurrences that were not on time (newest first, at most 10).
+    pub problems: Vec<compliance::Occurrence>,
+}
+
+/// One database (or instance for per-instance tasks, `fleet` for the inventory).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DatabaseCompliance {
+    pub instance: String,
+    pub db: Option<String>,
+    pub env: String,
+    pub template: String,
+    /// Owes maintenance from this moment (first seen by an inventory after the ledger began).
+    pub since: Option<String>,
+    #[serde(flatten)]
+    pub share: Share,
+    pub tasks: Vec<TaskCompliance>,
+}
+
+/// One day of the period (by due time, UTC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Day {
+    pub date: String,
+    #[serde(flatten)]
+    pub share: Share,
+}
+
+/// Durations of the real runs of one task in the period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Durations {
+    pub task: String,
+    pub runs: usize,
+    pub median_seconds: f64,
+    pub p95_seconds: f64,
+    pub max_seconds: f64,
+}
+
+/// A heat-map row: one database's daily ratio (None when nothing was due that day).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HeatRow {
+    pub name: String,
+    pub ratio: f64,
+    pub days: Vec<Option<f64>>,
+}
+
+/// One success criterion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Criterion {
+    pub name: String,
+    pub goal: String,
+    /// The measured value; None when the ledger holds nothing to measure it with.
+    pub value: Option<f64>,
+    /// Met, not met, or unknown (no data).
+    pub met: Option<bool>,
+    pub detail: String,
+}
+
+/// The report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Report {
+    pub from: String,
+    pub to: String,
+    pub generated_at: String,
+    pub ledger: String,
+    pub records: usize,
+    /// Ledger lines that could not be read (a torn last line after a crash).
+    pub unreadable_lines: Vec<usize>,
+    pub fleet: Share,
+    pub by_env: BTreeMap<String, Share>,
+    pub by_task: BTreeMap<String, Share>,
+    /// Worst first.
+    pub databases: Vec<DatabaseCompliance>,
+    /// Databases in the inventory that no template applies to.
+    pub unscheduled: Vec<String>,
+    pub daily: Vec<Day>,
+    pub durations: Vec<Durations>,
+    /// The worst databases (at most 40), day by day.
+    pub heatmap: Vec<HeatRow>,
+    pub scorecard: Vec<Criterion>,
+    pub warnings: Vec<String>,
+}
+
+/// A database the inventory saw.
+#[derive(Debug, Clone)]
+struct FleetDb {
+    instance: String,
+    db: String,
+    engine: String,
+    env: String,
+    labels: BTreeMap<String, String>,
+    copy: bool,
+    replica: bool,
+    first_seen: Timestamp,
+    last_seen: Timestamp,
+}
+
+#[derive(Deserialize)]
+struct InventoryDetails {
+    #[serde(default)]
+    fleet: Vec<FleetInstance>,
+    #[serde(default)]
+    unreachable: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct FleetInstance {
+    instance: String,
+    engine: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    databases: Vec<FleetDatabase>,
+}
+
+#[derive(Deserialize)]
+struct FleetDatabase {
+    name: String,
+    env: String,
+    #[serde(default)]
+    copy_of: Option<String>,
+}
+
+/// Everything the report needs from one pass over the ledger.
+#[derive(Default)]
+struct Gathered {
+    records: usize,
+    /// (task, instance, db) -> real runs (finish time, outcome).
+    runs: HashMap<(String, String, Option<String>), Vec<(Timestamp, Outcome)>>,
+    fleet: BTreeMap<(String, String), FleetDb>,
+    first_inventory: Option<Timestamp>,
+    last_inventory: Option<Timestamp>,
+    durations: BTreeMap<String, Vec<f64>>,
+    backups_in_period: Vec<String>,
+    verified_backups: std::collections::HashSet<String>,
+    incidents: u32,
+    /// Endpoint -> currently unreachable (an outage counts once, however many runs saw it).
+    outages: HashMap<String, bool>,
+    detected_outages: u32,
+    alert_errors: u32,
+    alert_feedback: u32,
+    tune_before: f64,
+    tune_after: f64,
+    tune_runs: u32,
+}
+
+impl Gathered {
+    fn visit(&mut self, record: &RecordView, period: &Period) {
+        self.records += 1;
+        let Ok(finished) = record.finished_at.parse::<Timestamp>() else {
+            return;
+        };
+        let in_period = finished >= period.from && finished <= period.to;
+        let task = record.task.as_ref();
+        if task == "inventory" && record.outcome != Outcome::Skipped {
+            if let Some(details) = record.details::<InventoryDetails>() {
+                self.observe_inventory(details, finished, in_period);
+            }
+        }
+        if record.check_mode {
+            return;
+        }
+        self.runs
+            .entry((
+                record.task.to_string(),
+                record.target.instance.to_string(),
+                record.target.db.as_ref().map(|d| d.to_string()),
+            ))
+            .or_default()
+            .push((finished, record.outcome));
+        if !in_period {
+            // Verifications after the period still prove backups taken in it.
+            if task == "verify" && record.outcome == Outcome::Ok {
+                if let Some(path) = detail_string(record, "backup") {
+                    self.verified_backups.insert(path);
+                }
+            }
+            return;
+        }
+        if let Ok(started) = record.started_at.parse::<Timestamp>() {
+            self.durations
+                .entry(task.to_string())
+                .or_default()
+                .push(finished.duration_since(started).as_secs_f64().max(0.0));
+        }
+        match (task, record.outcome) {
+            ("backup", Outcome::Ok) => {
+                if let Some(path) = detail_string(record, "path") {
+                    self.backups_in_period.push(path);
+                }
+            }
+            ("verify", Outcome::Ok) => {
+                if let Some(path) = detail_string(record, "backup") {
+                    self.verified_backups.insert(path);
+                }
+            }
+            ("incident", _) => {
+                let planned = record
+                    .details::<serde_json::Value>()
+                    .and_then(|d| d.get("planned")?.as_bool())
+                    .unwrap_or(false);
+                if !planned {
+                    self.incidents += 1;
+                }
+            }
+            ("alert_feedback", _) => {
+                self.alert_feedback += 1;
+                if let Some(kind) = detail_string(record, "kind") {
+                    if kind == "false_positive" || kind == "false_negative" {
+                        self.alert_errors += 1;
+                    }
+                }
+            }
+            ("tune", Outcome::Ok) => {
+                if let Some(d) = record.details::<serde_json::Value>() {
+                    let before = d.get("query_time_before_ms").and_then(|v| v.as_f64());
+                    let after = d.get("query_time_after_ms").and_then(|v| v.as_f64());
+                    if let (Some(before), Some(after)) = (before, after) {
+                        self.tune_before += before;
+                        self.tune_after += after;
+                        self.tune_runs += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn observe_inventory(&mut self, details: InventoryDetails, at: Timestamp, in_period: bool) {
+        if details.fleet.is_empty() && details.unreachable.is_empty() {
+            return;
+        }
+        self.first_inventory = Some(self.first_inventory.map_or(at, |t| t.min(at)));
+        self.last_inventory = Some(self.last_inventory.map_or(at, |t| t.max(at)));
+        for instance in details.fleet {
+            for db in instance.databases {
+                let key = (instance.instance.clone(), db.name.clone());
+                let entry = self.fleet.entry(key).or_insert_with(|| FleetDb {
+                    instance: instance.instance.clone(),
+                    db: db.name.clone(),
+                    engine: instance.engine.clone(),
+                    env: db.env.clone(),
+                    labels: BTreeMap::new(),
+                    copy: false,
+                    replica: false,
+                    first_seen: at,
+                    last_seen: at,
+                });
+                entry.first_seen = entry.first_seen.min(at);
+                if at >= entry.last_seen {
+                    // The newest observation describes the database.
+                    entry.last_seen = at;
+                    entry.engine = instance.engine.clone();
+                    entry.env = db.env.clone();
+                    entry.labels = instance.labels.clone();
+                    entry.copy = db.copy_of.is_some();
+                    entry.replica = instance.role == "replica";
+                }
+            }
+        }
+        // Availability: an endpoint going from reachable to unreachable is one incident.
+        let down: std::collections::HashSet<&String> = details.unreachable.iter().collect();
+        for endpoint in &details.unreachable {
+            let was_down = self.outages.insert(endpoint.clone(), true).unwrap_or(false);
+            if !was_down && in_period {
+                self.detected_outages += 1;
+            }
+        }
+        for (endpoint, state) in self.outages.iter_mut() {
+            if !down.contains(endpoint) {
+                *state = false;
+            }
+        }
+    }
+}
+
+fn detail_string(record: &RecordView, key: &str) -> Option<String> {
+    let details: serde_json::Value = record.details()?;
+    Some(details.get(key)?.as_str()?.to_string())
+}
+
+/// Per-database, per-instance or fleet-wide.
+fn task_scope(task: TaskKind) -> Scope {
+    match task {
+        TaskKind::Backup | TaskKind::Verify | TaskKind::Tune => Scope::Database,
+        TaskKind::Logs | TaskKind::Audit | TaskKind::Patch => Scope::Instance,
+        TaskKind::Inventory => Scope::Fleet,
+    }
+}
+
+#[derive(PartialEq)]
+enum Scope {
+    Database,
+    Instance,
+    Fleet,
+}
+
+fn task_name(task: TaskKind) -> &'static str {
+    match task {
+        TaskKind::Inventory => "inventory",
+        TaskKind::Backup => "backup",
+        TaskKind::Verify => "verify",
+        TaskKind::Tune => "tune",
+        TaskKind::Logs => "logs",
+        TaskKind::Audit => "audit",
+        TaskKind::Patch => "patch",
+    }
+}
+
+/// The inventory groups a database belongs to (the same names the inventory script gives
+/// Ansible): all, the engine, env_<env>, tier_<tier>, instance_<id>, copies.
+pub fn groups_of(
+    instance: &str,
+    engine: &str,
+    env: &str,
+    labels: &BTreeMap<String, String>,
+    copy: bool,
+) -> Vec<String> {
+    let mut groups = vec![
+        "all".to_string(),
+        engine.to_string(),
+        format!("env_{}", group_safe(env)),
+        format!("instance_{}", group_safe(instance)),
+    ];
+    if let Some(tier) = labels.get("tier") {
+        groups.push(format!("tier_{}", group_safe(tier)));
+    }
+    if copy {
+        groups.push("copies".into());
+    }
+    groups
+}
+
+/// A group name Ansible accepts without warnings.
+pub fn group_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The template a database follows: the first assignment that matches it; without
+/// assignments, the first template of its engine and environment.
+fn template_for<'s>(schedule: &'s ScheduleFile, db: &FleetDb) -> Option<&'s Template> {
+    let engine_fits = |t: &Template| t.engine.is_none_or(|e| e.as_str() == db.engine);
+    if schedule.assignments.is_empty() {
+        if db.copy {
+            return None;
+        }
+        return schedule
+            .templates
+            .iter()
+            .find(|t| engine_fits(t) && t.env.as_deref().is_none_or(|e| e == db.env));
+    }
+    let groups = groups_of(&db.instance, &db.engine, &db.env, &db.labels, db.copy);
+    schedule.assignments.iter().find_map(|a| {
+        let group_ok = a.group.as_ref().is_none_or(|g| groups.contains(g));
+        let labels_ok = a.labels.iter().all(|(k, v)| {
+            (k == "env" && *v == db.env) || db.labels.get(k).is_some_and(|have| have == v)
+        });
+        let copy_ok = !db.copy || a.group.as_deref() == Some("copies");
+        let template = schedule.templates.iter().find(|t| t.name == a.template)?;
+        (group_ok && labels_ok && copy_ok && engine_fits(template)).then_some(template)
+    })
+}
+
+struct Bound<'s> {
+    instance: String,
+    db: Option<String>,
+    env: String,
+    template: &'s str,
+    task: &'s TaskSchedule,
+    since: Timestamp,
+    until: Timestamp,
+}
+
+/// Builds the report. `schedule` defaults to the shipped templates.
+pub fn build(
+    store: &Store,
+    schedule: &ScheduleFile,
+    period: Period,
+    goals: &Goals,
+) -> Result<Report> {
+    let mut gathered = Gathered::default();
+    let unreadable = store.scan(|record| gathered.visit(record, &period))?;
+    for runs in gathered.runs.values_mut() {
+        runs.sort_by_key(|r| r.0);
+    }
+    let mut warnings = Vec::new();
+    if !unreadable.is_empty() {
+        warnings.push(format!(
+            "{} ledger line(s) could not be read and were skipped (line {}): a torn line from a crashed writer; the records after it were read",
+            unreadable.len(),
+            unreadable.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if gathered.fleet.is_empty() {
+        warnings.push(
+            "no inventory in the ledger: run db_inventory (or dbcadence inventory) so that the report knows which databases exist"
+                .into(),
+        );
+    }
+
+    // Bind schedules.
+    let mut bound: Vec<Bound> = Vec::new();
+    let mut unscheduled = Vec::new();
+    let mut instance_done: std::collections::HashSet<(String, &str)> = Default::default();
+    let mut fleet_task_done: std::collections::HashSet<&str> = Default::default();
+    // A database seen in the very first inventory may be older than the ledger: it owes
+    // everything in the period. One that appeared later owes nothing before it appeared.
+    let ledger_start = gathered.first_inventory.unwrap_or(period.from);
+    let last_inventory = gathered.last_inventory.unwrap_or(period.to);
+    for db in gathered.fleet.values() {
+        if db.replica {
+            continue;
+        }
+        let Some(template) = template_for(schedule, db) else {
+            if !db.copy {
+                unscheduled.push(format!("{}/{}", db.instance, db.db));
+            }
+            continue;
+        };
+        let since = if db.first_seen > ledger_start {
+            db.first_seen
+        } else {
+            Timestamp::MIN
+        };
+        // Gone from the newest inventory: dropped; it owes nothing after it was last seen.
+        let until = if db.last_seen < last_inventory {
+            db.last_seen
+        } else {
+            Timestamp::MAX
+        };
+        for task in &template.tasks {
+            let (instance, target_db, env) = match task_scope(task.task) {
+                Scope::Database => (db.instance.clone(), Some(db.db.clone()), db.env.clone()),
+                Scope::Instance => {
+                    if !instance_done.insert((db.instance.clone(), task_name(task.task))) {
+                        continue;
+                    }
+                    (db.instance.clone(), None, db.env.clone())
+                }
+                Scope::Fleet => {
+                    if !fleet_task_done.insert(task_name(task.task)) {
+                        continue;
+                    }
+                    ("fleet".to_string(), None, "fleet".to_string())
+                }
+            };
+            bound.push(Bound {
+                instance,
+                db: target_db,
+                env,
+                template: &template.name,
+                task,
+                since,
+                until,
+            });
+        }
+    }
+
+    // Judge every binding.
+    let day_count = (period.days().ceil() as usize).max(1);
+    let day_of = |t: Timestamp| -> Option<usize> {
+        if t < period.from || t > period.to {
+            return None;
+        }
+        Some(((t.duration_since(period.from).as_secs() / 86_400) as usize).min(day_count - 1))
+    };
+    let mut fleet = Tally::default();
+    let mut by_env: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut by_task: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut daily = vec![Tally::default(); day_count];
+    let mut rows: BTreeMap<(String, Option<String>), DatabaseCompliance> = BTreeMap::new();
+    let mut row_days: BTreeMap<(String, Option<String>), Vec<Tally>> = BTreeMap::new();
+    let mut row_tally: BTreeMap<(String, Option<String>), Tally> = BTreeMap::new();
+    let no_runs = Vec::new();
+    for b in &bound {
+        let name = task_name(b.task.task);
+        let runs = gathered
+            .runs
+            .get(&(name.to_string(), b.instance.clone(), b.db.clone()))
+            .unwrap_or(&no_runs);
+        let binding = Binding {
+            instance: b.instance.clone(),
+            db: b.db.clone(),
+            task: b.task,
+            since: b.since,
+        };
+        let to = period.to.min(b.until);
+        let occurrences = if to > period.from {
+            compliance::evaluate_runs(&binding, runs, period.from, to, period.now)?
+        } else {
+            vec![]
+        };
+        let mut tally = Tally::default();
+        let key = (b.instance.clone(), b.db.clone());
+        let days = row_days
+            .entry(key.clone())
+            .or_insert_with(|| vec![Tally::default(); day_count]);
+        for o in &occurrences {
+            tally.add(o.status);
+            if let Some(d) = o.due.parse::<Timestamp>().ok().and_then(day_of) {
+                daily[d].add(o.status);
+                days[d].add(o.status);
+            }
+        }
+        merge(&mut fleet, &tally);
+        merge(by_env.entry(b.env.clone()).or_default(), &tally);
+        merge(by_task.entry(name.to_string()).or_default(), &tally);
+        merge(row_tally.entry(key.clone()).or_default(), &tally);
+        let last_success = runs
+            .iter()
+            .rev()
+            .find(|r| r.1 == Outcome::Ok)
+            .map(|r| r.0.to_string());
+        let problems: Vec<compliance::Occurrence> = occurrences
+            .iter()
+            .rev()
+            .filter(|o| !matches!(o.status, Status::OnTime | Status::Pending))
+            .take(10)
+            .cloned()
+            .collect();
+        let row = rows.entry(key).or_insert_with(|| DatabaseCompliance {
+            instance: b.instance.clone(),
+            db: b.db.clone(),
+            env: b.env.clone(),
+            template: b.template.to_string(),
+            since: (b.since > Timestamp::MIN).then(|| b.since.to_string()),
+            share: Share::default(),
+            tasks: vec![],
+        });
+        row.tasks.push(TaskCompliance {
+            task: b.task.task,
+            schedule: b
+                .task
+                .cron
+                .as_ref()
+                .map(|c| format!("cron {c}"))
+                .or_else(|| b.task.every.as_ref().map(|e| format!("every {e}")))
+                .unwrap_or_default(),
+            share: Share::of(&tally),
+            last_success,
+            problems,
+        });
+    }
+    let mut databases: Vec<DatabaseCompliance> = rows
+        .into_iter()
+        .map(|(key, mut row)| {
+            row.share = Share::of(&row_tally[&key]);
+            row
+        })
+        .collect();
+    databases.sort_by(|a, b| {
+        a.share
+            .ratio
+            .total_cmp(&b.share.ratio)
+            .then(b.share.due.cmp(&a.share.due))
+            .then(a.instance.cmp(&b.instance))
+            .then(a.db.cmp(&b.db))
+    });
+    let heatmap = databases
+        .iter()
+        .take(40)
+        .map(|row| {
+            let key = (row.instance.clone(), row.db.clone());
+            HeatRow {
+                name: match &row.db {
+                    Some(db) => format!("{}/{db}", row.instance),
+                    None => row.instance.clone(),
+                },
+                ratio: row.share.ratio,
+                days: row_days[&key]
+                    .iter()
+                    .map(|t| (t.due() > 0).then(|| round(t.ratio(), 4)))
+                    .collect(),
+            }
+        })
+        .collect();
+    let daily = daily
+        .iter()
+        .enumerate()
+        .map(|(i, tally)| Day {
+            date: (period.from + SignedDuration::from_hours(24 * i as i64))
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .date()
+                .to_string(),
+            share: Share::of(tally),
+        })
+        .collect();
+    let durations = gathered
+        .durations
+        .iter_mut()
+        .map(|(task, seconds)| {
+            seconds.sort_by(f64::total_cmp);
+            let pick = |q: f64| seconds[((seconds.len() - 1) as f64 * q).round() as usize];
+            Durations {
+                task: task.clone(),
+                runs: seconds.len(),
+                median_seconds: round(pick(0.5), 3),
+                p95_seconds: round(pick(0.95), 3),
+                max_seconds: round(pick(1.0), 3),
+            }
+        })
+        .collect();
+    let scorecard = scorecard(&gathered, &fleet, &period, goals);
+    Ok(Report {
+        from: period.from.to_string(),
+        to: period.to.to_string(),
+        generated_at: period.now.to_string(),
+        ledger: store.describe(),
+        records: gathered.records,
+        unreadable_lines: unreadable,
+        fleet: Share::of(&fleet),
+        by_env: by_env
+            .iter()
+            .map(|(k, t)| (k.clone(), Share::of(t)))
+            .collect(),
+        by_task: by_task
+            .iter()
+            .map(|(k, t)| (k.clone(), Share::of(t)))
+            .collect(),
+        databases,
+        unscheduled,
+        daily,
+        durations,
+        heatmap,
+        scorecard,
+        warnings,
+    })
+}
+
+fn merge(into: &mut Tally, from: &Tally) {
+    into.on_time += from.on_time;
+    into.late += from.late;
+    into.missed += from.missed;
+    into.failed += from.failed;
+    into.pending += from.pending;
+}
+
+fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
+fn scorecard(g: &Gathered, fleet: &Tally, period: &Period, goals: &Goals) -> Vec<Criterion> {
+    let days = period.days();
+    let mut out = Vec::new();
+    let ratio = fleet.ratio();
+    out.push(Criterion {
+        name: "maintenance on schedule".into(),
+        goal: format!(">= {:.0}%", goals.compliance * 100.0),
+        value: Some(round(ratio, 4)),
+        met: (fleet.due() > 0).then_some(ratio >= goals.compliance),
+        detail: format!(
+            "{} of {} due occurrences on time ({} late, {} missed, {} failed)",
+            fleet.on_time,
+            fleet.due(),
+            fleet.late,
+            fleet.missed,
+            fleet.failed
+        ),
+    });
+    let incidents = g.incidents + g.detected_outages;
+    let per_quarter = f64::from(incidents) * 91.0 / days;
+    out.push(Criterion {
+        name: "unplanned downtime incidents".into(),
+        goal: format!("<= {} per quarter", goals.incidents_per_quarter),
+        value: Some(round(per_quarter, 2)),
+        met: Some(per_quarter <= goals.incidents_per_quarter),
+        detail: format!(
+            "{} recorded (dbcadence incident record) + {} detected by inventory availability checks in {:.0} days",
+            g.incidents, g.detected_outages, days
+        ),
+    });
+    let backups = g.backups_in_period.len();
+    let verified = g
+        .backups_in_period
+        .iter()
+        .filter(|p| g.verified_backups.contains(*p))
+        .count();
+    let share = (backups > 0).then(|| verified as f64 / backups as f64);
+    out.push(Criterion {
+        name: "backups verified by restore".into(),
+        goal: format!("{:.0}%", goals.verified_share * 100.0),
+        value: share.map(|s| round(s, 4)),
+        met: share.map(|s| s >= goals.verified_share),
+        detail: if backups == 0 {
+            "no successful backup in the period".into()
+        } else {
+            format!("{verified} of {backups} backups of the period verified by a restore")
+        },
+    });
+    let per_30 = f64::from(g.alert_errors) * 30.0 / days;
+    out.push(Criterion {
+        name: "alert false positives + negatives".into(),
+        goal: format!("< {} per 30 days", goals.alert_errors_per_30_days),
+        value: Some(round(per_30, 2)),
+        met: Some(per_30 < goals.alert_errors_per_30_days),
+        detail: if g.alert_feedback == 0 {
+            "no alert feedback recorded in the period (dbcadence alert feedback)".into()
+        } else {
+            format!(
+                "{} wrong of {} alerts with feedback",
+                g.alert_errors, g.alert_feedback
+            )
+        },
+    });
+    let reduction = (g.tune_before > 0.0).then(|| 1.0 - g.tune_after / g.tune_before);
+    out.push(Criterion {
+        name: "query-time reduction after tuning".into(),
+        goal: format!(">= {:.0}%", goals.tune_reduction * 100.0),
+        value: reduction.map(|r| round(r, 4)),
+        met: reduction.map(|r| r >= goals.tune_reduction),
+        detail: if g.tune_runs == 0 {
+            "no tune run with measured query times in the period".into()
+        } else {
+            format!(
+                "{} tune runs: {:.0} ms before, {:.0} ms after",
+                g.tune_runs, g.tune_before, g.tune_after
+            )
+        },
+    });
+    out
+}
+
+/// Metrics from a report: compliance ratios per scope (fleet, env, task, database) and, per
+/// binding, the longest a task may go without success (for DbcadenceMaintenanceOverdue).
+pub fn samples(report: &Report, schedule: &ScheduleFile, now: Timestamp) -> Vec<Sample> {
+    const RATIO: &str = "dbcadence_compliance_ratio";
+    const HELP: &str = "Share of due maintenance done on time in the report's period.";
+    let mut out = vec![Sample::gauge(
+        RATIO,
+        HELP,
+        &[("scope", "fleet")],
+        report.fleet.ratio,
+    )];
+    for (env, share) in &report.by_env {
+        out.push(Sample::gauge(
+            RATIO,
+            HELP,
+            &[("scope", "env"), ("env", env)],
+            share.ratio,
+        ));
+    }
+    for (task, share) in &report.by_task {
+        out.push(Sample::gauge(
+            RATIO,
+            HELP,
+            &[("scope", "task"), ("task", task)],
+            share.ratio,
+        ));
+    }
+    for row in &report.databases {
+        let db = row.db.as_deref().unwrap_or("");
+        out.push(Sample::gauge(
+            RATIO,
+            HELP,
+            &[
+                ("scope", "database"),
+                ("instance", &row.instance),
+                ("db", db),
+            ],
+            row.share.ratio,
+        ));
+        let Some(template) = schedule.templates.iter().find(|t| t.name == row.template) else {
+            continue;
+        };
+        for task in &row.tasks {
+            let Some(ts) = template.tasks.iter().find(|t| t.task == task.task) else {
+                continue;
+            };
+            if let Ok(max_age) = compliance::max_age_seconds(ts, now) {
+                out.push(Sample::gauge(
+                    "dbcadence_schedule_max_age_seconds",
+                    "Longest a task may go without success and stay on schedule (widest gap between due times plus grace).",
+                    &[("task", task_name(task.task)), ("instance", &row.instance), ("db", db)],
+                    max_age as f64,
+                ));
+            }
+        }
+    }
+    for (i, criterion) in report.scorecard.iter().enumerate() {
+        if let Some(met) = criterion.met {
+            let id = ["compliance", "incidents", "verified", "alerts", "tuning"]
+                .get(i)
+                .copied()
+                .unwrap_or("other");
+            out.push(Sample::gauge(
+                "dbcadence_scorecard_met",
+                "Success criterion of the scorecard met (1) or not (0).",
+                &[("criterion", id)],
+                if met { 1.0 } else { 0.0 },
+            ));
+        }
+    }
+    out
+}
+
+/// The metric families a report owns: replaced whole on every write, so that a database
+/// that left the fleet leaves the metrics too.
+pub const REPORT_METRICS: &[&str] = &[
+    "dbcadence_compliance_ratio",
+    "dbcadence_schedule_max_age_seconds",
+    "dbcadence_scorecard_met",
+];
+
+/// Reads a schedule file, or the shipped templates when none is given.
+pub fn load_schedule(path: Option<&PathBuf>) -> Result<ScheduleFile> {
+    let text = match path {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| Error::io("read the schedule file", path, e))?,
+        None => schedule::SHIPPED_TEMPLATES.to_string(),
+    };
+    schedule::parse(&text).map_err(|problems| {
+        Error::invalid(
+            "schedule",
+            problems
+                .iter()
+                .map(|p| format!("{}: {}", p.path, p.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::ledger::Ledger;
+
+    fn line(
+        task: &str,
+        db: Option<&str>,
+        finished: &str,
+        outcome: &str,
+        check: bool,
+        details: &str,
+    ) -> String {
+        let target = match db {
+            Some(db) => format!(r#"{{"instance":"pg1","db":"{db}"}}"#),
+            None => r#"{"instance":"fleet"}"#.to_string(),
+        };
+        format!(
+            r#"{{"id":"x","task":"{task}","target":{target},"started_at":"{finished}","finished_at":"{finished}","outcome":"{outcome}","changed":true,"check_mode":{check},"details":{details}}}"#
+        )
+    }
+
+    fn inventory(at: &str, dbs: &[&str], unreachable: &[&str]) -> String {
+        let dbs: Vec<String> = dbs
+            .iter()
+            .map(|d| {
+                let copy = if d.contains("_bak_") {
+                    r#""app""#
+                } else {
+                    "null"
+                };
+                format!(r#"{{"name":"{d}","env":"production","copy_of":{copy}}}"#)
+            })
+            .collect();
+        let unreachable: Vec<String> = unreachable.iter().map(|u| format!("\"{u}\"")).collect();
+        let details = format!(
+            r#"{{"fleet":[{{"instance":"pg1","engine":"postgresql","env":"production","role":"primary","labels":{{"tier":"gold"}},"databases":[{}]}},{{"instance":"pg1r","engine":"postgresql","env":"production","role":"replica","labels":{{}},"databases":[{{"name":"app","env":"production"}}]}}],"unreachable":[{}]}}"#,
+            dbs.join(","),
+            unreachable.join(",")
+        );
+        line("inventory", None, at, "ok", false, &details)
+    }
+
+    const SCHEDULE: &str = "templates:\n  - name: pg-prod\n    engine: postgresql\n    env: production\n    tasks:\n      - {task: backup, cron: '0 1 * * *', grace: 2h}\n";
+
+    fn ledger(lines: &[String]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let mut f = std::fs::File::create(&path).unwrap();
+        for l in lines {
+            writeln!(f, "{l}").unwrap();
+        }
+        (dir, Store::File(Ledger::new(path)))
+    }
+
+    fn period() -> Period {
+        Period {
+            from: "2026-11-01T00:00:00Z".parse().unwrap(),
+            to: "2026-11-08T00:00:00Z".parse().unwrap(),
+            now: "2026-11-08T12:00:00Z".parse().unwrap(),
+        }
+    }
+
+    fn fixture() -> Vec<String> {
+        let ok = r#"{"path":"/b/x"}"#;
+        let mut lines = vec![inventory(
+            "2026-10-31T00:00:00Z",
+            &["app", "app_bak_20261001"],
+            &[],
+        )];
+        for day in [1, 2, 6, 7] {
+            lines.push(line(
+                "backup",
+                Some("app"),
+                &format!("2026-11-0{day}T01:30:00Z"),
+                "ok",
+                false,
+                ok,
+            ));
+        }
+        // Nov 3: only a rehearsal (check mode) -> missed; a torn line from a crash.
+        lines.push(line(
+            "backup",
+            Some("app"),
+            "2026-11-03T01:30:00Z",
+            "ok",
+            true,
+            "{}",
+        ));
+        lines.push(r#"{"id":"torn","task":"back"#.to_string());
+        // Nov 4: failed, retried inside the grace -> on time.
+        lines.push(line(
+            "backup",
+            Some("app"),
+            "2026-11-04T01:10:00Z",
+            "failed",
+            false,
+            "{}",
+        ));
+        lines.push(inventory(
+            "2026-11-04T00:00:00Z",
+            &["app", "app_bak_20261001", "new"],
+            &["pg2"],
+        ));
+        lines.push(line(
+            "backup",
+            Some("app"),
+            "2026-11-04T02:30:00Z",
+            "ok",
+            false,
+            r#"{"path":"/b/verified"}"#,
+        ));
+        lines.push(line(
+            "verify",
+            Some("app"),
+            "2026-11-04T05:00:00Z",
+            "ok",
+            false,
+            r#"{"backup":"/b/verified"}"#,
+        ));
+        // Nov 5: after the grace -> late.
+        lines.push(line(
+            "backup",
+            Some("app"),
+            "2026-11-05T05:00:00Z",
+            "ok",
+            false,
+            ok,
+        ));
+        lines.push(inventory(
+            "2026-11-05T00:00:00Z",
+            &["app", "app_bak_20261001", "new"],
+            &["pg2"],
+        ));
+        lines.push(inventory(
+            "2026-11-06T00:00:00Z",
+            &["app", "app_bak_20261001", "new"],
+            &[],
+        ));
+        lines
+    }
+
+    #[test]
+    fn compliance_from_a_synthetic_ledger() {
+        let (_dir, store) = ledger(&fixture());
+        let schedule = schedule::parse(SCHEDULE).unwrap();
+        let report = build(&store, &schedule, period(), &Goals::default()).unwrap();
+        assert_eq!(report.unreadable_lines, vec![7], "{report:#?}");
+        assert!(report.warnings[0].contains("torn"));
+        let app = report
+            .databases
+            .iter()
+            .find(|d| d.db.as_deref() == Some("app"))
+            .unwrap();
+        let t = &app.share.tally;
+        assert_eq!(
+            (t.on_time, t.late, t.missed, t.failed),
+            (5, 1, 1, 0),
+            "{app:#?}"
+        );
+        // Added on Nov 4: owes Nov 4..7 only, and did nothing.
+        let new = report
+            .databases
+            .iter()
+            .find(|d| d.db.as_deref() == Some("new"))
+            .unwrap();
+        assert_eq!((new.share.tally.missed, new.share.due), (4, 4));
+        assert!(new.since.as_deref().unwrap().starts_with("2026-11-04"));
+        // Worst first; the replica and the backup copy owe nothing.
+        assert_eq!(report.databases[0].db.as_deref(), Some("new"));
+        assert_eq!(report.databases.len(), 2);
+        assert!(report.unscheduled.is_empty());
+        assert_eq!((report.fleet.tally.on_time, report.fleet.due), (5, 11));
+        assert_eq!(report.by_env["production"].due, 11);
+        assert_eq!(report.daily.len(), 7);
+        assert_eq!(
+            report.daily[2].share.tally.missed,
+            2 - 1,
+            "Nov 3: app missed, new not yet owed"
+        );
+        // Scorecard: one outage of pg2 (seen twice, counted once); 1 of 5 backups verified.
+        let card: BTreeMap<&str, &Criterion> = report
+            .scorecard
+            .iter()
+            .map(|c| (c.name.as_str(), c))
+            .collect();
+        assert_eq!(card["maintenance on schedule"].met, Some(false));
+        assert!(
+            card["unplanned downtime incidents"]
+                .detail
+                .starts_with("0 recorded (dbcadence incident record) + 1 detected"),
+            "{:?}",
+            card["unplanned downtime incidents"]
+        );
+        assert_eq!(
+            card["backups verified by restore"].value,
+            Some(0.1667),
+            "1 of 6"
+        );
+        assert_eq!(card["query-time reduction after tuning"].met, None);
+        // Markdown and HTML carry the same numbers.
+        assert!(markdown(&report).contains("**Fleet: 45.5% on time** (5 of 11"));
+        assert!(html(&report).contains("45.5%"));
+    }
+
+    #[test]
+    fn assignments_pick_databases_by_group_and_labels() {
+        let (_dir, store) = ledger(&fixture());
+        let text = format!(
+            "{SCHEDULE}  - name: copies\n    tasks:\n      - {{task: backup, every: 1w}}\nassignments:\n  - {{template: pg-prod, group: env_production, labels: {{tier: silver}}}}\n  - {{template: copies, group: copies}}\n"
+        );
+        let schedule = schedule::parse(&text).unwrap();
+        let report = build(&store, &schedule, period(), &Goals::default()).unwrap();
+        // tier is gold: nothing matches pg-prod; the copy follows the copies template.
+        assert_eq!(report.unscheduled, vec!["pg1/app", "pg1/new"]);
+        assert_eq!(report.databases.len(), 1);
+        assert_eq!(report.databases[0].template, "copies");
+        let schedule = schedule::parse(&text.replace("silver", "gold")).unwrap();
+        let report = build(&store, &schedule, period(), &Goals::default()).unwrap();
+        assert!(report.unscheduled.is_empty());
+        assert_eq!(report.databases.len(), 3);
+    }
+
+    #[test]
+    fn a_dropped_database_owes_nothing_after_it_left() {
+        let mut lines = fixture();
+        lines.push(inventory(
+            "2026-11-07T00:00:00Z",
+            &["app", "app_bak_20261001"],
+            &[],
+        ));
+        let (_dir, store) = ledger(&lines);
+        let schedule = schedule::parse(SCHEDULE).unwrap();
+        let report = build(&store, &schedule, period(), &Goals::default()).unwrap();
+        let new = report
+            .databases
+            .iter()
+            .find(|d| d.db.as_deref() == Some("new"))
+            .unwrap();
+        assert_eq!(new.share.due, 2, "Nov 4 and 5 only (last seen Nov 6 00:00)");
+    }
+
+    #[test]
+    fn metrics_cover_every_scope() {
+        let (_dir, store) = ledger(&fixture());
+        let schedule = schedule::parse(SCHEDULE).unwrap();
+        let report = build(&store, &schedule, period(), &Goals::default()).unwrap();
+        let samples = samples(&report, &schedule, period().now);
+        let scopes: Vec<&str> = samples
+            .iter()
+            .filter(|s| s.name == "dbcadence_compliance_ratio")
+            .map(|s| s.labels["scope"].as_str())
+            .collect();
+        assert_eq!(scopes, ["fleet", "env", "task", "database", "database"]);
+        let max_age = samples
+            .iter()
+            .find(|s| s.name == "dbcadence_schedule_max_age_seconds")
+            .unwrap();
+        assert_eq!(max_age.value, 86_400.0 + 7_200.0, "daily cron + 2h grace");
+    }
+}
