@@ -3,6 +3,7 @@
 //! People-facing flags and tables live here; the work is in dbcadence-core.
 
 mod inventory_script;
+mod ops;
 mod table;
 
 use std::path::PathBuf;
@@ -27,13 +28,36 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
-enum Format {
+pub(crate) enum Format {
     Table,
     Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Schedule compliance and the success-criteria scorecard, from the ledger.
+    Report(ops::ReportArgs),
+    /// What ran: the newest records, export as JSON lines, import into another store.
+    Ledger {
+        #[command(subcommand)]
+        action: ops::LedgerAction,
+    },
+    /// Unplanned downtime incidents for the scorecard.
+    Incident {
+        #[command(subcommand)]
+        action: ops::IncidentAction,
+    },
+    /// Alert accuracy feedback for the scorecard.
+    Alert {
+        #[command(subcommand)]
+        action: ops::AlertAction,
+    },
+    /// Print the metrics file (Prometheus text format) as node_exporter reads it.
+    Metrics {
+        /// Default: $DBCADENCE_METRICS_DIR.
+        #[arg(long)]
+        metrics_dir: Option<PathBuf>,
+    },
     /// Schedules as code: validate a file, print the JSON Schema or the shipped templates.
     Schedule {
         #[command(subcommand)]
@@ -219,10 +243,17 @@ impl ConnectArgs {
 }
 
 #[derive(clap::Args)]
-struct RunArgs {
+pub(crate) struct RunArgs {
     /// Ledger file. Default: $DBCADENCE_LEDGER or the system default.
     #[arg(long)]
     ledger: Option<PathBuf>,
+    /// Shared ledger in PostgreSQL: postgresql://user@host:port/db?sslmode=..&table=..
+    /// (no password in the URL). Default: $DBCADENCE_LEDGER_URL.
+    #[arg(long)]
+    ledger_url: Option<String>,
+    /// File holding the ledger database's password. Default: $DBCADENCE_LEDGER_PASSWORD.
+    #[arg(long)]
+    ledger_password_file: Option<PathBuf>,
     /// Textfile-collector directory for metrics. Default: $DBCADENCE_METRICS_DIR.
     #[arg(long)]
     metrics_dir: Option<PathBuf>,
@@ -232,12 +263,27 @@ struct RunArgs {
 }
 
 impl RunArgs {
-    fn options(&self) -> RunOptions {
-        RunOptions {
+    pub(crate) fn options(&self) -> dbcadence_core::Result<RunOptions> {
+        let ledger_password = match &self.ledger_password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        dbcadence_core::Error::io("read the ledger password file", path, e)
+                    })?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(RunOptions {
             ledger_path: self.ledger.clone(),
+            ledger_url: self.ledger_url.clone(),
+            ledger_password,
             metrics_dir: self.metrics_dir.clone(),
             change_id: self.change_id.clone(),
-        }
+        })
     }
 }
 
@@ -306,7 +352,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> dbcadence_core::Result<()> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> dbcadence_core::Result<()> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| dbcadence_core::Error::invalid("output", e.to_string()))?;
     println!("{text}");
@@ -315,6 +361,11 @@ fn print_json(value: &impl serde::Serialize) -> dbcadence_core::Result<()> {
 
 fn run(cli: Cli) -> dbcadence_core::Result<()> {
     match cli.command {
+        Command::Report(args) => ops::report(args),
+        Command::Ledger { action } => ops::ledger(action),
+        Command::Incident { action } => ops::incident(action),
+        Command::Alert { action } => ops::alert(action),
+        Command::Metrics { metrics_dir } => ops::metrics(metrics_dir),
         Command::Schedule { action } => match action {
             ScheduleAction::Schema => print_json(&dbcadence_core::schedule::json_schema()),
             ScheduleAction::Init => {
@@ -437,7 +488,7 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                 compression_level,
                 compression_threads: 0,
                 lock_timeout: 60,
-                run: run.options(),
+                run: run.options()?,
             };
             let (report, warnings) = backup::run(&request, check)?;
             for w in &warnings {
@@ -474,7 +525,7 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                 database,
                 backup,
                 jobs,
-                run: run.options(),
+                run: run.options()?,
                 ..Default::default()
             };
             let (report, warnings) = dbcadence_core::verify::run(&request)?;
@@ -566,7 +617,7 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                 snapshot_path: snapshot,
                 concurrency,
                 probe_timeout,
-                run: run.options(),
+                run: run.options()?,
                 ..InventoryRequest::default()
             };
             if list || host.is_some() {

@@ -91,13 +91,12 @@ fn time_zone(task: &TaskSchedule) -> Result<TimeZone> {
     TimeZone::get(name).map_err(|e| Error::invalid("time zone", format!("'{name}': {e}")))
 }
 
-/// Due times of a task schedule in [from, to], with the span a run may answer each one:
-/// (due, deadline, span_start, span_end).
-fn due_times(
-    task: &TaskSchedule,
-    from: Timestamp,
-    to: Timestamp,
-) -> Result<Vec<(Timestamp, Timestamp, Timestamp, Timestamp)>> {
+/// One due time with the span a run may answer it: (due, deadline, span_start, span_end).
+pub type Due = (Timestamp, Timestamp, Timestamp, Timestamp);
+
+/// Due times of a task schedule in [from, to]. Depends on the schedule only, so the report
+/// computes them once per template task and shares them between databases.
+pub fn due_times(task: &TaskSchedule, from: Timestamp, to: Timestamp) -> Result<Vec<Due>> {
     let grace = jiff::SignedDuration::from_secs(parse_duration(&task.grace).unwrap_or(3600));
     let mut out = Vec::new();
     match (&task.cron, &task.every) {
@@ -167,7 +166,7 @@ pub fn evaluate(
 }
 
 /// The occurrences of one binding, judged against its own real (not check-mode) runs sorted
-/// by finish time. The report indexes the ledger once and calls this per binding.
+/// by finish time.
 pub fn evaluate_runs(
     binding: &Binding,
     runs: &[(Timestamp, Outcome)],
@@ -175,12 +174,39 @@ pub fn evaluate_runs(
     to: Timestamp,
     now: Timestamp,
 ) -> Result<Vec<Occurrence>> {
+    let dues = due_times(binding.task, from, to)?;
+    Ok(judge(&dues, binding.since, Timestamp::MAX, runs, now)
+        .into_iter()
+        .map(|j| Occurrence {
+            due: j.due.to_string(),
+            deadline: j.deadline.to_string(),
+            status: j.status,
+        })
+        .collect())
+}
+
+/// One judged occurrence, in numbers (the report turns few of them into text).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Judged {
+    pub due: Timestamp,
+    pub deadline: Timestamp,
+    pub status: Status,
+}
+
+/// Judges the due times in [since, until] against runs sorted by finish time.
+pub fn judge(
+    dues: &[Due],
+    since: Timestamp,
+    until: Timestamp,
+    runs: &[(Timestamp, Outcome)],
+    now: Timestamp,
+) -> Vec<Judged> {
     let mut out = Vec::new();
     // A run answers one occurrence only (spans of intervals overlap by their grace): the
     // earliest occurrence takes it.
     let mut used = vec![false; runs.len()];
-    for (due, deadline, span_start, span_end) in due_times(binding.task, from, to)? {
-        if due < binding.since {
+    for &(due, deadline, span_start, span_end) in dues {
+        if due < since || due > until {
             continue;
         }
         let start = runs.partition_point(|r| r.0 < span_start);
@@ -198,13 +224,13 @@ pub fn evaluate_runs(
             }
             None => Status::Missed,
         };
-        out.push(Occurrence {
-            due: due.to_string(),
-            deadline: deadline.to_string(),
+        out.push(Judged {
+            due,
+            deadline,
             status,
         });
     }
-    Ok(out)
+    out
 }
 
 /// The longest time a task may go without success and still be on schedule: the widest gap

@@ -369,6 +369,94 @@ impl Store {
         }
     }
 
+    /// Like [`Store::scan`], on `chunks` threads: the file is cut at line boundaries and each
+    /// thread folds its part into its own `G` (returned in file order, so order-dependent
+    /// work can be replayed by the caller). Unreadable line numbers are file-wide.
+    pub fn scan_chunks<G: Send>(
+        &self,
+        chunks: usize,
+        make: impl Fn() -> G + Sync,
+        visit: impl Fn(&mut G, &RecordView) + Sync,
+    ) -> Result<(Vec<G>, Vec<usize>)> {
+        let Store::File(ledger) = self else {
+            let mut one = make();
+            let bad = self.scan(|r| visit(&mut one, r))?;
+            return Ok((vec![one], bad));
+        };
+        let path = ledger.path();
+        let io = |e| Error::io("read the ledger", path, e);
+        let size = match std::fs::metadata(path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((vec![make()], vec![]));
+            }
+            Err(e) => return Err(io(e)),
+        };
+        // Cut points: the byte after the first newline at or after each even share.
+        let chunks = chunks.clamp(1, 16).min(1 + (size / (1 << 20)) as usize);
+        let mut cuts = vec![0u64];
+        let mut file = File::open(path).map_err(io)?;
+        for i in 1..chunks {
+            let mut at = size * i as u64 / chunks as u64;
+            file.seek(SeekFrom::Start(at)).map_err(io)?;
+            let mut reader = std::io::BufReader::new(&mut file);
+            let mut skipped = Vec::new();
+            at += reader.read_until(b'\n', &mut skipped).map_err(io)? as u64;
+            if at > *cuts.last().unwrap_or(&0) && at < size {
+                cuts.push(at);
+            }
+        }
+        cuts.push(size);
+        let parts: Vec<Result<(G, Vec<usize>, usize)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = cuts
+                .windows(2)
+                .map(|w| {
+                    let (start, end) = (w[0], w[1]);
+                    let (make, visit) = (&make, &visit);
+                    scope.spawn(move || -> Result<(G, Vec<usize>, usize)> {
+                        let mut g = make();
+                        let mut file = File::open(path).map_err(io)?;
+                        file.seek(SeekFrom::Start(start)).map_err(io)?;
+                        let mut reader =
+                            std::io::BufReader::with_capacity(1 << 20, file.take(end - start));
+                        let (mut line, mut bad, mut number) = (Vec::new(), Vec::new(), 0);
+                        loop {
+                            line.clear();
+                            if reader.read_until(b'\n', &mut line).map_err(io)? == 0 {
+                                break;
+                            }
+                            number += 1;
+                            if line.iter().all(u8::is_ascii_whitespace) {
+                                continue;
+                            }
+                            match serde_json::from_slice::<RecordView>(&line) {
+                                Ok(view) => visit(&mut g, &view),
+                                Err(_) => bad.push(number),
+                            }
+                        }
+                        Ok((g, bad, number))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::invalid("ledger scan", "a reader thread panicked"))
+                    })
+                })
+                .collect()
+        });
+        let (mut out, mut bad, mut lines_before) = (Vec::new(), Vec::new(), 0);
+        for part in parts {
+            let (g, part_bad, lines) = part?;
+            bad.extend(part_bad.into_iter().map(|n| n + lines_before));
+            lines_before += lines;
+            out.push(g);
+        }
+        Ok((out, bad))
+    }
+
     /// Every record, oldest first for the table; in append order for the file.
     pub fn read(&self) -> Result<ReadResult> {
         match self {
@@ -493,6 +581,28 @@ mod tests {
             "the record after the torn line is intact"
         );
         assert_eq!(read.bad_lines, vec![2]);
+    }
+
+    #[test]
+    fn a_chunked_scan_sees_every_record_once_and_numbers_bad_lines_file_wide() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let line = serde_json::to_string(&record("backup")).unwrap();
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(if i == 15_000 { "{\"torn\n" } else { &line });
+            if i != 15_000 {
+                text.push('\n');
+            }
+        }
+        std::fs::write(&path, text).unwrap();
+        let store = Store::File(Ledger::new(&path));
+        let (parts, bad) = store
+            .scan_chunks(4, || 0usize, |n, r| *n += usize::from(r.task == "backup"))
+            .unwrap();
+        assert!(parts.len() > 1, "the file is cut");
+        assert_eq!(parts.iter().sum::<usize>(), 19_999);
+        assert_eq!(bad, vec![15_001]);
     }
 
     #[test]

@@ -106,12 +106,18 @@ fn collection() -> Result<(), String> {
     Ok(())
 }
 
+mod synth;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("docs") => docs(args.iter().any(|a| a == "--check")),
         Some("collection") => collection(),
-        _ => Err("usage: cargo xtask docs [--check] | collection".into()),
+        Some("synth-ledger") => synth::synth_ledger(&args[1..]),
+        _ => Err(
+            "usage: cargo xtask docs [--check] | collection | synth-ledger --out FILE [--records N] [--databases N]"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,7 +6,7 @@
 //! environment and labels), run durations, backups and their verifications, incidents, alert
 //! feedback and tuning gains. Schedules are then bound to databases (assignments by inventory
 //! group or labels; without assignments, each template applies to the databases of its engine
-//! and environment) and every binding is judged by [`compliance::evaluate_runs`].
+//! and environment) and every binding is judged by [`compliance::judge`].
 //!
 //! Task scopes: backup, verify and tune are per database; logs, audit and patch per instance
 //! (their runs carry no database); inventory is fleet-wide (target `fleet`). Replicas owe
@@ -20,7 +20,7 @@ use jiff::{SignedDuration, Timestamp};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::compliance::{self, Binding, Status, Tally};
+use crate::compliance::{self, Status, Tally};
 use crate::ledger::{Outcome, RecordView, Store};
 use crate::metrics::Sample;
 use crate::schedule::{self, ScheduleFile, TaskKind, TaskSchedule, Template};
@@ -276,18 +276,112 @@ struct FleetDatabase {
     copy_of: Option<String>,
 }
 
-/// Everything the report needs from one pass over the ledger.
+/// A fast, deterministic hasher for the run index (keys are our own ledger's strings, so
+/// SipHash's protection against hostile keys buys nothing here).
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type RunIndex = HashMap<String, Vec<(Timestamp, Outcome)>, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// The run index key of (task, instance, db).
+fn run_key(buffer: &mut String, task: &str, instance: &str, db: Option<&str>) {
+    buffer.clear();
+    buffer.push_str(task);
+    buffer.push('\u{1f}');
+    buffer.push_str(instance);
+    if let Some(db) = db {
+        buffer.push('\u{1f}');
+        buffer.push_str(db);
+    }
+}
+
+/// `2026-11-24T10:00:00.123456789Z`, the only form dbcadence writes, without the general
+/// parser (a million records have two timestamps each); anything else goes to jiff.
+fn parse_timestamp(text: &str) -> Option<Timestamp> {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let mut n = 0i64;
+        for &c in b.get(range)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + i64::from(c - b'0');
+        }
+        Some(n)
+    };
+    let fast = || -> Option<Timestamp> {
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b'T'
+            || b[13] != b':'
+            || b[16] != b':'
+            || *b.last()? != b'Z'
+        {
+            return None;
+        }
+        let (y, m, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+        let (hh, mm, ss) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+        let nanos = match b[19] {
+            b'Z' if b.len() == 20 => 0,
+            b'.' if (21..=30).contains(&b.len()) => {
+                let frac = digits(20..b.len() - 1)?;
+                frac * 10i64.pow(u32::try_from(30 - b.len()).ok()?)
+            }
+            _ => return None,
+        };
+        if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 59 {
+            return None;
+        }
+        // Days from civil (Howard Hinnant's algorithm).
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (m + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Timestamp::new(
+            days * 86_400 + hh * 3600 + mm * 60 + ss,
+            i32::try_from(nanos).ok()?,
+        )
+        .ok()
+    };
+    fast().or_else(|| text.parse().ok())
+}
+
+/// Everything the report needs from the ledger, folded per chunk of the file and merged.
 #[derive(Default)]
 struct Gathered {
     records: usize,
-    /// (task, instance, db) -> real runs (finish time, outcome).
-    runs: HashMap<(String, String, Option<String>), Vec<(Timestamp, Outcome)>>,
+    /// (task, instance, db) -> real runs (finish time, outcome); see [`run_key`].
+    runs: RunIndex,
+    /// Inventory observations in ledger order: (time, in period, details as written, or None
+    /// when the same as the one before in this chunk). Replayed in order after the merge.
+    inventory_events: Vec<(Timestamp, bool, Option<String>)>,
     fleet: BTreeMap<(String, String), FleetDb>,
     first_inventory: Option<Timestamp>,
+    /// The previous inventory's details as written, and the databases it listed.
+    last_inventory_raw: String,
+    last_inventory_keys: Vec<(String, String)>,
     last_inventory: Option<Timestamp>,
     durations: BTreeMap<String, Vec<f64>>,
     backups_in_period: Vec<String>,
-    verified_backups: std::collections::HashSet<String>,
+    verified_backups: std::collections::HashSet<String, std::hash::BuildHasherDefault<FxHasher>>,
     incidents: u32,
     /// Endpoint -> currently unreachable (an outage counts once, however many runs saw it).
     outages: HashMap<String, bool>,
@@ -297,46 +391,63 @@ struct Gathered {
     tune_before: f64,
     tune_after: f64,
     tune_runs: u32,
+    key: String,
 }
 
 impl Gathered {
     fn visit(&mut self, record: &RecordView, period: &Period) {
         self.records += 1;
-        let Ok(finished) = record.finished_at.parse::<Timestamp>() else {
+        let Some(finished) = parse_timestamp(&record.finished_at) else {
             return;
         };
         let in_period = finished >= period.from && finished <= period.to;
         let task = record.task.as_ref();
         if task == "inventory" && record.outcome != Outcome::Skipped {
-            if let Some(details) = record.details::<InventoryDetails>() {
-                self.observe_inventory(details, finished, in_period);
+            // Most inventories see the same fleet as the one before: then only the times move
+            // (parsing 500 databases four times a day for years is what would cost).
+            let raw = record.details.map_or("", |d| d.get());
+            if raw == self.last_inventory_raw {
+                self.inventory_events.push((finished, in_period, None));
+            } else {
+                self.inventory_events
+                    .push((finished, in_period, Some(raw.to_string())));
+                self.last_inventory_raw = raw.to_string();
             }
         }
         if record.check_mode {
             return;
         }
-        self.runs
-            .entry((
-                record.task.to_string(),
-                record.target.instance.to_string(),
-                record.target.db.as_ref().map(|d| d.to_string()),
-            ))
-            .or_default()
-            .push((finished, record.outcome));
+        run_key(
+            &mut self.key,
+            task,
+            &record.target.instance,
+            record.target.db.as_deref(),
+        );
+        match self.runs.get_mut(self.key.as_str()) {
+            Some(runs) => runs.push((finished, record.outcome)),
+            None => {
+                self.runs
+                    .insert(self.key.clone(), vec![(finished, record.outcome)]);
+            }
+        }
         if !in_period {
             // Verifications after the period still prove backups taken in it.
-            if task == "verify" && record.outcome == Outcome::Ok {
-                if let Some(path) = detail_string(record, "backup") {
-                    self.verified_backups.insert(path);
-                }
+            if task == "verify"
+                && record.outcome == Outcome::Ok
+                && let Some(path) = detail_string(record, "backup")
+            {
+                self.verified_backups.insert(path);
             }
             return;
         }
-        if let Ok(started) = record.started_at.parse::<Timestamp>() {
-            self.durations
-                .entry(task.to_string())
-                .or_default()
-                .push(finished.duration_since(started).as_secs_f64().max(0.0));
+        if let Some(started) = parse_timestamp(&record.started_at) {
+            let seconds = finished.duration_since(started).as_secs_f64().max(0.0);
+            match self.durations.get_mut(task) {
+                Some(list) => list.push(seconds),
+                None => {
+                    self.durations.insert(task.to_string(), vec![seconds]);
+                }
+            }
         }
         match (task, record.outcome) {
             ("backup", Outcome::Ok) => {
@@ -360,10 +471,10 @@ impl Gathered {
             }
             ("alert_feedback", _) => {
                 self.alert_feedback += 1;
-                if let Some(kind) = detail_string(record, "kind") {
-                    if kind == "false_positive" || kind == "false_negative" {
-                        self.alert_errors += 1;
-                    }
+                if let Some(kind) = detail_string(record, "kind")
+                    && (kind == "false_positive" || kind == "false_negative")
+                {
+                    self.alert_errors += 1;
                 }
             }
             ("tune", Outcome::Ok) => {
@@ -381,15 +492,63 @@ impl Gathered {
         }
     }
 
+    /// An inventory identical to the previous one: the same databases were seen again.
+    fn touch_inventory(&mut self, at: Timestamp) {
+        self.last_inventory = Some(self.last_inventory.map_or(at, |t| t.max(at)));
+        for key in &self.last_inventory_keys {
+            if let Some(db) = self.fleet.get_mut(key) {
+                db.last_seen = db.last_seen.max(at);
+            }
+        }
+    }
+
+    /// Folds a later chunk into this one (chunks come in file order).
+    fn absorb(&mut self, later: Gathered) {
+        self.records += later.records;
+        for (key, runs) in later.runs {
+            self.runs.entry(key).or_default().extend(runs);
+        }
+        self.inventory_events.extend(later.inventory_events);
+        for (task, seconds) in later.durations {
+            self.durations.entry(task).or_default().extend(seconds);
+        }
+        self.backups_in_period.extend(later.backups_in_period);
+        self.verified_backups.extend(later.verified_backups);
+        self.incidents += later.incidents;
+        self.alert_errors += later.alert_errors;
+        self.alert_feedback += later.alert_feedback;
+        self.tune_before += later.tune_before;
+        self.tune_after += later.tune_after;
+        self.tune_runs += later.tune_runs;
+    }
+
+    /// The inventory observations, in ledger order: the fleet and the outages.
+    fn replay_inventory(&mut self) {
+        self.last_inventory_raw.clear();
+        for (at, in_period, raw) in std::mem::take(&mut self.inventory_events) {
+            match raw {
+                Some(raw) if raw != self.last_inventory_raw => {
+                    if let Ok(details) = serde_json::from_str::<InventoryDetails>(&raw) {
+                        self.observe_inventory(details, at, in_period);
+                    }
+                    self.last_inventory_raw = raw;
+                }
+                _ => self.touch_inventory(at),
+            }
+        }
+    }
+
     fn observe_inventory(&mut self, details: InventoryDetails, at: Timestamp, in_period: bool) {
         if details.fleet.is_empty() && details.unreachable.is_empty() {
             return;
         }
         self.first_inventory = Some(self.first_inventory.map_or(at, |t| t.min(at)));
         self.last_inventory = Some(self.last_inventory.map_or(at, |t| t.max(at)));
+        self.last_inventory_keys.clear();
         for instance in details.fleet {
             for db in instance.databases {
                 let key = (instance.instance.clone(), db.name.clone());
+                self.last_inventory_keys.push(key.clone());
                 let entry = self.fleet.entry(key).or_insert_with(|| FleetDb {
                     instance: instance.instance.clone(),
                     db: db.name.clone(),
@@ -429,9 +588,28 @@ impl Gathered {
     }
 }
 
+/// The few detail fields the report reads; everything else in the details is skipped
+/// without building a JSON tree.
+#[derive(Deserialize, Default)]
+struct DetailFields<'a> {
+    #[serde(borrow, default)]
+    path: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    backup: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+}
+
 fn detail_string(record: &RecordView, key: &str) -> Option<String> {
-    let details: serde_json::Value = record.details()?;
-    Some(details.get(key)?.as_str()?.to_string())
+    let raw = record.details?;
+    let fields: DetailFields = serde_json::from_str(raw.get()).ok()?;
+    let value = match key {
+        "path" => fields.path,
+        "backup" => fields.backup,
+        "kind" => fields.kind,
+        _ => None,
+    };
+    value.map(|v| v.into_owned())
 }
 
 /// Per-database, per-instance or fleet-wide.
@@ -486,6 +664,44 @@ pub fn groups_of(
     groups
 }
 
+/// Whether a member of `groups` is selected by an Ansible-style pattern: `a:b` (or `a,b`) is
+/// a union, `:&c` an intersection, `:!d` an exclusion; `*` matches any run of characters.
+/// `postgresql:&env_production` selects PostgreSQL databases in production.
+pub fn pattern_matches(pattern: &str, groups: &[String]) -> bool {
+    let has = |term: &str| groups.iter().any(|g| glob(term, g));
+    let (mut any_plain, mut union) = (false, false);
+    let (mut all_required, mut excluded) = (true, false);
+    for term in pattern
+        .split([':', ','])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        if let Some(term) = term.strip_prefix('&') {
+            all_required &= has(term);
+        } else if let Some(term) = term.strip_prefix('!') {
+            excluded |= has(term);
+        } else {
+            any_plain = true;
+            union |= has(term);
+        }
+    }
+    (union || !any_plain) && all_required && !excluded
+}
+
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            let Some(rest) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=rest.len())
+                .filter(|&i| rest.is_char_boundary(i))
+                .any(|i| glob(tail, &rest[i..]))
+        }
+    }
+}
+
 /// A group name Ansible accepts without warnings.
 pub fn group_safe(name: &str) -> String {
     name.chars()
@@ -514,7 +730,7 @@ fn template_for<'s>(schedule: &'s ScheduleFile, db: &FleetDb) -> Option<&'s Temp
     }
     let groups = groups_of(&db.instance, &db.engine, &db.env, &db.labels, db.copy);
     schedule.assignments.iter().find_map(|a| {
-        let group_ok = a.group.as_ref().is_none_or(|g| groups.contains(g));
+        let group_ok = a.group.as_ref().is_none_or(|g| pattern_matches(g, &groups));
         let labels_ok = a.labels.iter().all(|(k, v)| {
             (k == "env" && *v == db.env) || db.labels.get(k).is_some_and(|have| have == v)
         });
@@ -541,8 +757,16 @@ pub fn build(
     period: Period,
     goals: &Goals,
 ) -> Result<Report> {
-    let mut gathered = Gathered::default();
-    let unreadable = store.scan(|record| gathered.visit(record, &period))?;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (parts, unreadable) = store.scan_chunks(threads, Gathered::default, |g, record| {
+        g.visit(record, &period)
+    })?;
+    let mut parts = parts.into_iter();
+    let mut gathered = parts.next().unwrap_or_default();
+    for part in parts {
+        gathered.absorb(part);
+    }
+    gathered.replay_inventory();
     for runs in gathered.runs.values_mut() {
         runs.sort_by_key(|r| r.0);
     }
@@ -635,24 +859,20 @@ pub fn build(
     let mut row_days: BTreeMap<(String, Option<String>), Vec<Tally>> = BTreeMap::new();
     let mut row_tally: BTreeMap<(String, Option<String>), Tally> = BTreeMap::new();
     let no_runs = Vec::new();
+    let mut key_buffer = String::new();
+    // Due times depend on the template task only: computed once, shared by its databases.
+    let mut dues_cache: HashMap<*const TaskSchedule, Vec<compliance::Due>> = HashMap::new();
     for b in &bound {
         let name = task_name(b.task.task);
-        let runs = gathered
-            .runs
-            .get(&(name.to_string(), b.instance.clone(), b.db.clone()))
-            .unwrap_or(&no_runs);
-        let binding = Binding {
-            instance: b.instance.clone(),
-            db: b.db.clone(),
-            task: b.task,
-            since: b.since,
+        run_key(&mut key_buffer, name, &b.instance, b.db.as_deref());
+        let runs = gathered.runs.get(key_buffer.as_str()).unwrap_or(&no_runs);
+        let dues = match dues_cache.entry(b.task as *const TaskSchedule) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(compliance::due_times(b.task, period.from, period.to)?)
+            }
         };
-        let to = period.to.min(b.until);
-        let occurrences = if to > period.from {
-            compliance::evaluate_runs(&binding, runs, period.from, to, period.now)?
-        } else {
-            vec![]
-        };
+        let occurrences = compliance::judge(dues, b.since, b.until, runs, period.now);
         let mut tally = Tally::default();
         let key = (b.instance.clone(), b.db.clone());
         let days = row_days
@@ -660,7 +880,7 @@ pub fn build(
             .or_insert_with(|| vec![Tally::default(); day_count]);
         for o in &occurrences {
             tally.add(o.status);
-            if let Some(d) = o.due.parse::<Timestamp>().ok().and_then(day_of) {
+            if let Some(d) = day_of(o.due) {
                 daily[d].add(o.status);
                 days[d].add(o.status);
             }
@@ -679,7 +899,11 @@ pub fn build(
             .rev()
             .filter(|o| !matches!(o.status, Status::OnTime | Status::Pending))
             .take(10)
-            .cloned()
+            .map(|o| compliance::Occurrence {
+                due: o.due.to_string(),
+                deadline: o.deadline.to_string(),
+                status: o.status,
+            })
             .collect();
         let row = rows.entry(key).or_insert_with(|| DatabaseCompliance {
             instance: b.instance.clone(),
@@ -1207,6 +1431,36 @@ mod tests {
         let report = build(&store, &schedule, period(), &Goals::default()).unwrap();
         assert!(report.unscheduled.is_empty());
         assert_eq!(report.databases.len(), 3);
+    }
+
+    #[test]
+    fn the_fast_timestamp_parser_agrees_with_jiff() {
+        for text in [
+            "2026-11-24T10:00:00Z",
+            "2026-02-28T23:59:59.5Z",
+            "2024-02-29T12:00:00.123456789Z",
+            "1999-12-31T00:00:00.000001Z",
+            "2026-11-24T10:00:00+01:00",
+        ] {
+            assert_eq!(parse_timestamp(text), text.parse().ok(), "{text}");
+        }
+        assert_eq!(parse_timestamp("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn ansible_patterns() {
+        let groups: Vec<String> = ["all", "postgresql", "env_production", "tier_gold"]
+            .map(String::from)
+            .to_vec();
+        assert!(pattern_matches("postgresql:&env_production", &groups));
+        assert!(!pattern_matches("mysql:&env_production", &groups));
+        assert!(pattern_matches("mysql:postgresql", &groups));
+        assert!(pattern_matches("mysql,postgresql", &groups));
+        assert!(!pattern_matches("all:!tier_gold", &groups));
+        assert!(pattern_matches("env_prod*", &groups));
+        assert!(pattern_matches("&tier_*", &groups));
+        assert!(!pattern_matches("env_staging", &groups));
     }
 
     #[test]

@@ -1,0 +1,393 @@
+//! Commands about what ran: the ledger (tail, export, import), the compliance report, records
+//! people add (incidents, alert feedback) and the metrics file.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use clap::{Subcommand, ValueEnum};
+use dbcadence_core::ledger::{Outcome, Record, Target};
+use dbcadence_core::report::{self, Goals, Period};
+use dbcadence_core::{Error, Result};
+use serde_json::json;
+
+use crate::{Format, RunArgs, print_json};
+
+#[derive(Subcommand)]
+pub enum LedgerAction {
+    /// The newest records.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// Only records of this task.
+        #[arg(long)]
+        task: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Every record as JSON lines on stdout (optionally a period), e.g. for an import.
+    Export {
+        /// From this date or time (2026-11-01 or RFC 3339), by finish time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Append JSON-lines records (from `ledger export`) to the ledger; records already there
+    /// (same id) are skipped by the PostgreSQL store.
+    Import {
+        /// File of JSON lines; - for stdin.
+        file: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum ReportFormat {
+    Json,
+    Markdown,
+    Html,
+}
+
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// Schedule file (YAML). Default: the shipped templates.
+    #[arg(long)]
+    schedule: Option<PathBuf>,
+    /// The period: the last N days before --to.
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    /// Start of the period (date or RFC 3339); overrides --days.
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the period. Default: now.
+    #[arg(long)]
+    to: Option<String>,
+    /// Judge as of this moment (occurrences whose deadline is later are pending). Default: now.
+    #[arg(long)]
+    now: Option<String>,
+    #[arg(long, value_enum, default_value = "markdown")]
+    format: ReportFormat,
+    /// Write the report to this file (atomically) instead of stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Exit 1 when fleet compliance is below this share (e.g. 0.95), for CI and timers.
+    #[arg(long)]
+    fail_under: Option<f64>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+pub enum IncidentAction {
+    /// Record an unplanned downtime incident (counts against the scorecard).
+    Record {
+        #[arg(long)]
+        instance: String,
+        #[arg(long)]
+        db: Option<String>,
+        /// When the downtime began (RFC 3339).
+        #[arg(long)]
+        started: String,
+        /// When service was back (RFC 3339).
+        #[arg(long)]
+        ended: String,
+        #[arg(long)]
+        summary: String,
+        /// A planned outage (maintenance window): recorded, not counted.
+        #[arg(long)]
+        planned: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FeedbackKind {
+    /// The alert fired and should not have.
+    FalsePositive,
+    /// Something broke and the alert stayed silent.
+    FalseNegative,
+    /// The alert fired for a real problem.
+    TruePositive,
+}
+
+#[derive(Subcommand)]
+pub enum AlertAction {
+    /// Record whether an alert was right (alert accuracy on the scorecard).
+    Feedback {
+        /// Alert name, e.g. DbcadenceBackupFailed.
+        #[arg(long)]
+        alert: String,
+        #[arg(long, value_enum)]
+        kind: FeedbackKind,
+        #[arg(long, default_value = "fleet")]
+        instance: String,
+        #[arg(long)]
+        db: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+fn time_arg(text: &Option<String>) -> Result<Option<jiff::Timestamp>> {
+    text.as_deref().map(report::parse_time).transpose()
+}
+
+pub fn ledger(action: LedgerAction) -> Result<()> {
+    match action {
+        LedgerAction::Tail {
+            lines,
+            task,
+            format,
+            run,
+        } => {
+            let store = run.options()?.ledger()?;
+            let read = store.read()?;
+            let records: Vec<&Record> = read
+                .records
+                .iter()
+                .filter(|r| task.as_ref().is_none_or(|t| &r.task == t))
+                .collect();
+            let newest = &records[records.len().saturating_sub(lines)..];
+            if format == Format::Json {
+                return print_json(&newest);
+            }
+            for r in newest {
+                let target = match &r.target.db {
+                    Some(db) => format!("{}/{db}", r.target.instance),
+                    None => r.target.instance.clone(),
+                };
+                let outcome = match r.outcome {
+                    Outcome::Ok => "ok",
+                    Outcome::Failed => "FAILED",
+                    Outcome::Skipped => "skipped",
+                };
+                let check = if r.check_mode { " (check)" } else { "" };
+                println!(
+                    "{}  {:<10} {:<28} {outcome}{check}",
+                    &r.finished_at[..19.min(r.finished_at.len())],
+                    r.task,
+                    target
+                );
+            }
+            if !read.bad_lines.is_empty() {
+                eprintln!(
+                    "dbcadence: warning: unreadable ledger lines (torn by a crash?): {:?}",
+                    read.bad_lines
+                );
+            }
+            Ok(())
+        }
+        LedgerAction::Export { since, until, run } => {
+            let (since, until) = (time_arg(&since)?, time_arg(&until)?);
+            let read = run.options()?.ledger()?.read()?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            for record in &read.records {
+                let finished = record.finished_at.parse::<jiff::Timestamp>().ok();
+                if since.is_some_and(|s| finished.is_none_or(|f| f < s))
+                    || until.is_some_and(|u| finished.is_none_or(|f| f > u))
+                {
+                    continue;
+                }
+                let line = serde_json::to_string(record)
+                    .map_err(|e| Error::invalid("ledger record", e.to_string()))?;
+                writeln!(out, "{line}").map_err(|e| Error::io("write", "stdout", e))?;
+            }
+            out.flush().map_err(|e| Error::io("write", "stdout", e))
+        }
+        LedgerAction::Import { file, run } => {
+            let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                Box::new(std::io::BufReader::new(
+                    std::fs::File::open(&file)
+                        .map_err(|e| Error::io("open the records file", &file, e))?,
+                ))
+            };
+            let mut records = Vec::new();
+            for (n, line) in reader.lines().enumerate() {
+                let line = line.map_err(|e| Error::io("read the records file", &file, e))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                records.push(serde_json::from_str::<Record>(&line).map_err(|e| {
+                    Error::invalid(
+                        "record",
+                        format!("line {} of {}: {e}", n + 1, file.display()),
+                    )
+                })?);
+            }
+            let store = run.options()?.ledger()?;
+            let added = store.append_all(&records)?;
+            println!(
+                "imported {added} of {} records into {}",
+                records.len(),
+                store.describe()
+            );
+            Ok(())
+        }
+    }
+}
+
+pub fn report(args: ReportArgs) -> Result<()> {
+    let schedule = report::load_schedule(args.schedule.as_ref())?;
+    let now = time_arg(&args.now)?.unwrap_or_else(jiff::Timestamp::now);
+    let to = time_arg(&args.to)?.unwrap_or(now);
+    let from = match time_arg(&args.from)? {
+        Some(from) => from,
+        None => Period::last_days(args.days, Some(to)).from,
+    };
+    if from >= to {
+        return Err(Error::invalid(
+            "period",
+            "--from must be before --to; give a later --to or an earlier --from",
+        ));
+    }
+    let options = args.run.options()?;
+    let store = options.ledger()?;
+    let report = report::build(
+        &store,
+        &schedule,
+        Period { from, to, now },
+        &Goals::default(),
+    )?;
+    if let Some(metrics) = options.metrics() {
+        metrics.update_replacing(
+            report::REPORT_METRICS,
+            &report::samples(&report, &schedule, now),
+        )?;
+    }
+    let text = match args.format {
+        ReportFormat::Json => serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::invalid("report", e.to_string()))?,
+        ReportFormat::Markdown => report::markdown(&report),
+        ReportFormat::Html => report::html(&report),
+    };
+    match &args.output {
+        Some(path) => {
+            dbcadence_core::metrics::write_atomically(path, text.as_bytes())?;
+            eprintln!(
+                "dbcadence: report written to {} (fleet {:.1}% on time)",
+                path.display(),
+                report.fleet.ratio * 100.0
+            );
+        }
+        None => println!("{text}"),
+    }
+    for w in &report.warnings {
+        eprintln!("dbcadence: warning: {w}");
+    }
+    match args.fail_under {
+        Some(goal) if report.fleet.ratio < goal => Err(Error::invalid(
+            "compliance",
+            format!(
+                "fleet compliance {:.1}% is below {:.1}%; the databases worst first are in the report",
+                report.fleet.ratio * 100.0,
+                goal * 100.0
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Appends a record people make (incident, alert feedback) and says where it went.
+fn append_manual(
+    task: &str,
+    target: Target,
+    at: (String, String),
+    details: serde_json::Value,
+    run: &RunArgs,
+) -> Result<()> {
+    let options = run.options()?;
+    let store = options.ledger()?;
+    let record = Record {
+        id: dbcadence_core::ledger::new_id(),
+        task: task.into(),
+        target,
+        started_at: at.0,
+        finished_at: at.1,
+        outcome: Outcome::Ok,
+        changed: true,
+        check_mode: false,
+        details,
+        change_id: options.change_id.clone(),
+    };
+    store.append(&record)?;
+    println!("recorded {task} {} in {}", record.id, store.describe());
+    Ok(())
+}
+
+pub fn incident(action: IncidentAction) -> Result<()> {
+    let IncidentAction::Record {
+        instance,
+        db,
+        started,
+        ended,
+        summary,
+        planned,
+        run,
+    } = action;
+    let (start, end) = (report::parse_time(&started)?, report::parse_time(&ended)?);
+    if end < start {
+        return Err(Error::invalid("incident", "--ended is before --started"));
+    }
+    let minutes = end.duration_since(start).as_secs_f64() / 60.0;
+    append_manual(
+        "incident",
+        Target { instance, db },
+        (start.to_string(), end.to_string()),
+        json!({"summary": summary, "planned": planned, "downtime_minutes": (minutes * 10.0).round() / 10.0}),
+        &run,
+    )
+}
+
+pub fn alert(action: AlertAction) -> Result<()> {
+    let AlertAction::Feedback {
+        alert,
+        kind,
+        instance,
+        db,
+        note,
+        run,
+    } = action;
+    let kind = match kind {
+        FeedbackKind::FalsePositive => "false_positive",
+        FeedbackKind::FalseNegative => "false_negative",
+        FeedbackKind::TruePositive => "true_positive",
+    };
+    let now = jiff::Timestamp::now().to_string();
+    append_manual(
+        "alert_feedback",
+        Target { instance, db },
+        (now.clone(), now),
+        json!({"alert": alert, "kind": kind, "note": note}),
+        &run,
+    )
+}
+
+/// Prints the metrics file as node_exporter would read it.
+pub fn metrics(metrics_dir: Option<PathBuf>) -> Result<()> {
+    let options = dbcadence_core::run::RunOptions {
+        metrics_dir,
+        ..Default::default()
+    };
+    let Some(metrics) = options.metrics() else {
+        return Err(Error::invalid(
+            "metrics",
+            "no metrics directory: give --metrics-dir or set DBCADENCE_METRICS_DIR",
+        ));
+    };
+    let path = metrics.prom_path();
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| Error::io("read the metrics", &path, e))?;
+    print!("{text}");
+    Ok(())
+}
