@@ -79,6 +79,7 @@ pub fn synth_ledger(args: &[String]) -> Result<(), String> {
             .unwrap_or_default()
     };
     let mut written = 0u64;
+    let mut last_day = 0;
     let mut id = 0u64;
     let mut line = |w: &mut std::io::BufWriter<std::fs::File>,
                     task: &str,
@@ -102,6 +103,7 @@ pub fn synth_ledger(args: &[String]) -> Result<(), String> {
     };
     'days: for day in 0..days {
         let midnight = start + day * 86_400;
+        last_day = day;
         for hour in [0, 6, 12, 18] {
             line(
                 &mut w,
@@ -230,8 +232,11 @@ pub fn synth_ledger(args: &[String]) -> Result<(), String> {
         }
     }
     w.flush().map_err(|e| e.to_string())?;
+    // The period the records cover, for `dbcadence report --from --to`.
     println!(
-        "{out}: {written} records, {databases} databases on {instances} instances, {days} days at most"
+        "{out}: {written} records, {databases} databases on {instances} instances; from {} to {}",
+        ts(start),
+        ts(start + (last_day + 1) * 86_400)
     );
     Ok(())
 }

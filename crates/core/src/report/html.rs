@@ -94,7 +94,6 @@ const SCRIPT: &str = r#"
     const gy = H - B - (H - B - T) * goal;
     el('line', { x1: L, x2: W - 10, y1: gy, y2: gy, stroke: '#1d232b', 'stroke-dasharray': '4 3' }, s);
     el('text', { x: 2, y: gy + 4 }, s, (goal * 100).toFixed(0) + '%');
-    el('text', { x: 2, y: T + 8 }, s, '100%');
     s.dataset.marks = marks;
     drawn++;
   })();
@@ -106,7 +105,7 @@ const SCRIPT: &str = r#"
     const max = Math.max.apply(null, rows.map(function (r) { return r.p95_seconds; }).concat([0.001]));
     let marks = 0;
     rows.forEach(function (r, i) {
-      const y = i * row + 4, scale = (W - L - 120) / max;
+      const y = i * row + 4, scale = (W - L - 280) / max;
       el('text', { x: 0, y: y + 14 }, s, r.task);
       el('rect', { x: L, y: y, width: Math.max(r.p95_seconds * scale, 1), height: 18, fill: '#c6dafc', class: 'mark' }, s);
       el('rect', { x: L, y: y + 4, width: Math.max(r.median_seconds * scale, 1), height: 10, fill: '#1a73e8', class: 'mark' }, s);
@@ -118,9 +117,10 @@ const SCRIPT: &str = r#"
     drawn++;
   })();
 
-  // 3. Heat map: the worst databases, day by day.
+  // 3. Heat map: the worst databases, by columns of data.heatmap_days days.
   (function () {
-    const rows = data.heatmap, days = data.daily.length, L = 220, cell = Math.max(Math.min(Math.floor(760 / Math.max(days, 1)), 18), 3), row = 16;
+    const rows = data.heatmap, per = data.heatmap_days || 1;
+    const days = rows.length ? rows[0].days.length : 0, L = 220, cell = Math.max(Math.min(Math.floor(760 / Math.max(days, 1)), 18), 4), row = 16;
     const s = svg('chart-heatmap', L + days * cell + 70, Math.max(rows.length, 1) * row + 10);
     let marks = 0;
     rows.forEach(function (r, i) {
@@ -128,7 +128,8 @@ const SCRIPT: &str = r#"
       el('text', { x: 0, y: y + 12 }, s, r.name.length > 32 ? r.name.slice(0, 31) + '…' : r.name);
       r.days.forEach(function (v, j) {
         const c = el('rect', { x: L + j * cell, y: y + 1, width: cell - 1, height: row - 2, fill: colour(v), class: 'mark' }, s);
-        el('title', {}, c, r.name + ' ' + data.daily[j].date + ': ' + (v === null ? 'nothing due' : (v * 100).toFixed(0) + '%'));
+        const first = data.daily[Math.min(j * per, data.daily.length - 1)].date;
+        el('title', {}, c, r.name + ' ' + first + (per > 1 ? ' (+' + (per - 1) + ' days)' : '') + ': ' + (v === null ? 'nothing due' : (v * 100).toFixed(0) + '%'));
         marks++;
       });
       el('text', { x: L + days * cell + 6, y: y + 12 }, s, (r.ratio * 100).toFixed(1) + '%');
@@ -160,6 +161,7 @@ fn chart_data(report: &Report) -> String {
         "daily": report.daily,
         "durations": report.durations,
         "heatmap": report.heatmap,
+        "heatmap_days": report.heatmap_days,
     });
     data.to_string()
         .replace('<', "\\u003c")
@@ -213,7 +215,7 @@ pub fn html(report: &Report) -> String {
             escape(&c.detail)
         );
     }
-    out.push_str("</div>\n<h2>Compliance over time</h2><div id=\"chart-compliance\"></div>\n<h2>Where it hurts: the worst databases, day by day</h2><div id=\"chart-heatmap\"></div>\n<h2>Task durations</h2><div id=\"chart-durations\"></div>\n");
+    out.push_str("</div>\n<h2>Compliance over time</h2><div id=\"chart-compliance\"></div>\n<h2>Where it hurts: the worst databases over the period</h2><div id=\"chart-heatmap\"></div>\n<h2>Task durations</h2><div id=\"chart-durations\"></div>\n");
     for (title, map) in [
         ("By environment", &report.by_env),
         ("By task", &report.by_task),
@@ -309,6 +311,7 @@ mod tests {
             unscheduled: vec![],
             daily: vec![],
             durations: vec![],
+            heatmap_days: 1,
             heatmap: vec![super::super::HeatRow {
                 name: "pg1/</script><script>alert(1)</script>".into(),
                 ratio: 1.0,

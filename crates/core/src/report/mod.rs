@@ -189,13 +189,18 @@ pub struct Durations {
     pub max_seconds: f64,
 }
 
-/// A heat-map row: one database's daily ratio (None when nothing was due that day).
+/// A heat-map row: one database's ratio per column of `heatmap_days` days (None when nothing
+/// was due in it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HeatRow {
     pub name: String,
     pub ratio: f64,
     pub days: Vec<Option<f64>>,
 }
+
+/// Heat-map columns stay readable: at most this many, each covering several days when the
+/// period is long.
+const HEATMAP_COLUMNS: usize = 120;
 
 /// One success criterion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -228,8 +233,9 @@ pub struct Report {
     pub unscheduled: Vec<String>,
     pub daily: Vec<Day>,
     pub durations: Vec<Durations>,
-    /// The worst databases (at most 40), day by day.
+    /// The worst databases (at most 40), by columns of `heatmap_days` days.
     pub heatmap: Vec<HeatRow>,
+    pub heatmap_days: usize,
     pub scorecard: Vec<Criterion>,
     pub warnings: Vec<String>,
 }
@@ -380,8 +386,10 @@ struct Gathered {
     last_inventory_keys: Vec<(String, String)>,
     last_inventory: Option<Timestamp>,
     durations: BTreeMap<String, Vec<f64>>,
-    backups_in_period: Vec<String>,
-    verified_backups: std::collections::HashSet<String, std::hash::BuildHasherDefault<FxHasher>>,
+    /// Backup paths, as 64-bit hashes: 430,000 backups need no strings to be matched with
+    /// their verifications.
+    backups_in_period: Vec<u64>,
+    verified_backups: std::collections::HashSet<u64, std::hash::BuildHasherDefault<FxHasher>>,
     incidents: u32,
     /// Endpoint -> currently unreachable (an outage counts once, however many runs saw it).
     outages: HashMap<String, bool>,
@@ -436,7 +444,7 @@ impl Gathered {
                 && record.outcome == Outcome::Ok
                 && let Some(path) = detail_string(record, "backup")
             {
-                self.verified_backups.insert(path);
+                self.verified_backups.insert(path_hash(&path));
             }
             return;
         }
@@ -452,12 +460,12 @@ impl Gathered {
         match (task, record.outcome) {
             ("backup", Outcome::Ok) => {
                 if let Some(path) = detail_string(record, "path") {
-                    self.backups_in_period.push(path);
+                    self.backups_in_period.push(path_hash(&path));
                 }
             }
             ("verify", Outcome::Ok) => {
                 if let Some(path) = detail_string(record, "backup") {
-                    self.verified_backups.insert(path);
+                    self.verified_backups.insert(path_hash(&path));
                 }
             }
             ("incident", _) => {
@@ -598,6 +606,14 @@ struct DetailFields<'a> {
     backup: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow, default)]
     kind: Option<std::borrow::Cow<'a, str>>,
+}
+
+fn path_hash(path: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = FxHasher::default();
+    h.write(path.as_bytes());
+    h.write_u8(0xff);
+    h.finish()
 }
 
 fn detail_string(record: &RecordView, key: &str) -> Option<String> {
@@ -943,6 +959,7 @@ pub fn build(
             .then(a.instance.cmp(&b.instance))
             .then(a.db.cmp(&b.db))
     });
+    let heatmap_days = day_count.div_ceil(HEATMAP_COLUMNS);
     let heatmap = databases
         .iter()
         .take(40)
@@ -955,8 +972,12 @@ pub fn build(
                 },
                 ratio: row.share.ratio,
                 days: row_days[&key]
-                    .iter()
-                    .map(|t| (t.due() > 0).then(|| round(t.ratio(), 4)))
+                    .chunks(heatmap_days)
+                    .map(|days| {
+                        let mut t = Tally::default();
+                        days.iter().for_each(|d| merge(&mut t, d));
+                        (t.due() > 0).then(|| round(t.ratio(), 4))
+                    })
                     .collect(),
             }
         })
@@ -1009,6 +1030,7 @@ pub fn build(
         daily,
         durations,
         heatmap,
+        heatmap_days,
         scorecard,
         warnings,
     })
