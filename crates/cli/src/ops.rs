@@ -265,12 +265,14 @@ pub fn report(args: ReportArgs) -> Result<()> {
             &report::samples(&report, &schedule, now),
         )?;
     }
-    let text = match args.format {
-        ReportFormat::Json => serde_json::to_string_pretty(&report)
-            .map_err(|e| Error::invalid("report", e.to_string()))?,
-        ReportFormat::Markdown => report::markdown(&report),
-        ReportFormat::Html => report::html(&report),
-    };
+    let text = report::render(
+        &report,
+        match args.format {
+            ReportFormat::Json => report::ReportFormat::Json,
+            ReportFormat::Markdown => report::ReportFormat::Markdown,
+            ReportFormat::Html => report::ReportFormat::Html,
+        },
+    );
     match &args.output {
         Some(path) => {
             dbcadence_core::metrics::write_atomically(path, text.as_bytes())?;
@@ -280,7 +282,7 @@ pub fn report(args: ReportArgs) -> Result<()> {
                 report.fleet.ratio * 100.0
             );
         }
-        None => println!("{text}"),
+        None => print!("{text}"),
     }
     for w in &report.warnings {
         eprintln!("dbcadence: warning: {w}");

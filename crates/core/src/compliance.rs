@@ -2,7 +2,8 @@
 //! a period against the runs in the ledger.
 //!
 //! An occurrence is due at a cron time (in the window's time zone, so a 01:30 job stays at
-//! 01:30 local across daylight-saving changes) or at the end of each `every` interval. It is:
+//! 01:30 local across daylight-saving changes) or at the end of each `every` interval
+//! (intervals counted from 1970-01-01 00:00 UTC, so `every: 1d` ends at midnight UTC). It is:
 //! - `on_time` when a successful run finished between the due time and due + grace (for
 //!   intervals: anywhere in the interval, or within grace after it);
 //! - `late` when the first success came after the grace but before the next occurrence;
@@ -128,10 +129,15 @@ pub fn due_times(task: &TaskSchedule, from: Timestamp, to: Timestamp) -> Result<
             }
         }
         (None, Some(every)) => {
-            let step = jiff::SignedDuration::from_secs(
-                parse_duration(every).ok_or_else(|| Error::invalid("every", every.clone()))?,
-            );
-            let mut due = from + step;
+            let seconds =
+                parse_duration(every).ok_or_else(|| Error::invalid("every", every.clone()))?;
+            let step = jiff::SignedDuration::from_secs(seconds);
+            // Interval ends are counted from 1970-01-01 00:00 UTC (every 6h: 00, 06, 12, 18
+            // UTC), not from the period's start: the same schedule gives the same due times
+            // whatever period a report looks at, so a re-run finds the same occurrences.
+            let first = (from.as_second().div_euclid(seconds) + 1) * seconds;
+            let mut due = Timestamp::from_second(first)
+                .map_err(|e| Error::invalid("period", e.to_string()))?;
             while due <= to {
                 out.push((due, due + grace, due - step, due + step));
                 due += step;
