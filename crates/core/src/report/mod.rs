@@ -1398,11 +1398,11 @@ fn run_unrecorded(request: &ComplianceRequest, check_mode: bool) -> Result<Compl
     let store = request.run.ledger()?;
     let report = build(&store, &schedule, Period { from, to, now }, &request.goals)?;
     let mut warnings = report.warnings.clone();
-    if !check_mode && let Some(metrics) = request.run.metrics() {
-        if let Err(e) = metrics.update_replacing(REPORT_METRICS, &samples(&report, &schedule, now))
-        {
-            warnings.push(format!("the compliance metrics were not updated: {e}"));
-        }
+    if !check_mode
+        && let Some(metrics) = request.run.metrics()
+        && let Err(e) = metrics.update_replacing(REPORT_METRICS, &samples(&report, &schedule, now))
+    {
+        warnings.push(format!("the compliance metrics were not updated: {e}"));
     }
     let (mut changed, mut before, mut after) = (false, None, None);
     if let Some(path) = &request.output_path {
