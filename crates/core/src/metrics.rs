@@ -13,6 +13,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
+/// Every metric dbcadence writes (contract: dashboards and alert rules may use only these;
+/// a test checks monitoring/ against this list, and every sample is checked against it).
+pub const NAMES: &[&str] = &[
+    "dbcadence_backup_last_success_timestamp_seconds",
+    "dbcadence_backup_size_bytes",
+    "dbcadence_backup_verified_timestamp_seconds",
+    "dbcadence_backup_verify_last_status",
+    "dbcadence_compliance_ratio",
+    "dbcadence_inventory_copies",
+    "dbcadence_inventory_databases",
+    "dbcadence_inventory_instances",
+    "dbcadence_inventory_unreachable_endpoints",
+    "dbcadence_metrics_last_write_timestamp_seconds",
+    "dbcadence_schedule_max_age_seconds",
+    "dbcadence_scorecard_met",
+    "dbcadence_task_duration_seconds",
+    "dbcadence_task_last_run_timestamp_seconds",
+    "dbcadence_task_last_status",
+    "dbcadence_task_last_success_timestamp_seconds",
+    "dbcadence_task_runs_total",
+];
+
 /// The file node_exporter reads.
 pub const PROM_FILE: &str = "dbcadence.prom";
 const STATE_FILE: &str = ".dbcadence-metrics.json";
@@ -46,6 +68,10 @@ impl Sample {
     }
 
     fn new(name: &str, help: &str, kind: Kind, labels: &[(&str, &str)], value: f64) -> Self {
+        debug_assert!(
+            NAMES.contains(&name),
+            "{name} is missing from metrics::NAMES"
+        );
         Sample {
             name: name.into(),
             help: help.into(),
