@@ -52,6 +52,9 @@ enum Command {
         #[command(subcommand)]
         action: ops::AlertAction,
     },
+    /// Run one task of one schedule template for every database that follows it (what the
+    /// timers call).
+    Run(ops::RunTaskArgs),
     /// Print the metrics file (Prometheus text format) as node_exporter reads it.
     Metrics {
         /// Default: $DBCADENCE_METRICS_DIR.
@@ -246,7 +249,7 @@ impl ConnectArgs {
 pub(crate) struct RunArgs {
     /// Ledger file. Default: $DBCADENCE_LEDGER or the system default.
     #[arg(long)]
-    ledger: Option<PathBuf>,
+    pub(crate) ledger: Option<PathBuf>,
     /// Shared ledger in PostgreSQL: postgresql://user@host:port/db?sslmode=..&table=..
     /// (no password in the URL). Default: $DBCADENCE_LEDGER_URL.
     #[arg(long)]
@@ -256,7 +259,7 @@ pub(crate) struct RunArgs {
     ledger_password_file: Option<PathBuf>,
     /// Textfile-collector directory for metrics. Default: $DBCADENCE_METRICS_DIR.
     #[arg(long)]
-    metrics_dir: Option<PathBuf>,
+    pub(crate) metrics_dir: Option<PathBuf>,
     /// Change record id to attach to the ledger record.
     #[arg(long)]
     change_id: Option<String>,
@@ -295,6 +298,8 @@ enum ScheduleAction {
     Schema,
     /// Print the shipped templates (PostgreSQL and MySQL/MariaDB x production, staging, development).
     Init,
+    /// Turn a schedule into systemd timers (or a cron file) that call `dbcadence run`.
+    Install(Box<ops::InstallArgs>),
 }
 
 #[derive(Subcommand)]
@@ -366,8 +371,10 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
         Command::Incident { action } => ops::incident(action),
         Command::Alert { action } => ops::alert(action),
         Command::Metrics { metrics_dir } => ops::metrics(metrics_dir),
+        Command::Run(args) => ops::run_task(args),
         Command::Schedule { action } => match action {
             ScheduleAction::Schema => print_json(&dbcadence_core::schedule::json_schema()),
+            ScheduleAction::Install(args) => ops::install(*args),
             ScheduleAction::Init => {
                 print!("{}", dbcadence_core::schedule::SHIPPED_TEMPLATES);
                 Ok(())

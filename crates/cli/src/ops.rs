@@ -393,3 +393,157 @@ pub fn metrics(metrics_dir: Option<PathBuf>) -> Result<()> {
     print!("{text}");
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct InstallArgs {
+    /// The schedule file the timers follow (and pass to `dbcadence run`).
+    schedule: PathBuf,
+    /// Sources file of the fleet (YAML, as for `dbcadence inventory`).
+    #[arg(long)]
+    sources: PathBuf,
+    #[arg(long)]
+    backup_dir: PathBuf,
+    /// Where the units go.
+    #[arg(long, default_value = "/etc/systemd/system")]
+    unit_dir: PathBuf,
+    /// Hosts without systemd: write one /etc/cron.d-style file instead of units.
+    #[arg(long)]
+    cron_file: Option<PathBuf>,
+    /// The dbcadence binary the units call. Default: this one.
+    #[arg(long)]
+    binary: Option<PathBuf>,
+    /// Where the hourly report timer writes the HTML report.
+    #[arg(long)]
+    report_path: Option<PathBuf>,
+    /// Say what would be written; write nothing.
+    #[arg(long)]
+    check: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+pub fn install(args: InstallArgs) -> Result<()> {
+    let schedule = report::load_schedule(Some(&args.schedule))?;
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    let binary = match args.binary {
+        Some(b) => b,
+        None => {
+            std::env::current_exe().map_err(|e| Error::io("find this program", "dbcadence", e))?
+        }
+    };
+    let request = dbcadence_core::timers::InstallRequest {
+        schedule,
+        schedule_file: absolute(&args.schedule),
+        sources: absolute(&args.sources),
+        backup_dir: absolute(&args.backup_dir),
+        unit_dir: args.unit_dir.clone(),
+        cron_file: args.cron_file.clone(),
+        binary,
+        ledger: args.run.ledger.as_ref().map(absolute),
+        metrics_dir: args.run.metrics_dir.as_ref().map(absolute),
+        report_path: args.report_path.as_ref().map(absolute),
+    };
+    let plan = dbcadence_core::timers::plan(&request)?;
+    let removed = if args.check {
+        vec![]
+    } else {
+        dbcadence_core::timers::apply(&request, &plan)?
+    };
+    if args.format == Format::Json {
+        return print_json(&json!({
+            "changed": !plan.changed.is_empty() || !removed.is_empty(),
+            "check_mode": args.check,
+            "changed_files": plan.changed,
+            "removed": removed,
+            "timers": plan.timers,
+            "skipped": plan.skipped,
+        }));
+    }
+    let verb = if args.check { "would write" } else { "wrote" };
+    for name in &plan.changed {
+        println!("{verb} {name}");
+    }
+    for path in &removed {
+        println!("removed {}", path.display());
+    }
+    for skipped in &plan.skipped {
+        println!("skipped {skipped}");
+    }
+    if plan.changed.is_empty() && removed.is_empty() {
+        println!("up to date ({} files)", plan.files.len());
+    } else if args.cron_file.is_none() {
+        println!(
+            "next: systemctl daemon-reload && systemctl enable --now {}",
+            plan.timers.join(" ")
+        );
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RunnableTask {
+    Inventory,
+    Backup,
+    Verify,
+}
+
+#[derive(clap::Args)]
+pub struct RunTaskArgs {
+    #[arg(long, value_enum)]
+    task: RunnableTask,
+    /// Template of the schedule whose databases to serve.
+    #[arg(long)]
+    template: String,
+    #[arg(long)]
+    schedule: PathBuf,
+    #[arg(long)]
+    sources: PathBuf,
+    #[arg(long)]
+    backup_dir: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+pub fn run_task(args: RunTaskArgs) -> Result<()> {
+    use dbcadence_core::schedule::TaskKind;
+    let request = dbcadence_core::timers::TaskRun {
+        task: match args.task {
+            RunnableTask::Inventory => TaskKind::Inventory,
+            RunnableTask::Backup => TaskKind::Backup,
+            RunnableTask::Verify => TaskKind::Verify,
+        },
+        template: args.template.clone(),
+        schedule: report::load_schedule(Some(&args.schedule))?,
+        sources: args.sources,
+        backup_dir: args.backup_dir,
+        run: args.run.options()?,
+    };
+    let items = dbcadence_core::timers::run_task(&request)?;
+    let failed = items.iter().filter(|i| !i.ok).count();
+    for item in &items {
+        let target = match &item.db {
+            Some(db) => format!("{}/{db}", item.instance),
+            None => item.instance.clone(),
+        };
+        println!(
+            "{} {target}: {}",
+            if item.ok { "ok    " } else { "FAILED" },
+            item.detail
+        );
+    }
+    if items.is_empty() {
+        println!("no database follows template '{}'", args.template);
+    }
+    if failed > 0 {
+        return Err(Error::invalid(
+            "run",
+            format!(
+                "{failed} of {} failed; each failure is in the ledger",
+                items.len()
+            ),
+        ));
+    }
+    Ok(())
+}

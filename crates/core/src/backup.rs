@@ -53,7 +53,7 @@ pub enum BackupAction {
 }
 
 /// Arguments of db_backup and `dbcadence backup`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BackupRequest {
     /// backup (default) or prune.
     #[serde(default)]
@@ -95,6 +95,28 @@ pub struct BackupRequest {
     pub retention: Option<RetentionPolicy>,
     #[serde(flatten)]
     pub run: RunOptions,
+}
+
+/// The same defaults as the module's arguments (a derived Default would give level 0).
+impl Default for BackupRequest {
+    fn default() -> Self {
+        BackupRequest {
+            action: BackupAction::default(),
+            method: BackupMethod::default(),
+            connection: ConnectionArgs::default(),
+            database: String::new(),
+            backup_dir: PathBuf::new(),
+            instance_id: None,
+            format: DumpFormat::default(),
+            jobs: default_jobs(),
+            compression_level: default_level(),
+            compression_threads: 0,
+            lock_timeout: default_lock_timeout(),
+            globals: false,
+            retention: None,
+            run: RunOptions::default(),
+        }
+    }
 }
 
 fn default_jobs() -> u32 {

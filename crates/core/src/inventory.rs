@@ -404,7 +404,7 @@ pub fn endpoints_of(request: &InventoryRequest) -> Result<(Vec<Endpoint>, Naming
 }
 
 /// Connection arguments of an endpoint, with the password read from its reference.
-fn connection_of(
+pub fn connection_of(
     endpoint: &Endpoint,
     inline_password: Option<&str>,
     default_timeout: u64,

@@ -10,6 +10,7 @@
 //! - [`schedule`]: schedules as code (templates, windows, grace), validated with key paths.
 //! - [`compliance`] and [`report`]: occurrences due vs runs in the ledger, per database, task,
 //!   environment and fleet; the success-criteria scorecard; JSON, Markdown and HTML.
+//! - [`timers`]: a schedule as systemd timers (or cron lines) calling `dbcadence run`.
 //! - [`lab`]: throwaway real servers for tests, demos and restore verification.
 //!
 //! Orchestration is written once against `dyn Engine`; nothing outside `engine/` matches on
@@ -28,6 +29,7 @@ pub mod report;
 pub mod retention;
 pub mod run;
 pub mod schedule;
+pub mod timers;
 pub mod util;
 pub mod verify;
 

@@ -34,7 +34,7 @@ fn share_row(name: &str, share: &Share) -> String {
     )
 }
 
-const SHARE_HEADER: &str = "| scope | on time | due | on time | late | missed | failed |\n|---|---:|---:|---:|---:|---:|---:|\n";
+const SHARE_HEADER: &str = "| scope | share on time | due | on time | late | missed | failed |\n|---|---:|---:|---:|---:|---:|---:|\n";
 
 pub fn markdown(report: &Report) -> String {
     let mut out = String::new();

@@ -736,6 +736,30 @@ pub fn group_safe(name: &str) -> String {
         .collect()
 }
 
+/// The template a database follows (see [`template_for`]), for callers outside the report.
+pub fn template_for_database<'s>(
+    schedule: &'s ScheduleFile,
+    instance: &str,
+    db: &str,
+    engine: &str,
+    env: &str,
+    labels: &BTreeMap<String, String>,
+    copy: bool,
+) -> Option<&'s Template> {
+    let fleet_db = FleetDb {
+        instance: instance.into(),
+        db: db.into(),
+        engine: engine.into(),
+        env: env.into(),
+        labels: labels.clone(),
+        copy,
+        replica: false,
+        first_seen: Timestamp::MIN,
+        last_seen: Timestamp::MIN,
+    };
+    template_for(schedule, &fleet_db)
+}
+
 /// The template a database follows: the first assignment that matches it; without
 /// assignments, the first template of its engine and environment.
 fn template_for<'s>(schedule: &'s ScheduleFile, db: &FleetDb) -> Option<&'s Template> {

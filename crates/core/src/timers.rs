@@ -1,0 +1,511 @@
+//! Running without a person: a schedule becomes systemd timers (or cron lines) that call
+//! `dbcadence run`, which runs one task of one template for every database assigned to it.
+//!
+//! `dbcadence run --task backup --template postgresql-production` takes an inventory of the
+//! sources (recorded as a rehearsal: it tells the report which databases exist without
+//! counting as the inventory task), picks the databases that follow the template, and backs
+//! up (or verifies) each one; one failure does not stop the others, and the command fails at
+//! the end when any did. Tasks without a runner yet (tune, logs, audit, patch) get no timer:
+//! `install` lists them as skipped rather than calling something that does nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::backup::{self, BackupRequest};
+use crate::engine::{DatabaseKind, Role};
+use crate::inventory::{self, InventoryRequest};
+use crate::report::{self, template_for_database};
+use crate::run::RunOptions;
+use crate::schedule::{ScheduleFile, TaskKind, TaskSchedule, parse_duration};
+use crate::verify::{self, VerifyRequest};
+use crate::{Error, Result};
+
+/// What one timer run is asked to do.
+#[derive(Debug, Clone)]
+pub struct TaskRun {
+    pub task: TaskKind,
+    pub template: String,
+    pub schedule: ScheduleFile,
+    pub sources: PathBuf,
+    pub backup_dir: PathBuf,
+    pub run: RunOptions,
+}
+
+/// One database's result.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct TaskRunItem {
+    pub instance: String,
+    pub db: Option<String>,
+    pub ok: bool,
+    pub detail: String,
+}
+
+fn runnable(task: TaskKind) -> bool {
+    matches!(
+        task,
+        TaskKind::Inventory | TaskKind::Backup | TaskKind::Verify
+    )
+}
+
+/// Runs one task of one template for every database that follows it.
+pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
+    let template = request
+        .schedule
+        .templates
+        .iter()
+        .find(|t| t.name == request.template)
+        .ok_or_else(|| {
+            Error::invalid(
+                "template",
+                format!("no template named '{}' in the schedule", request.template),
+            )
+        })?;
+    if !runnable(request.task) {
+        return Err(Error::invalid(
+            "task",
+            format!(
+                "{:?} has no runner yet; only inventory, backup and verify run from timers",
+                request.task
+            )
+            .to_lowercase(),
+        ));
+    }
+    let inventory_request = InventoryRequest {
+        sources: Some(request.sources.clone()),
+        run: request.run.clone(),
+        ..InventoryRequest::default()
+    };
+    if request.task == TaskKind::Inventory {
+        let outcome = inventory::run(&inventory_request, false)?;
+        return Ok(vec![TaskRunItem {
+            instance: "fleet".into(),
+            db: None,
+            ok: true,
+            detail: format!(
+                "{} instances, {} databases",
+                outcome.report.summary.instances, outcome.report.summary.databases
+            ),
+        }]);
+    }
+    // A rehearsal inventory: the fleet as it is now, without counting as the inventory task.
+    let fleet = inventory::run(&inventory_request, true)?;
+    let (endpoints, _) = inventory::endpoints_of(&inventory_request)?;
+    let mut items = Vec::new();
+    for instance in &fleet.report.instances {
+        if instance.role == Role::Replica {
+            continue;
+        }
+        let Some(endpoint) = instance
+            .aliases
+            .first()
+            .and_then(|a| endpoints.iter().find(|e| e.name == a.endpoint))
+        else {
+            continue;
+        };
+        for db in instance
+            .databases
+            .iter()
+            .filter(|d| d.kind == DatabaseKind::User)
+        {
+            let follows = template_for_database(
+                &request.schedule,
+                &instance.id,
+                &db.name,
+                instance.engine.as_str(),
+                &db.env,
+                &instance.labels,
+                db.copy.is_some(),
+            );
+            if follows.map(|t| t.name.as_str()) != Some(template.name.as_str()) {
+                continue;
+            }
+            let result = match inventory::connection_of(endpoint, None, 10) {
+                Err(e) => Err(e),
+                Ok(connection) => match request.task {
+                    TaskKind::Backup => backup::run(
+                        &BackupRequest {
+                            connection,
+                            database: db.name.clone(),
+                            backup_dir: request.backup_dir.clone(),
+                            instance_id: Some(instance.id.clone()),
+                            retention: template
+                                .tasks
+                                .iter()
+                                .find(|t| t.task == TaskKind::Backup)
+                                .and_then(|t| t.retention.clone()),
+                            run: request.run.clone(),
+                            ..BackupRequest::default()
+                        },
+                        false,
+                    )
+                    .map(|(r, _)| r.path.map(|p| p.display().to_string()).unwrap_or_default()),
+                    _ => verify::run(&VerifyRequest {
+                        backup_dir: request.backup_dir.clone(),
+                        instance_id: Some(instance.id.clone()),
+                        database: Some(db.name.clone()),
+                        jobs: 2,
+                        run: request.run.clone(),
+                        ..VerifyRequest::default()
+                    })
+                    .and_then(|(r, _)| {
+                        if r.verified {
+                            Ok(r.reason)
+                        } else {
+                            Err(Error::invalid(
+                                "backup",
+                                format!("not verified: {}", r.reason),
+                            ))
+                        }
+                    }),
+                },
+            };
+            items.push(TaskRunItem {
+                instance: instance.id.clone(),
+                db: Some(db.name.clone()),
+                ok: result.is_ok(),
+                detail: result.unwrap_or_else(|e| e.to_string()),
+            });
+        }
+    }
+    Ok(items)
+}
+
+/// Where and how timers are installed.
+#[derive(Debug, Clone)]
+pub struct InstallRequest {
+    pub schedule: ScheduleFile,
+    /// The schedule file the units point `dbcadence run` at.
+    pub schedule_file: PathBuf,
+    pub sources: PathBuf,
+    pub backup_dir: PathBuf,
+    /// Directory for the units (/etc/systemd/system).
+    pub unit_dir: PathBuf,
+    /// Write one /etc/cron.d-style file here instead of units (hosts without systemd).
+    pub cron_file: Option<PathBuf>,
+    /// The dbcadence binary the units call.
+    pub binary: PathBuf,
+    pub ledger: Option<PathBuf>,
+    pub metrics_dir: Option<PathBuf>,
+    /// Period of the compliance report the report timer writes, in days.
+    pub report_path: Option<PathBuf>,
+}
+
+/// What install wrote (or would write).
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+pub struct InstallPlan {
+    /// File name -> content.
+    pub files: BTreeMap<String, String>,
+    /// Files whose content differs from what is on disk.
+    pub changed: Vec<String>,
+    /// Timer units to enable.
+    pub timers: Vec<String>,
+    /// Template tasks that got no timer, and why.
+    pub skipped: Vec<String>,
+}
+
+/// A systemd OnCalendar= expression for a cron expression (5 fields) in a time zone.
+pub fn on_calendar(cron: &str, time_zone: &str) -> Result<String> {
+    let fields: Vec<&str> = cron.split_whitespace().collect();
+    let [minute, hour, dom, month, dow] = fields[..] else {
+        return Err(Error::invalid(
+            "cron",
+            format!("'{cron}' does not have 5 fields"),
+        ));
+    };
+    let convert = |field: &str, start: &str| -> String {
+        field
+            .split(',')
+            .map(|part| match part.split_once('/') {
+                Some(("*", step)) => format!("{start}/{step}"),
+                Some((range, step)) => format!("{}/{step}", range.replace('-', "..")),
+                None => part.replace('-', ".."),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    const DAYS: [&str; 8] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let dow = if dow == "*" {
+        String::new()
+    } else {
+        let names: Result<Vec<String>> = dow
+            .split(',')
+            .map(|part| {
+                let name = |n: &str| {
+                    n.parse::<usize>()
+                        .ok()
+                        .and_then(|i| DAYS.get(i).copied())
+                        .ok_or_else(|| {
+                            Error::invalid("cron", format!("day of week '{n}' in '{cron}'"))
+                        })
+                };
+                match part.split_once('-') {
+                    Some((a, b)) => Ok(format!("{}..{}", name(a)?, name(b)?)),
+                    None => name(part).map(str::to_string),
+                }
+            })
+            .collect();
+        format!("{} ", names?.join(","))
+    };
+    Ok(format!(
+        "{dow}*-{}-{} {}:{}:00 {time_zone}",
+        convert(month, "1"),
+        convert(dom, "1"),
+        convert(hour, "0"),
+        convert(minute, "0")
+    ))
+}
+
+/// The [Timer] lines of a task schedule: calendar times for cron and for intervals that
+/// divide a day (or a week, on Thursdays like the compliance calculation), else a monotonic
+/// interval.
+fn timer_lines(task: &TaskSchedule) -> Result<String> {
+    if let Some(cron) = &task.cron {
+        let tz = task.window.as_ref().map_or("UTC", |w| w.time_zone.as_str());
+        return Ok(format!("OnCalendar={}\n", on_calendar(cron, tz)?));
+    }
+    let every = task.every.as_deref().unwrap_or("1d");
+    let seconds = parse_duration(every).unwrap_or(86_400);
+    // Interval ends are counted from the Unix epoch (see compliance.rs): align the timer.
+    let calendar = match seconds {
+        604_800 => Some("Thu *-*-* 00:00:00 UTC".to_string()),
+        86_400 => Some("*-*-* 00:00:00 UTC".to_string()),
+        s if s % 3600 == 0 && 86_400 % s == 0 => Some(format!("*-*-* 00/{}:00:00 UTC", s / 3600)),
+        s if s % 60 == 0 && 3600 % s == 0 => Some(format!("*-*-* *:00/{}:00 UTC", s / 60)),
+        _ => None,
+    };
+    Ok(match calendar {
+        Some(c) => format!("OnCalendar={c}\n"),
+        None => format!("OnBootSec=5min\nOnUnitActiveSec={seconds}s\n"),
+    })
+}
+
+/// Quotes one argument for systemd's ExecStart= and for cron's shell.
+fn quote(arg: &str) -> String {
+    if arg
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-:=@".contains(c))
+    {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+fn command(request: &InstallRequest, args: &[&str]) -> String {
+    let mut parts = vec![quote(&request.binary.display().to_string())];
+    parts.extend(args.iter().map(|a| quote(a)));
+    if let Some(ledger) = &request.ledger {
+        parts.push("--ledger".into());
+        parts.push(quote(&ledger.display().to_string()));
+    }
+    if let Some(dir) = &request.metrics_dir {
+        parts.push("--metrics-dir".into());
+        parts.push(quote(&dir.display().to_string()));
+    }
+    parts.join(" ")
+}
+
+/// The units (or cron file) for a schedule, compared with what is on disk.
+pub fn plan(request: &InstallRequest) -> Result<InstallPlan> {
+    let mut plan = InstallPlan::default();
+    let schedule_file = request.schedule_file.display().to_string();
+    let sources = request.sources.display().to_string();
+    let backup_dir = request.backup_dir.display().to_string();
+    let mut cron_lines = vec![
+        "# Written by `dbcadence schedule install`; times are in this host's time zone (cron has no per-line zone).".to_string(),
+        "SHELL=/bin/sh".to_string(),
+    ];
+    for template in &request.schedule.templates {
+        for task in &template.tasks {
+            let task_name = format!("{:?}", task.task).to_lowercase();
+            if !runnable(task.task) {
+                plan.skipped.push(format!(
+                    "{}/{task_name}: no runner yet (tune, logs, audit and patch come with their modules)",
+                    template.name
+                ));
+                continue;
+            }
+            let unit = format!(
+                "dbcadence-{}-{task_name}",
+                report::group_safe(&template.name).replace('_', "-")
+            );
+            let exec = command(
+                request,
+                &[
+                    "run",
+                    "--task",
+                    &task_name,
+                    "--template",
+                    &template.name,
+                    "--schedule",
+                    &schedule_file,
+                    "--sources",
+                    &sources,
+                    "--backup-dir",
+                    &backup_dir,
+                ],
+            );
+            plan.files.insert(
+                format!("{unit}.service"),
+                format!(
+                    "# Written by `dbcadence schedule install`.\n[Unit]\nDescription=dbcadence {task_name} of the databases following {}\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\nExecStart={exec}\n",
+                    template.name
+                ),
+            );
+            plan.files.insert(
+                format!("{unit}.timer"),
+                format!(
+                    "# Written by `dbcadence schedule install`.\n[Unit]\nDescription=dbcadence {task_name} of {} ({})\n\n[Timer]\n{}Persistent=true\nUnit={unit}.service\n\n[Install]\nWantedBy=timers.target\n",
+                    template.name,
+                    task.cron.as_deref().map(|c| format!("cron {c}")).or(task.every.as_ref().map(|e| format!("every {e}"))).unwrap_or_default(),
+                    timer_lines(task)?
+                ),
+            );
+            plan.timers.push(format!("{unit}.timer"));
+            let when = match (&task.cron, task.every.as_deref().and_then(parse_duration)) {
+                (Some(cron), _) => cron.clone(),
+                (None, Some(s)) if s >= 86_400 => "0 0 * * *".into(),
+                (None, Some(s)) if s >= 3600 => format!("0 */{} * * *", s / 3600),
+                (None, Some(s)) => format!("*/{} * * * *", (s / 60).max(1)),
+                (None, None) => "0 0 * * *".into(),
+            };
+            cron_lines.push(format!("{when} root {exec}"));
+        }
+    }
+    // The daily compliance report refreshes the compliance metrics (and the page).
+    let mut report_args = vec!["report", "--schedule", &schedule_file, "--format", "html"];
+    let report_path = request
+        .report_path
+        .as_ref()
+        .map(|p| p.display().to_string());
+    if let Some(path) = &report_path {
+        report_args.extend(["--output", path.as_str()]);
+    }
+    let exec = command(request, &report_args);
+    plan.files.insert(
+        "dbcadence-report.service".into(),
+        format!("# Written by `dbcadence schedule install`.\n[Unit]\nDescription=dbcadence compliance report and metrics\n\n[Service]\nType=oneshot\nExecStart={exec}\n"),
+    );
+    plan.files.insert(
+        "dbcadence-report.timer".into(),
+        "# Written by `dbcadence schedule install`.\n[Unit]\nDescription=dbcadence compliance report, hourly\n\n[Timer]\nOnCalendar=hourly\nPersistent=true\nUnit=dbcadence-report.service\n\n[Install]\nWantedBy=timers.target\n".into(),
+    );
+    plan.timers.push("dbcadence-report.timer".into());
+    cron_lines.push(format!("0 * * * * root {exec}"));
+    if let Some(cron_file) = &request.cron_file {
+        let name = cron_file.display().to_string();
+        plan.files = BTreeMap::from([(name, cron_lines.join("\n") + "\n")]);
+        plan.timers.clear();
+    }
+    for (name, content) in &plan.files {
+        let path = target_path(request, name);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
+            plan.changed.push(name.clone());
+        }
+    }
+    Ok(plan)
+}
+
+fn target_path(request: &InstallRequest, name: &str) -> PathBuf {
+    match &request.cron_file {
+        Some(file) => file.clone(),
+        None => request.unit_dir.join(name),
+    }
+}
+
+/// Writes the changed files of a plan (atomically) and removes units of ours that the
+/// schedule no longer has.
+pub fn apply(request: &InstallRequest, plan: &InstallPlan) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    if request.cron_file.is_none() {
+        std::fs::create_dir_all(&request.unit_dir)
+            .map_err(|e| Error::io("create the unit directory", &request.unit_dir, e))?;
+        for entry in std::fs::read_dir(&request.unit_dir)
+            .map_err(|e| Error::io("read the unit directory", &request.unit_dir, e))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with("dbcadence-")
+                && (name.ends_with(".timer") || name.ends_with(".service"));
+            if ours && !plan.files.contains_key(&name) && is_generated(&entry.path()) {
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| Error::io("remove a stale unit", entry.path(), e))?;
+                removed.push(entry.path());
+            }
+        }
+    }
+    for name in &plan.changed {
+        let path = target_path(request, name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io("create the directory", parent, e))?;
+        }
+        crate::metrics::write_atomically(&path, plan.files[name].as_bytes())?;
+    }
+    Ok(removed)
+}
+
+/// Only files we wrote are ever removed.
+fn is_generated(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .map(|t| t.starts_with("# Written by `dbcadence schedule install`."))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_becomes_on_calendar() {
+        assert_eq!(on_calendar("0 1 * * *", "UTC").unwrap(), "*-*-* 1:0:00 UTC");
+        assert_eq!(
+            on_calendar("30 3 * * 0", "Europe/Paris").unwrap(),
+            "Sun *-*-* 3:30:00 Europe/Paris"
+        );
+        assert_eq!(
+            on_calendar("*/15 8-18 1,15 * 1-5", "UTC").unwrap(),
+            "Mon..Fri *-*-1,15 8..18:0/15:00 UTC"
+        );
+        assert!(on_calendar("0 1 * *", "UTC").is_err());
+        assert!(on_calendar("0 1 * * 9", "UTC").is_err());
+    }
+
+    #[test]
+    fn intervals_align_with_the_compliance_calculation() {
+        let task = |every: &str| TaskSchedule {
+            task: TaskKind::Inventory,
+            cron: None,
+            every: Some(every.into()),
+            grace: "1h".into(),
+            window: None,
+            retention: None,
+        };
+        assert_eq!(
+            timer_lines(&task("6h")).unwrap(),
+            "OnCalendar=*-*-* 00/6:00:00 UTC\n"
+        );
+        assert_eq!(
+            timer_lines(&task("1w")).unwrap(),
+            "OnCalendar=Thu *-*-* 00:00:00 UTC\n"
+        );
+        assert_eq!(
+            timer_lines(&task("30m")).unwrap(),
+            "OnCalendar=*-*-* *:00/30:00 UTC\n"
+        );
+        assert_eq!(
+            timer_lines(&task("5h")).unwrap(),
+            "OnBootSec=5min\nOnUnitActiveSec=18000s\n"
+        );
+    }
+
+    #[test]
+    fn arguments_are_quoted_for_exec_start() {
+        assert_eq!(quote("/srv/backups"), "/srv/backups");
+        assert_eq!(quote("/srv/my backups"), "'/srv/my backups'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+    }
+}
