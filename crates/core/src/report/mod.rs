@@ -2,7 +2,8 @@
 //!
 //! One pass over the ledger (streamed: a million records fit in a few tens of megabytes)
 //! gathers, per (task, instance, database), the finish times and outcomes of real runs, the
-//! fleet as the inventory runs saw it (which databases exist, since when, with which engine,
+//! fleet as the inventory runs saw it (which databases exist, since when: nothing is owed
+//! before the first inventory that saw a database; with which engine,
 //! environment and labels), run durations, backups and their verifications, incidents, alert
 //! feedback and tuning gains. Schedules are then bound to databases (assignments by inventory
 //! group or labels; without assignments, each template applies to the databases of its engine
@@ -164,7 +165,7 @@ pub struct DatabaseCompliance {
     pub db: Option<String>,
     pub env: String,
     pub template: String,
-    /// Owes maintenance from this moment (first seen by an inventory after the ledger began).
+    /// Owes maintenance from this moment (first seen by an inventory inside the period).
     pub since: Option<String>,
     #[serde(flatten)]
     pub share: Share,
@@ -835,9 +836,8 @@ pub fn build(
     let mut unscheduled = Vec::new();
     let mut instance_done: std::collections::HashSet<(String, &str)> = Default::default();
     let mut fleet_task_done: std::collections::HashSet<&str> = Default::default();
-    // A database seen in the very first inventory may be older than the ledger: it owes
-    // everything in the period. One that appeared later owes nothing before it appeared.
-    let ledger_start = gathered.first_inventory.unwrap_or(period.from);
+    // A database owes maintenance from the first inventory that saw it: before that the
+    // ledger knows nothing of it (a new database, or a fleet dbcadence had not watched yet).
     let last_inventory = gathered.last_inventory.unwrap_or(period.to);
     for db in gathered.fleet.values() {
         if db.replica {
@@ -849,7 +849,7 @@ pub fn build(
             }
             continue;
         };
-        let since = if db.first_seen > ledger_start {
+        let since = if db.first_seen > period.from {
             db.first_seen
         } else {
             Timestamp::MIN
