@@ -11,20 +11,10 @@ use std::collections::BTreeMap;
 
 use dbcadence_core::engine::DatabaseKind;
 use dbcadence_core::inventory::InventoryReport;
+// Group names come from the core, so that schedule assignments by group (`env_production`,
+// `tier_gold`...) select exactly the hosts Ansible sees in those groups.
+use dbcadence_core::report::group_safe as safe;
 use serde_json::{Map, Value, json};
-
-/// A group or host name Ansible accepts without warnings.
-fn safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
 
 /// Host names stay unique when sanitising merges two names: a short hash of the real name
 /// is appended whenever characters were replaced.
