@@ -484,6 +484,17 @@ fn the_ledger_in_postgresql_holds_the_same_records_as_the_file() {
     let (ok, out, err) = dbcadence(&["ledger", "tail", "--ledger-url", &bad], &[]);
     assert!(!ok && err.contains("DBCADENCE_LEDGER_PASSWORD"), "{err}");
     assert!(!out.contains(&password) && !err.contains(&password));
+    // The same mistake in a module's arguments: refused, and masked in the echoed invocation.
+    let run = run_module(
+        "db_compliance",
+        &json!({"ledger_url": bad, "_ansible_inject_invocation": true}),
+    );
+    assert_eq!(run.json["failed"], true, "{}", run.stdout);
+    assert!(
+        !run.stdout.contains(&password),
+        "the password leaked: {}",
+        run.stdout
+    );
     let mut engine = connect(pg);
     engine
         .execute_in(None, &format!("DROP TABLE \"{table}\""))

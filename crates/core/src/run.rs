@@ -20,8 +20,10 @@ pub struct RunOptions {
     /// Shared ledger in PostgreSQL instead of the file, for teams and AWX:
     /// postgresql://user@host:port/dbname?sslmode=verify-full&sslrootcert=CA&table=dbcadence_ledger
     /// (the table is created on first use). Default: $DBCADENCE_LEDGER_URL. Never put the
-    /// password in the URL: use ledger_password or $DBCADENCE_LEDGER_PASSWORD.
+    /// password in the URL: use ledger_password or $DBCADENCE_LEDGER_PASSWORD (a URL with a
+    /// password is refused; the URL is masked in module output in case one slipped in).
     #[serde(default)]
+    #[schemars(extend("x-secret" = true))]
     pub ledger_url: Option<String>,
     /// Password for ledger_url. Default: $DBCADENCE_LEDGER_PASSWORD.
     #[serde(default)]
