@@ -318,35 +318,11 @@ impl Store {
     /// line by line). Returns the 1-based numbers of unreadable lines.
     pub fn scan(&self, mut visit: impl FnMut(&RecordView)) -> Result<Vec<usize>> {
         match self {
-            Store::File(ledger) => {
-                let file = match File::open(ledger.path()) {
-                    Ok(file) => file,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-                    Err(e) => return Err(Error::io("read the ledger", ledger.path(), e)),
-                };
-                let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-                let mut line = Vec::new();
-                let mut bad = Vec::new();
-                let mut number = 0;
-                loop {
-                    line.clear();
-                    let n = reader
-                        .read_until(b'\n', &mut line)
-                        .map_err(|e| Error::io("read the ledger", ledger.path(), e))?;
-                    if n == 0 {
-                        break;
-                    }
-                    number += 1;
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
-                    }
-                    match serde_json::from_slice::<RecordView>(&line) {
-                        Ok(view) => visit(&view),
-                        Err(_) => bad.push(number),
-                    }
-                }
-                Ok(bad)
-            }
+            Store::File(ledger) => match File::open(ledger.path()) {
+                Ok(file) => visit_lines(ledger.path(), file, &mut visit).map(|(bad, _)| bad),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+                Err(e) => Err(Error::io("read the ledger", ledger.path(), e)),
+            },
             Store::Postgres { .. } => {
                 for record in self.read()?.records {
                     let details = RawValue::from_string(record.details.to_string())
@@ -417,23 +393,8 @@ impl Store {
                         let mut g = make();
                         let mut file = File::open(path).map_err(io)?;
                         file.seek(SeekFrom::Start(start)).map_err(io)?;
-                        let mut reader =
-                            std::io::BufReader::with_capacity(1 << 20, file.take(end - start));
-                        let (mut line, mut bad, mut number) = (Vec::new(), Vec::new(), 0);
-                        loop {
-                            line.clear();
-                            if reader.read_until(b'\n', &mut line).map_err(io)? == 0 {
-                                break;
-                            }
-                            number += 1;
-                            if line.iter().all(u8::is_ascii_whitespace) {
-                                continue;
-                            }
-                            match serde_json::from_slice::<RecordView>(&line) {
-                                Ok(view) => visit(&mut g, &view),
-                                Err(_) => bad.push(number),
-                            }
-                        }
+                        let (bad, number) =
+                            visit_lines(path, file.take(end - start), &mut |r| visit(&mut g, r))?;
                         Ok((g, bad, number))
                     })
                 })
@@ -467,6 +428,34 @@ impl Store {
                 records: PostgresLedger::open(connection, table)?.read()?,
                 bad_lines: vec![],
             }),
+        }
+    }
+}
+
+/// Reads JSON lines, hands each readable record to `visit`; returns the 1-based numbers of
+/// unreadable lines and the number of lines read.
+fn visit_lines(
+    path: &Path,
+    input: impl Read,
+    visit: &mut impl FnMut(&RecordView),
+) -> Result<(Vec<usize>, usize)> {
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, input);
+    let (mut line, mut bad, mut number) = (Vec::new(), Vec::new(), 0);
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::io("read the ledger", path, e))?;
+        if n == 0 {
+            return Ok((bad, number));
+        }
+        number += 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<RecordView>(&line) {
+            Ok(view) => visit(&view),
+            Err(_) => bad.push(number),
         }
     }
 }
