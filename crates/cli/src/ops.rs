@@ -240,30 +240,11 @@ pub fn ledger(action: LedgerAction) -> Result<()> {
 pub fn report(args: ReportArgs) -> Result<()> {
     let schedule = report::load_schedule(args.schedule.as_ref())?;
     let now = time_arg(&args.now)?.unwrap_or_else(jiff::Timestamp::now);
-    let to = time_arg(&args.to)?.unwrap_or(now);
-    let from = match time_arg(&args.from)? {
-        Some(from) => from,
-        None => Period::last_days(args.days, Some(to)).from,
-    };
-    if from >= to {
-        return Err(Error::invalid(
-            "period",
-            "--from must be before --to; give a later --to or an earlier --from",
-        ));
-    }
+    let period = Period::resolve(args.days, args.from.as_deref(), args.to.as_deref(), now)?;
     let options = args.run.options()?;
-    let store = options.ledger()?;
-    let report = report::build(
-        &store,
-        &schedule,
-        Period { from, to, now },
-        &Goals::default(),
-    )?;
+    let report = report::build(&options.ledger()?, &schedule, period, &Goals::default())?;
     if let Some(metrics) = options.metrics() {
-        metrics.update_replacing(
-            report::REPORT_METRICS,
-            &report::samples(&report, &schedule, now),
-        )?;
+        report::write_metrics(&metrics, &report, &schedule)?;
     }
     let text = report::render(
         &report,
@@ -287,17 +268,7 @@ pub fn report(args: ReportArgs) -> Result<()> {
     for w in &report.warnings {
         eprintln!("dbcadence: warning: {w}");
     }
-    match args.fail_under {
-        Some(goal) if report.fleet.ratio < goal => Err(Error::invalid(
-            "compliance",
-            format!(
-                "fleet compliance {:.1}% is below {:.1}%; the databases worst first are in the report",
-                report.fleet.ratio * 100.0,
-                goal * 100.0
-            ),
-        )),
-        _ => Ok(()),
-    }
+    report::check_goal(&report, args.fail_under)
 }
 
 /// Appends a record people make (incident, alert feedback) and says where it went.

@@ -92,15 +92,26 @@ pub struct Period {
 }
 
 impl Period {
-    /// The `days` before `to` (default now).
-    pub fn last_days(days: u32, to: Option<Timestamp>) -> Self {
-        let now = Timestamp::now();
-        let to = to.unwrap_or(now);
-        Period {
-            from: to - SignedDuration::from_hours(24 * i64::from(days.max(1))),
-            to,
-            now,
+    /// The period asked for: from `from` (else `days` before `to`) to `to` (else `now`),
+    /// both as dates or RFC 3339 times.
+    pub fn resolve(
+        days: u32,
+        from: Option<&str>,
+        to: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Self> {
+        let to = to.map(parse_time).transpose()?.unwrap_or(now);
+        let from = match from.map(parse_time).transpose()? {
+            Some(from) => from,
+            None => to - SignedDuration::from_hours(24 * i64::from(days.max(1))),
+        };
+        if from >= to {
+            return Err(Error::invalid(
+                "period",
+                "from must be before to; give a later to or an earlier from",
+            ));
         }
+        Ok(Period { from, to, now })
     }
 
     fn days(&self) -> f64 {
@@ -1403,28 +1414,18 @@ fn run_unrecorded(request: &ComplianceRequest, check_mode: bool) -> Result<Compl
         None => load_schedule(request.schedule_file.as_ref())?,
     };
     let now = Timestamp::now();
-    let to = request
-        .to
-        .as_deref()
-        .map(parse_time)
-        .transpose()?
-        .unwrap_or(now);
-    let from = match request.from.as_deref().map(parse_time).transpose()? {
-        Some(from) => from,
-        None => Period::last_days(request.period_days, Some(to)).from,
-    };
-    if from >= to {
-        return Err(Error::invalid(
-            "period",
-            "from must be before to; give a later to or an earlier from",
-        ));
-    }
+    let period = Period::resolve(
+        request.period_days,
+        request.from.as_deref(),
+        request.to.as_deref(),
+        now,
+    )?;
     let store = request.run.ledger()?;
-    let report = build(&store, &schedule, Period { from, to, now }, &request.goals)?;
+    let report = build(&store, &schedule, period, &request.goals)?;
     let mut warnings = report.warnings.clone();
     if !check_mode
         && let Some(metrics) = request.run.metrics()
-        && let Err(e) = metrics.update_replacing(REPORT_METRICS, &samples(&report, &schedule, now))
+        && let Err(e) = write_metrics(&metrics, &report, &schedule)
     {
         warnings.push(format!("the compliance metrics were not updated: {e}"));
     }
@@ -1447,20 +1448,7 @@ fn run_unrecorded(request: &ComplianceRequest, check_mode: bool) -> Result<Compl
             }
         }
     }
-    if let Some(goal) = request.fail_under
-        && report.fleet.ratio < goal
-    {
-        return Err(Error::invalid(
-            "compliance",
-            format!(
-                "fleet compliance {:.1}% is below {:.1}% ({} of {} due occurrences on time); the worst databases come first in the report",
-                report.fleet.ratio * 100.0,
-                goal * 100.0,
-                report.fleet.tally.on_time,
-                report.fleet.due
-            ),
-        ));
-    }
+    check_goal(&report, request.fail_under)?;
     Ok(ComplianceOutcome {
         report,
         output_path: request.output_path.clone(),
@@ -1469,6 +1457,33 @@ fn run_unrecorded(request: &ComplianceRequest, check_mode: bool) -> Result<Compl
         after,
         warnings,
     })
+}
+
+/// Replaces the report's metric families with this report's samples.
+pub fn write_metrics(
+    metrics: &crate::metrics::Metrics,
+    report: &Report,
+    schedule: &ScheduleFile,
+) -> Result<()> {
+    let now = parse_time(&report.generated_at).unwrap_or_else(|_| Timestamp::now());
+    metrics.update_replacing(REPORT_METRICS, &samples(report, schedule, now))
+}
+
+/// Fails when fleet compliance is below `fail_under`, saying by how much and where to look.
+pub fn check_goal(report: &Report, fail_under: Option<f64>) -> Result<()> {
+    match fail_under {
+        Some(goal) if report.fleet.ratio < goal => Err(Error::invalid(
+            "compliance",
+            format!(
+                "fleet compliance {:.1}% is below {:.1}% ({} of {} due occurrences on time); the worst databases come first in the report",
+                report.fleet.ratio * 100.0,
+                goal * 100.0,
+                report.fleet.tally.on_time,
+                report.fleet.due
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Reads a schedule file, or the shipped templates when none is given.
