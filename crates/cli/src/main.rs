@@ -201,6 +201,16 @@ struct ConnectArgs {
     ca_cert: Option<PathBuf>,
 }
 
+/// The first line of a secret file (a password file may end with a newline or carry notes).
+fn first_line(path: &std::path::Path, action: &'static str) -> dbcadence_core::Result<String> {
+    Ok(std::fs::read_to_string(path)
+        .map_err(|e| dbcadence_core::Error::io(action, path, e))?
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum EngineArg {
     Postgresql,
@@ -210,14 +220,7 @@ enum EngineArg {
 impl ConnectArgs {
     fn connection(&self) -> dbcadence_core::Result<ConnectionArgs> {
         let password = match &self.password_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| dbcadence_core::Error::io("read the password file", path, e))?
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-            ),
+            Some(path) => Some(first_line(path, "read the password file")?),
             None => std::env::var(&self.password_env).ok(),
         };
         let ssl_mode = serde_json::from_value(serde_json::Value::String(self.ssl_mode.clone()))
@@ -267,19 +270,11 @@ pub(crate) struct RunArgs {
 
 impl RunArgs {
     pub(crate) fn options(&self) -> dbcadence_core::Result<RunOptions> {
-        let ledger_password = match &self.ledger_password_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| {
-                        dbcadence_core::Error::io("read the ledger password file", path, e)
-                    })?
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-            ),
-            None => None,
-        };
+        let ledger_password = self
+            .ledger_password_file
+            .as_ref()
+            .map(|path| first_line(path, "read the ledger password file"))
+            .transpose()?;
         Ok(RunOptions {
             ledger_path: self.ledger.clone(),
             ledger_url: self.ledger_url.clone(),

@@ -187,20 +187,8 @@ pub fn synth_ledger(args: &[String]) -> Result<(), String> {
                     written += 1;
                 }
             }
-            if first_of_month && env == "production" {
-                line(
-                    &mut w,
-                    "patch",
-                    &instance,
-                    None,
-                    midnight + 4 * 3600 + minute,
-                    300,
-                    true,
-                    "{}",
-                )?;
-                written += 1;
-            }
-            if weekday == 1 && env == "staging" {
+            // Patch: production on the 1st of the month, staging on Mondays.
+            if (first_of_month && env == "production") || (weekday == 1 && env == "staging") {
                 line(
                     &mut w,
                     "patch",
