@@ -78,7 +78,7 @@ pub fn connect(instance: &LabInstance) -> Box<dyn Engine> {
 
 /// A name no other test uses, so that tests can share servers.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}", dbcadence_core::util::random_hex(3))
+    format!("{prefix}_{}", dbcadence_core::util::random_hex(3).unwrap())
 }
 
 /// What a module printed: the parsed JSON object and the raw stdout.

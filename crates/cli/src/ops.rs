@@ -282,7 +282,7 @@ fn append_manual(
     let options = run.options()?;
     let store = options.ledger()?;
     let record = Record {
-        id: dbcadence_core::ledger::new_id(),
+        id: dbcadence_core::ledger::new_id()?,
         task: task.into(),
         target,
         started_at: at.0,

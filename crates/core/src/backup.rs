@@ -312,7 +312,7 @@ fn run_dump_to_directory(plan: &DumpPlan) -> Result<()> {
     if output.status.success() {
         return Ok(());
     }
-    Err(crate::util::child_failed(
+    Err(crate::process::failed(
         &tool,
         output.status,
         &String::from_utf8_lossy(&output.stderr),
@@ -484,7 +484,7 @@ fn stream_dump(plan: &mut DumpPlan, out: &Path, level: i32, threads: u32) -> Res
     let stderr_text = stderr_thread.join().unwrap_or_default();
     let streamed = result?;
     if !status.success() {
-        return Err(crate::util::child_failed(&tool, status, &stderr_text));
+        return Err(crate::process::failed(&tool, status, &stderr_text));
     }
     Ok(streamed)
 }
@@ -544,14 +544,6 @@ fn remove_partials(db_dir: &Path) -> Vec<String> {
         }
     }
     removed
-}
-
-fn available_bytes(dir: &Path) -> Option<u64> {
-    let text = duct::cmd!("df", "--output=avail", "-B1", dir)
-        .stderr_null()
-        .read()
-        .ok()?;
-    text.lines().nth(1)?.trim().parse().ok()
 }
 
 /// Runs one backup and records it.
@@ -712,7 +704,7 @@ fn run_unrecorded(
         .map_err(|e| Error::io("create the backup directory", &db_dir, e))?;
     // Logical dumps are usually smaller than the data on disk; half of it compressed is a
     // conservative floor that still catches a nearly full disk before hours of dumping.
-    if let (Some(size), Some(available)) = (database_bytes, available_bytes(&db_dir))
+    if let (Some(size), Some(available)) = (database_bytes, crate::util::available_bytes(&db_dir))
         && available < size / 2
     {
         return Err(Error::invalid(

@@ -1,6 +1,7 @@
 //! The lab: throwaway PostgreSQL and MariaDB servers on free 127.0.0.1 ports, for tests,
 //! Molecule, the demo and backup verification. No container engine runs on these machines, so
-//! the lab starts real server processes (initdb/pg_ctl, mariadb-install-db/mariadbd).
+//! the lab starts real server processes (initdb/postgres, mariadb-install-db/mariadbd); starting
+//! and stopping them lives in engine/<engine>/server.rs, shared with verification.
 //!
 //! Layout of a lab directory:
 //!
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
+use crate::process::Tool;
 use crate::util::{effective_uid, process_alive, random_hex, tail_file};
 use crate::{Error, Result, engine};
 
@@ -328,13 +330,8 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf> {
     let dir = dir
         .canonicalize()
         .map_err(|e| Error::io("resolve the lab directory", dir, e))?;
+    // Spaces and quotes are fine: no path goes through a shell.
     let text = dir.to_string_lossy();
-    if text.contains(char::is_whitespace) {
-        return Err(Error::lab(
-            "use the lab directory",
-            format!("'{text}' contains white space; pick a path without spaces"),
-        ));
-    }
     // A unix socket path is limited to 107 bytes; ours append up to ~25 to the directory.
     if text.len() > 80 {
         return Err(Error::lab(
@@ -346,11 +343,12 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf> {
     }
     set_mode(&dir, 0o755)?;
     if running_as_root() {
-        let probe = duct::cmd!("runuser", "-u", "postgres", "--", "test", "-x", &dir)
-            .unchecked()
-            .stderr_null()
+        let probe = Tool::find("test")?
+            .arg("-x")
+            .arg(&dir)
+            .as_user("postgres")
             .run();
-        if !probe.is_ok_and(|o| o.status.success()) {
+        if probe.is_err() {
             return Err(Error::lab(
                 "use the lab directory",
                 format!(
@@ -372,39 +370,7 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 }
 
 fn chown(path: &Path, owner: &str) -> Result<()> {
-    if !running_as_root() {
-        return Ok(());
-    }
-    run(
-        duct::cmd!("chown", "-R", format!("{owner}:{owner}"), path),
-        "chown",
-    )
-}
-
-/// Runs a command, turning a failure into an error that quotes its stderr.
-fn run(expression: duct::Expression, name: &str) -> Result<()> {
-    let output = expression
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .map_err(|e| Error::Command {
-            command: name.into(),
-            code: "not started".into(),
-            stderr: format!("{e}; is the package that provides it installed? (see .ci/setup)"),
-        })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Command {
-            command: name.into(),
-            code: output
-                .status
-                .code()
-                .map_or("signal".into(), |c| c.to_string()),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        })
-    }
+    crate::util::chown_recursive(path, owner)
 }
 
 fn free_port(lab: &Lab) -> Result<u16> {
@@ -412,7 +378,7 @@ fn free_port(lab: &Lab) -> Result<u16> {
     // Random ports in a quiet range: two labs planned at the same moment (parallel tests)
     // rarely pick the same one, and a bind check skips ports in use.
     for _ in 0..200 {
-        let r = u16::from_str_radix(&random_hex(2), 16).unwrap_or(0);
+        let r = u16::from_str_radix(&random_hex(2)?, 16).unwrap_or(0);
         let port = 21000 + r % 9000;
         if !taken.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return Ok(port);
@@ -446,7 +412,7 @@ fn plan_instance(
             .mode_0600()
             .open(&password_file)
             .map_err(|e| Error::io("create the password file", &password_file, e))?;
-        writeln!(f, "{}", random_hex(16))
+        writeln!(f, "{}", random_hex(16)?)
             .map_err(|e| Error::io("write the password file", &password_file, e))?;
     }
     let port = free_port(lab)?;
@@ -546,7 +512,10 @@ fn make_tls(dir: &Path) -> Result<()> {
         .to_vec(),
     ];
     for args in steps {
-        run(duct::cmd("openssl", args), "openssl")
+        Tool::find("openssl")?
+            .package("openssl")
+            .args(args)
+            .run()
             .map_err(|e| Error::lab("make the lab TLS certificates", e.to_string()))?;
     }
     Ok(())
@@ -617,16 +586,16 @@ fn start_postgres(instance: &LabInstance, primary: Option<&LabInstance>) -> Resu
             "stream".into(),
             "--no-sync".into(),
         ];
-        run(
-            crate::util::as_user("postgres", &bin.join("pg_basebackup"), args),
-            "pg_basebackup",
-        )
-        .map_err(|e| {
-            Error::lab(
-                format!("{} pg_basebackup from {}", instance.name, primary.name),
-                e.to_string(),
-            )
-        })?;
+        Tool::new(bin.join("pg_basebackup"))
+            .args(args)
+            .as_user("postgres")
+            .run()
+            .map_err(|e| {
+                Error::lab(
+                    format!("{} pg_basebackup from {}", instance.name, primary.name),
+                    e.to_string(),
+                )
+            })?;
     }
     if !instance.data_dir.join("PG_VERSION").exists() {
         let _ = std::fs::remove_dir_all(&instance.data_dir);
@@ -638,26 +607,23 @@ fn start_postgres(instance: &LabInstance, primary: Option<&LabInstance>) -> Resu
             .map_err(|e| Error::io("write", &pwfile, e))?;
         set_mode(&pwfile, 0o600)?;
         chown(&dir, "postgres")?;
-        let result = run(
-            crate::util::as_user(
-                "postgres",
-                &bin.join("initdb"),
-                vec![
-                    "-D".into(),
-                    instance.data_dir.to_string_lossy().into_owned(),
-                    "-U".into(),
-                    instance.user.clone(),
-                    format!("--pwfile={}", pwfile.display()),
-                    "--auth-local=trust".into(),
-                    "--auth-host=scram-sha-256".into(),
-                    "-E".into(),
-                    "UTF8".into(),
-                    "--locale=C.UTF-8".into(),
-                    "--no-sync".into(),
-                ],
-            ),
-            "initdb",
-        );
+        let result = Tool::new(bin.join("initdb"))
+            .package("postgresql")
+            .as_user("postgres")
+            .args::<Vec<String>, String>(vec![
+                "-D".into(),
+                instance.data_dir.to_string_lossy().into_owned(),
+                "-U".into(),
+                instance.user.clone(),
+                format!("--pwfile={}", pwfile.display()),
+                "--auth-local=trust".into(),
+                "--auth-host=scram-sha-256".into(),
+                "-E".into(),
+                "UTF8".into(),
+                "--locale=C.UTF-8".into(),
+                "--no-sync".into(),
+            ])
+            .run();
         let _ = std::fs::remove_file(&pwfile);
         result.map_err(|e| Error::lab(format!("{} initdb", instance.name), e.to_string()))?;
     }
@@ -666,45 +632,51 @@ fn start_postgres(instance: &LabInstance, primary: Option<&LabInstance>) -> Resu
     }
     wait_until_gone(instance.pid());
     let tls = install_tls(instance, "postgres")?;
-    let mut options = format!(
-        "-p {} -k {} -c listen_addresses=127.0.0.1 -c logging_collector=off -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
-        instance.port,
-        instance.socket.display(),
-        tls.join("server.pem").display(),
-        tls.join("server.key").display()
-    );
+    let mut settings: Vec<(String, String)> = [
+        ("port", instance.port.to_string()),
+        (
+            "unix_socket_directories",
+            instance.socket.display().to_string(),
+        ),
+        ("listen_addresses", instance.host.clone()),
+        ("logging_collector", "off".into()),
+        ("ssl", "on".into()),
+        (
+            "ssl_cert_file",
+            tls.join("server.pem").display().to_string(),
+        ),
+        ("ssl_key_file", tls.join("server.key").display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
     if instance.tuned_for_loading {
-        options.push_str(
-            " -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_wal_size=4GB \
-             -c maintenance_work_mem=512MB -c autovacuum=off -c wal_level=minimal -c max_wal_senders=0",
+        settings.extend(
+            [
+                ("fsync", "off"),
+                ("full_page_writes", "off"),
+                ("synchronous_commit", "off"),
+                ("max_wal_size", "4GB"),
+                ("maintenance_work_mem", "512MB"),
+                ("autovacuum", "off"),
+                ("wal_level", "minimal"),
+                ("max_wal_senders", "0"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
         );
     }
-    run(
-        crate::util::as_user(
-            "postgres",
-            &bin.join("pg_ctl"),
-            vec![
-                "-D".into(),
-                instance.data_dir.to_string_lossy().into_owned(),
-                "-l".into(),
-                instance.log_file.to_string_lossy().into_owned(),
-                "-w".into(),
-                "-t".into(),
-                "60".into(),
-                "-o".into(),
-                options,
-                "start".into(),
-            ],
-        ),
-        "pg_ctl start",
-    )
+    crate::engine::postgres::server::start(&crate::engine::postgres::server::ServerSpec {
+        data_dir: instance.data_dir.clone(),
+        log_file: instance.log_file.clone(),
+        settings,
+        timeout: Duration::from_secs(60),
+    })
     .map_err(|e| fail("start", e))
 }
 
 fn start_mysql(instance: &LabInstance) -> Result<()> {
     let dir = instance.instance_dir();
     let fail = |what: &str, detail: String| instance.failure_with_log(what, detail);
-    let root = running_as_root();
     // A private temp dir: parallel mariadb-install-db runs sharing /tmp were seen to trip over
     // each other's temporary tables ("Unknown table 'mysql.tmp_user_sys'").
     let tmpdir = dir.join("tmp");
@@ -713,21 +685,7 @@ fn start_mysql(instance: &LabInstance) -> Result<()> {
     if !instance.data_dir.join("mysql").is_dir() {
         let _ = std::fs::remove_dir_all(&instance.data_dir);
         chown(&dir, "mysql")?;
-        let mut args = vec![
-            "--no-defaults".to_string(),
-            format!("--datadir={}", instance.data_dir.display()),
-            format!("--tmpdir={}", tmpdir.display()),
-            "--auth-root-authentication-method=normal".into(),
-            "--skip-test-db".into(),
-        ];
-        if root {
-            args.push("--user=mysql".into());
-        }
-        run(
-            duct::cmd(crate::util::find_program("mariadb-install-db")?, args),
-            "mariadb-install-db",
-        )
-        .map_err(|e| {
+        crate::engine::mysql::server::install(&instance.data_dir, &tmpdir).map_err(|e| {
             Error::lab(
                 format!("{} mariadb-install-db", instance.name),
                 e.to_string(),
@@ -738,20 +696,10 @@ fn start_mysql(instance: &LabInstance) -> Result<()> {
         wait_until_gone(instance.pid());
         let _ = std::fs::remove_file(dir.join("mysqld.pid"));
         let tls = install_tls(instance, "mysql")?;
-        let mut args = vec![
-            "-f".to_string(),
-            crate::util::find_program("mariadbd")?
-                .to_string_lossy()
-                .into_owned(),
-            "--no-defaults".into(),
-            format!("--datadir={}", instance.data_dir.display()),
+        let mut options = vec![
             format!("--port={}", instance.port),
-            format!("--socket={}", instance.socket.display()),
-            format!("--pid-file={}", dir.join("mysqld.pid").display()),
-            format!("--tmpdir={}", tmpdir.display()),
-            "--bind-address=127.0.0.1".into(),
+            format!("--bind-address={}", instance.host),
             "--skip-name-resolve".into(),
-            format!("--log-error={}", instance.log_file.display()),
             "--server-id=1".into(),
             format!("--ssl-cert={}", tls.join("server.pem").display()),
             format!("--ssl-key={}", tls.join("server.key").display()),
@@ -759,7 +707,7 @@ fn start_mysql(instance: &LabInstance) -> Result<()> {
         ];
         if instance.tuned_for_loading {
             // Reference pitfall 7: the default 128 MB buffer pool makes a restore 5x slower.
-            args.extend(
+            options.extend(
                 [
                     "--skip-log-bin",
                     "--innodb-buffer-pool-size=2G",
@@ -773,14 +721,18 @@ fn start_mysql(instance: &LabInstance) -> Result<()> {
         } else {
             // A binary log makes the lab look like a real server (position in manifests, logs
             // retention); it lives beside the data.
-            args.push(format!("--log-bin={}", dir.join("binlog").display()));
+            options.push(format!("--log-bin={}", dir.join("binlog").display()));
         }
-        if root {
-            args.push("--user=mysql".into());
-        }
-        // setsid -f: the server leaves our session and process tree, and is never our zombie.
-        run(duct::cmd("setsid", args).stdin_null(), "setsid mariadbd")
-            .map_err(|e| fail("start", e.to_string()))?;
+        crate::engine::mysql::server::start(&crate::engine::mysql::server::ServerSpec {
+            data_dir: instance.data_dir.clone(),
+            socket: instance.socket.clone(),
+            pid_file: dir.join("mysqld.pid"),
+            log_file: instance.log_file.clone(),
+            tmp_dir: tmpdir.clone(),
+            options,
+            timeout: Duration::from_secs(90),
+        })
+        .map_err(|e| fail("start", e.to_string()))?;
     }
     // Bootstrap over the socket as root (no password yet), then log in as the lab user.
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -834,52 +786,13 @@ fn stop_instance(instance: &LabInstance) -> String {
     };
     match instance.engine {
         EngineKind::Postgresql => {
-            let bin = match crate::engine::postgres::bin_dir() {
-                Ok(bin) => bin,
-                Err(e) => return format!("{}: {e}", instance.name),
-            };
-            let data = instance.data_dir.to_string_lossy().into_owned();
-            let stop = |mode: &str| {
-                run(
-                    crate::util::as_user(
-                        "postgres",
-                        &bin.join("pg_ctl"),
-                        vec![
-                            "-D".into(),
-                            data.clone(),
-                            "-m".into(),
-                            mode.into(),
-                            "-w".into(),
-                            "-t".into(),
-                            "60".into(),
-                            "stop".into(),
-                        ],
-                    ),
-                    "pg_ctl stop",
-                )
-            };
-            if stop("fast").is_err() && stop("immediate").is_err() {
-                let _ = duct::cmd!("kill", "-KILL", pid.to_string())
-                    .unchecked()
-                    .run();
-            }
+            crate::engine::postgres::server::stop(&instance.data_dir, Duration::from_secs(60));
         }
         EngineKind::Mysql => {
-            let _ = duct::cmd!("kill", "-TERM", pid.to_string())
-                .unchecked()
-                .stderr_null()
-                .run();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while process_alive(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if process_alive(pid) {
-                let _ = duct::cmd!("kill", "-KILL", pid.to_string())
-                    .unchecked()
-                    .stderr_null()
-                    .run();
-            }
-            let _ = std::fs::remove_file(instance.instance_dir().join("mysqld.pid"));
+            crate::engine::mysql::server::stop(
+                &instance.instance_dir().join("mysqld.pid"),
+                Duration::from_secs(60),
+            );
         }
     }
     wait_until_gone(Some(pid));

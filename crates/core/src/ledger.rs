@@ -481,9 +481,9 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// A fresh record id: time-ordered and unique across processes.
-pub fn new_id() -> String {
+pub fn new_id() -> Result<String> {
     let nanos = jiff::Timestamp::now().as_nanosecond();
-    format!("{nanos:x}-{}", crate::util::random_hex(4))
+    Ok(format!("{nanos:x}-{}", crate::util::random_hex(4)?))
 }
 
 #[cfg(test)]
@@ -492,7 +492,7 @@ mod tests {
 
     fn record(task: &str) -> Record {
         Record {
-            id: new_id(),
+            id: new_id().unwrap(),
             task: task.into(),
             target: Target {
                 instance: "pg1".into(),

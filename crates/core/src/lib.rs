@@ -25,6 +25,7 @@ pub mod inventory;
 pub mod lab;
 pub mod ledger;
 pub mod metrics;
+pub mod process;
 pub mod report;
 pub mod retention;
 pub mod run;

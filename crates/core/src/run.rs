@@ -112,20 +112,23 @@ impl Recorder {
     ) -> Vec<String> {
         let finished = jiff::Timestamp::now();
         let duration = (finished - self.started).get_milliseconds() as f64 / 1000.0;
-        let record = Record {
-            id: crate::ledger::new_id(),
-            task: self.task.into(),
-            target: target.clone(),
-            started_at: self.started.to_string(),
-            finished_at: finished.to_string(),
-            outcome,
-            changed,
-            check_mode: self.check_mode,
-            details,
-            change_id: self.options.change_id.clone(),
-        };
         let mut warnings = Vec::new();
-        if let Err(e) = self.options.ledger().and_then(|l| l.append(&record)) {
+        let recorded = crate::ledger::new_id().and_then(|id| {
+            let record = Record {
+                id,
+                task: self.task.into(),
+                target: target.clone(),
+                started_at: self.started.to_string(),
+                finished_at: finished.to_string(),
+                outcome,
+                changed,
+                check_mode: self.check_mode,
+                details,
+                change_id: self.options.change_id.clone(),
+            };
+            self.options.ledger().and_then(|l| l.append(&record))
+        });
+        if let Err(e) = recorded {
             warnings.push(format!(
                 "the run was not recorded in the ledger: {e}; set ledger_path (or DBCADENCE_LEDGER) to a writable file, or ledger_url to a reachable PostgreSQL"
             ));

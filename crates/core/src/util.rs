@@ -1,14 +1,16 @@
 //! Small helpers with no better home.
 
-use std::io::Read;
-
-/// `n` random bytes as hex, from the kernel's generator.
-pub fn random_hex(n: usize) -> String {
+/// `n` random bytes as hex, from the OS generator. A generator that fails is an error: a
+/// password, an id or a scratch name made of zeros would be guessable and would collide.
+pub fn random_hex(n: usize) -> crate::Result<String> {
     let mut bytes = vec![0u8; n];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut bytes);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    getrandom::fill(&mut bytes).map_err(|e| {
+        crate::Error::invalid(
+            "random generator",
+            format!("the operating system's random generator failed: {e}"),
+        )
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Now, as RFC 3339 UTC with microseconds.
@@ -32,11 +34,71 @@ pub fn tail_file(path: &std::path::Path, max_lines: usize) -> String {
     }
 }
 
-/// The effective user id, read from /proc (no libc: the workspace forbids unsafe code).
+/// The effective user id.
 pub fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
+    Some(rustix::process::geteuid().as_raw())
+}
+
+/// Uid and gid of a local user, from /etc/passwd (the server users postgres and mysql).
+pub fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        if fields.next()? != name {
+            return None;
+        }
+        let uid = fields.nth(1)?.parse().ok()?;
+        let gid = fields.next()?.parse().ok()?;
+        Some((uid, gid))
+    })
+}
+
+/// Gives `path` and everything below it to `user` (and its primary group), without following
+/// symbolic links. A no-op when we are not root.
+pub fn chown_recursive(path: &std::path::Path, user: &str) -> crate::Result<()> {
+    if effective_uid() != Some(0) {
+        return Ok(());
+    }
+    let (uid, gid) = user_ids(user).ok_or_else(|| {
+        crate::Error::invalid(
+            format!("user '{user}'"),
+            "no such local user; install the server package that creates it",
+        )
+    })?;
+    let (uid, gid) = (
+        rustix::fs::Uid::from_raw(uid),
+        rustix::fs::Gid::from_raw(gid),
+    );
+    fn walk(
+        path: &std::path::Path,
+        uid: rustix::fs::Uid,
+        gid: rustix::fs::Gid,
+    ) -> crate::Result<()> {
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            path,
+            Some(uid),
+            Some(gid),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| crate::Error::io("change the owner of", path, e.into()))?;
+        let meta =
+            std::fs::symlink_metadata(path).map_err(|e| crate::Error::io("read", path, e))?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path).map_err(|e| crate::Error::io("read", path, e))? {
+                let entry = entry.map_err(|e| crate::Error::io("read", path, e))?;
+                walk(&entry.path(), uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+    walk(path, uid, gid)
+}
+
+/// Free bytes for unprivileged users on the file system holding `path`.
+pub fn available_bytes(path: &std::path::Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(path).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// Whether a process is alive; a zombie counts as dead (reference pitfall 4).
@@ -76,35 +138,6 @@ pub fn program_name(program: &std::path::Path) -> String {
         .unwrap_or_default()
 }
 
-/// The error for a child process that exited badly: its exit code and the last lines of its
-/// stderr, where tools say what went wrong.
-pub fn child_failed(command: &str, status: std::process::ExitStatus, stderr: &str) -> crate::Error {
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = lines[lines.len().saturating_sub(8)..].join("\n");
-    crate::Error::Command {
-        command: command.to_string(),
-        code: status.code().map_or("signal".into(), |c| c.to_string()),
-        stderr: tail,
-    }
-}
-
-/// A command that runs as `user` when we are root (initdb and postgres refuse to run as root),
-/// and as ourselves otherwise.
-pub fn as_user(user: &str, program: &std::path::Path, args: Vec<String>) -> duct::Expression {
-    if effective_uid() == Some(0) {
-        let mut full = vec![
-            "-u".to_string(),
-            user.to_string(),
-            "--".to_string(),
-            program.to_string_lossy().into_owned(),
-        ];
-        full.extend(args);
-        duct::cmd("runuser", full)
-    } else {
-        duct::cmd(program, args)
-    }
-}
-
 /// Runs `program args` with `input` on its standard input (an unpacker such as `tar -x` or
 /// `mbstream -x`) and fails with its own words if it or the feeding fails.
 pub fn feed_command(
@@ -112,28 +145,22 @@ pub fn feed_command(
     args: &[&std::ffi::OsStr],
     input: &mut dyn std::io::Read,
 ) -> crate::Result<()> {
-    let name = program_name(program);
+    let tool = crate::process::Tool::new(program).args(args);
     let failed = |code: &str, e: std::io::Error| crate::Error::Command {
-        command: name.clone(),
+        command: tool.name(),
         code: code.into(),
         stderr: e.to_string(),
     };
-    let mut child = std::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| failed("not started", e))?;
+    let mut child = tool.spawn(
+        std::process::Stdio::piped(),
+        std::process::Stdio::null(),
+        std::process::Stdio::piped(),
+    )?;
     let fed = std::io::copy(input, child.stdin.as_mut().expect("piped"));
     drop(child.stdin.take());
     let output = child.wait_with_output().map_err(|e| failed("wait", e))?;
     if !output.status.success() {
-        return Err(child_failed(
-            &name,
-            output.status,
-            &String::from_utf8_lossy(&output.stderr),
-        ));
+        return Err(tool.failed(output.status, &String::from_utf8_lossy(&output.stderr)));
     }
     fed.map(|_| ()).map_err(|e| failed("input", e))
 }

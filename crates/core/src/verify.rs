@@ -144,7 +144,7 @@ impl Scratch {
         };
         if request.target.engine.is_some() {
             // Never restore over a real database: a scratch name, dropped afterwards.
-            let database = format!("dbcadence_verify_{}", crate::util::random_hex(4));
+            let database = format!("dbcadence_verify_{}", crate::util::random_hex(4)?);
             return Ok(Scratch {
                 connection: request.target.clone(),
                 database,
@@ -358,7 +358,7 @@ fn restore(
     let stderr_text = stderr_thread.join().unwrap_or_default();
     drop(plan);
     if !status.success() || feed_error.is_some() {
-        let mut error = crate::util::child_failed(&tool, status, &stderr_text);
+        let mut error = crate::process::failed(&tool, status, &stderr_text);
         if let (Error::Command { stderr, .. }, Some(e)) = (&mut error, feed_error) {
             stderr.push_str(&format!(" (feeding the dump: {e})"));
         }

@@ -18,6 +18,8 @@ use crate::engine::{
 };
 use crate::{Error, Result};
 
+pub mod server;
+
 /// Server variables reported in the inventory (those that do not exist in a flavour are absent).
 const VARIABLES: &[&str] = &[
     "aria_encrypt_tables",
@@ -474,9 +476,12 @@ impl Engine for MysqlEngine {
             // (binlog_snapshot_file/pos), without a global read lock.
             args.push("--master-data=2".into());
         }
+        // After "--" the name is an operand even when it reads like an option: a database
+        // named `--result-file=/etc/passwd` must never become one.
+        args.push("--".into());
         args.push(database.to_string());
-        let tool = duct::cmd!(&program, "--version")
-            .stderr_null()
+        let tool = crate::process::Tool::new(&program)
+            .arg("--version")
             .read()
             .unwrap_or_default();
         Ok(DumpPlan {
@@ -545,9 +550,14 @@ impl Engine for MysqlEngine {
             .prefix("dbc-mbk.")
             .tempdir()
             .map_err(|e| Error::io("create a temp dir", std::env::temp_dir(), e))?;
-        let tool = duct::cmd!(&program, "--version")
-            .stderr_to_stdout()
-            .read()
+        let tool = crate::process::Tool::new(&program)
+            .arg("--version")
+            .output()
+            .map(|o| {
+                // mariadb-backup prints its version on stderr.
+                String::from_utf8_lossy(&o.stderr).trim().to_string()
+                    + String::from_utf8_lossy(&o.stdout).trim()
+            })
             .unwrap_or_default();
         Ok(DumpPlan {
             args: vec![
@@ -626,6 +636,7 @@ impl Engine for MysqlEngine {
                 format!("--defaults-file={}", option_file.display()),
                 "--default-character-set=utf8mb4".into(),
                 "--binary-mode".into(),
+                "--".into(),
                 database.to_string(),
             ],
             env: vec![],
@@ -879,7 +890,8 @@ impl StreamObserver for DumpRowCounter {
 /// A mariadbd started on a prepared physical backup: socket only, no grant checks (the source's
 /// passwords are unknown here and nobody else can reach the socket), tuned for checks.
 pub struct PhysicalCopy {
-    dir: tempfile::TempDir,
+    /// Removed (with the copy) when dropped, after the server has stopped.
+    _dir: tempfile::TempDir,
     pid_file: std::path::PathBuf,
     connection: ConnectionArgs,
 }
@@ -892,20 +904,8 @@ impl crate::engine::PhysicalScratch for PhysicalCopy {
 
 impl Drop for PhysicalCopy {
     fn drop(&mut self) {
-        if let Some(pid) = std::fs::read_to_string(&self.pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok())
-        {
-            let _ = duct::cmd!("kill", "-TERM", pid.to_string())
-                .stderr_null()
-                .unchecked()
-                .run();
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            while crate::util::process_alive(pid) && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-        }
-        let _ = self.dir.path(); // removed by TempDir's own drop
+        // The directory itself is removed by TempDir's own drop, after this.
+        server::stop(&self.pid_file, std::time::Duration::from_secs(60));
     }
 }
 
@@ -931,107 +931,45 @@ pub fn start_physical_copy(
         &["-x".as_ref(), "-C".as_ref(), data.as_os_str()],
         stream,
     )?;
-    let backup = crate::util::find_program("mariadb-backup")?;
-    let prepare = duct::cmd(
-        &backup,
-        [
-            "--prepare".to_string(),
-            format!("--target-dir={}", data.display()),
-        ],
-    )
-    .stdout_null()
-    .stderr_capture()
-    .unchecked()
-    .run()
-    .map_err(|e| Error::Command {
-        command: "mariadb-backup --prepare".into(),
-        code: "not started".into(),
-        stderr: e.to_string(),
-    })?;
-    if !prepare.status.success() {
-        return Err(crate::util::child_failed(
-            "mariadb-backup --prepare",
-            prepare.status,
-            &String::from_utf8_lossy(&prepare.stderr),
-        ));
-    }
-    let root = crate::util::effective_uid() == Some(0);
-    if root {
-        let chown = duct::cmd!("chown", "-R", "mysql:mysql", dir.path())
-            .unchecked()
-            .run();
-        if !chown.is_ok_and(|o| o.status.success()) {
-            return Err(Error::invalid(
-                "scratch",
-                "unable to give the restored files to the mysql user",
-            ));
-        }
-    }
-    let socket = dir.path().join("s.sock");
+    crate::process::Tool::find("mariadb-backup")?
+        .package("mariadb-backup")
+        .arg("--prepare")
+        .arg(format!("--target-dir={}", data.display()))
+        .run()?;
+    crate::util::chown_recursive(dir.path(), "mysql")?;
     let pid_file = dir.path().join("mysqld.pid");
-    let log = dir.path().join("error.log");
-    let mut args = vec![
-        "-f".to_string(),
-        crate::util::find_program("mariadbd")?
-            .to_string_lossy()
-            .into_owned(),
-        "--no-defaults".into(),
-        format!("--datadir={}", data.display()),
-        format!("--socket={}", socket.display()),
-        format!("--pid-file={}", pid_file.display()),
-        format!("--log-error={}", log.display()),
-        format!("--tmpdir={}", dir.path().display()),
-        "--skip-networking".into(),
-        "--skip-grant-tables".into(),
-        "--skip-log-bin".into(),
-        "--innodb-buffer-pool-size=1G".into(),
-        "--innodb-flush-log-at-trx-commit=0".into(),
-        "--innodb-doublewrite=0".into(),
-    ];
-    if root {
-        args.push("--user=mysql".into());
-    }
-    let started = duct::cmd("setsid", args)
-        .stdin_null()
-        .stdout_null()
-        .stderr_null()
-        .unchecked()
-        .run();
-    if !started.is_ok_and(|o| o.status.success()) {
-        return Err(Error::invalid(
-            "scratch",
-            "unable to start mariadbd on the restored files (setsid)",
-        ));
-    }
-    let connection = ConnectionArgs {
-        engine: Some(EngineKind::Mysql),
-        login_user: Some("root".into()),
-        login_unix_socket: Some(socket),
-        ssl_mode: SslMode::Disable,
-        connect_timeout: 2,
-        ..ConnectionArgs::default()
-    };
-    let copy = PhysicalCopy {
-        dir,
+    let socket = dir.path().join("s.sock");
+    server::start(&server::ServerSpec {
+        data_dir: data,
+        socket: socket.clone(),
+        pid_file: pid_file.clone(),
+        log_file: dir.path().join("error.log"),
+        tmp_dir: dir.path().to_path_buf(),
+        options: [
+            "--skip-networking",
+            "--skip-grant-tables",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=1G",
+            "--innodb-flush-log-at-trx-commit=0",
+            "--innodb-doublewrite=0",
+        ]
+        .map(String::from)
+        .to_vec(),
+        timeout: std::time::Duration::from_secs(90),
+    })
+    .map_err(|e| Error::lab("start mariadbd on the restored backup", e.to_string()))?;
+    Ok(PhysicalCopy {
+        _dir: dir,
         pid_file,
-        connection,
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    loop {
-        if MysqlEngine::connect(&copy.connection).is_ok() {
-            return Ok(copy);
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(Error::lab(
-                "start mariadbd on the restored backup",
-                format!(
-                    "no answer after 90s\n--- last lines of its log ---\n{}",
-                    crate::util::tail_file(&log, 15)
-                ),
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+        connection: ConnectionArgs {
+            engine: Some(EngineKind::Mysql),
+            login_user: Some("root".into()),
+            login_unix_socket: Some(socket),
+            ssl_mode: SslMode::Disable,
+            connect_timeout: 2,
+            ..ConnectionArgs::default()
+        },
+    })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crate::engine::{
 use crate::{Error, Result};
 
 pub mod ledger;
+pub mod server;
 
 /// Settings reported in the inventory: WAL archiving, logging, TLS and the basics.
 const SETTINGS: &[&str] = &[
@@ -500,30 +501,14 @@ impl Engine for PostgresEngine {
     fn dump_globals(&mut self) -> Result<GlobalsDump> {
         let program = bin_dir()?.join("pg_dumpall");
         // Role password hashes are included: restoring roles without them locks users out.
-        let output = duct::cmd(&program, ["--globals-only"])
-            .full_env(std::env::vars().chain(libpq_env(
+        let output = crate::process::Tool::new(&program)
+            .package("postgresql-client")
+            .arg("--globals-only")
+            .envs(libpq_env(
                 &self.args,
                 self.args.login_db.as_deref().unwrap_or("postgres"),
-            )))
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .map_err(|e| Error::Command {
-                command: "pg_dumpall".into(),
-                code: "not started".into(),
-                stderr: e.to_string(),
-            })?;
-        if !output.status.success() {
-            return Err(Error::Command {
-                command: "pg_dumpall".into(),
-                code: output
-                    .status
-                    .code()
-                    .map_or("signal".into(), |c| c.to_string()),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            });
-        }
+            ))
+            .output()?;
         Ok(GlobalsDump {
             tool: tool_version(&program),
             sql: output.stdout,
@@ -559,24 +544,26 @@ impl Engine for PostgresEngine {
         let program = bin_dir()?.join("pg_amcheck");
         // pg_amcheck verifies heap and B-tree structure; --heapallindexed also checks that every
         // heap tuple is in its indexes. --install-missing adds the amcheck extension.
-        let output = duct::cmd(
-            &program,
-            [
+        // A failed check exits non-zero with its findings on stdout: not a tool failure.
+        let output = crate::process::Tool::new(&program)
+            .package("postgresql-client")
+            .args([
                 "--install-missing",
                 "--heapallindexed",
                 "--no-dependent-indexes",
-            ],
-        )
-        .full_env(std::env::vars().chain(libpq_env(&self.args, database)))
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .map_err(|e| Error::Command {
-            command: "pg_amcheck".into(),
-            code: "not started".into(),
-            stderr: e.to_string(),
-        })?;
+            ])
+            // pg_amcheck expands a database name holding '=' as a connection string, so the
+            // name is given as one, quoted: `--x=y` stays a name.
+            .operands([format!("dbname={}", conninfo_value(database))])
+            .envs(libpq_env(&self.args, database))
+            .command()
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| Error::Command {
+                command: "pg_amcheck".into(),
+                code: "not started".into(),
+                stderr: e.to_string(),
+            })?;
         if output.status.success() {
             return Ok(vec![]);
         }
@@ -658,8 +645,8 @@ fn conninfo_value(value: &str) -> String {
 }
 
 fn tool_version(program: &Path) -> String {
-    duct::cmd!(program, "--version")
-        .stderr_null()
+    crate::process::Tool::new(program)
+        .arg("--version")
         .read()
         .unwrap_or_else(|_| program.display().to_string())
 }
@@ -678,17 +665,10 @@ impl crate::engine::PhysicalScratch for PhysicalCopy {
 
 impl Drop for PhysicalCopy {
     fn drop(&mut self) {
-        if let Ok(bin) = bin_dir() {
-            let data = self.dir.path().join("data").to_string_lossy().into_owned();
-            let args = ["-D", &data, "-m", "immediate", "-w", "stop"]
-                .map(String::from)
-                .to_vec();
-            let _ = crate::util::as_user("postgres", &bin.join("pg_ctl"), args)
-                .stdout_null()
-                .stderr_null()
-                .unchecked()
-                .run();
-        }
+        server::stop(
+            &self.dir.path().join("data"),
+            std::time::Duration::from_secs(30),
+        );
     }
 }
 
@@ -719,65 +699,40 @@ pub fn start_physical_copy(
     }
     let hba = dir.path().join("hba.conf");
     std::fs::write(&hba, "local all all trust\n").map_err(|e| Error::io("write", &hba, e))?;
-    let root = crate::util::effective_uid() == Some(0);
-    if root {
-        let owned = duct::cmd!("chown", "-R", "postgres:postgres", dir.path())
-            .unchecked()
-            .run();
-        if !owned.is_ok_and(|o| o.status.success()) {
-            return Err(Error::invalid(
-                "scratch",
-                "unable to give the restored files to the postgres user",
-            ));
-        }
-    }
+    crate::util::chown_recursive(dir.path(), "postgres")?;
     let _ = std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700));
-    let verify = crate::util::as_user(
-        "postgres",
-        &bin.join("pg_verifybackup"),
-        vec![data.to_string_lossy().into_owned()],
-    )
-    .stdout_capture()
-    .stderr_capture()
-    .unchecked()
-    .run()
-    .map_err(|e| Error::Command {
-        command: "pg_verifybackup".into(),
-        code: "not started".into(),
-        stderr: e.to_string(),
-    })?;
-    if !verify.status.success() {
-        return Err(crate::util::child_failed(
-            "pg_verifybackup",
-            verify.status,
-            &String::from_utf8_lossy(&verify.stderr),
-        ));
-    }
-    let log = dir.path().join("server.log");
-    let options = format!(
-        "-c listen_addresses='' -k {} -p 5432 -c hba_file={} -c ssl=off -c fsync=off -c full_page_writes=off \
-         -c archive_mode=off -c logging_collector=off -c max_wal_senders=0 -c wal_level=minimal",
-        dir.path().display(),
-        hba.display()
-    );
-    let args = vec![
-        "-D".to_string(),
-        data.to_string_lossy().into_owned(),
-        "-l".into(),
-        log.to_string_lossy().into_owned(),
-        "-w".into(),
-        "-t".into(),
-        "120".into(),
-        "-o".into(),
-        options,
-        "start".into(),
-    ];
-    let started = crate::util::as_user("postgres", &bin.join("pg_ctl"), args)
-        .stdout_null()
-        .stderr_capture()
-        .unchecked()
-        .run();
-    let copy = PhysicalCopy {
+    // pg_verifybackup runs pg_waldump through /bin/sh with the path it was given: a relative
+    // "." from inside the data directory keeps the scratch path (quotes, spaces) out of it.
+    crate::process::Tool::new(bin.join("pg_verifybackup"))
+        .package("postgresql-client")
+        .arg(".")
+        .current_dir(&data)
+        .as_user("postgres")
+        .run()?;
+    let socket_dir = dir.path().display().to_string();
+    let settings = [
+        ("listen_addresses", ""),
+        ("unix_socket_directories", socket_dir.as_str()),
+        ("port", "5432"),
+        ("hba_file", &hba.display().to_string()),
+        ("ssl", "off"),
+        ("fsync", "off"),
+        ("full_page_writes", "off"),
+        ("archive_mode", "off"),
+        ("logging_collector", "off"),
+        ("max_wal_senders", "0"),
+        ("wal_level", "minimal"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .to_vec();
+    server::start(&server::ServerSpec {
+        data_dir: data.clone(),
+        log_file: dir.path().join("server.log"),
+        settings,
+        timeout: std::time::Duration::from_secs(120),
+    })
+    .map_err(|e| Error::lab("start postgres on the restored backup", e.to_string()))?;
+    Ok(PhysicalCopy {
         connection: ConnectionArgs {
             engine: Some(EngineKind::Postgresql),
             login_user: Some(user.to_string()),
@@ -788,17 +743,7 @@ pub fn start_physical_copy(
             ..ConnectionArgs::default()
         },
         dir,
-    };
-    if !started.is_ok_and(|o| o.status.success()) {
-        return Err(Error::lab(
-            "start postgres on the restored backup",
-            format!(
-                "--- last lines of its log ---\n{}",
-                crate::util::tail_file(&log, 15)
-            ),
-        ));
-    }
-    Ok(copy)
+    })
 }
 
 #[cfg(test)]
