@@ -81,6 +81,26 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", dbcadence_core::util::random_hex(3).unwrap())
 }
 
+/// Asserts that every file below `dir` has `file_mode` and every directory `dir_mode`
+/// (permission bits only), naming the first that does not. Returns how many files it checked.
+pub fn assert_modes(dir: &Path, file_mode: u32, dir_mode: u32) -> usize {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, dir_mode, "{} is {mode:o}", path.display());
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(mode, file_mode, "{} is {mode:o}", path.display());
+            files += 1;
+        }
+    }
+    files
+}
+
 /// What a module printed: the parsed JSON object and the raw stdout.
 pub struct ModuleRun {
     pub json: Value,

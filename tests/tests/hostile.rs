@@ -111,5 +111,71 @@ fn physical_verification_works_in_a_scratch_dir_with_spaces_and_quotes() {
         );
         assert_eq!(verify.json["verified"], true, "{name}: {}", verify.json);
         assert_eq!(verify.json["scratch"], "physical copy");
+        // Physical backups hold every password hash of the server: owner only.
+        let instance_dir = backups.join(name);
+        assert!(assert_modes(&instance_dir, 0o600, 0o700) >= 3, "{name}");
     }
+}
+
+#[test]
+fn backups_are_private_unless_a_group_is_named_and_the_ledger_is_not_world_readable() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let work = tempfile::tempdir().unwrap();
+    for instance in [pg(), my()] {
+        let name = unique("priv");
+        let mut engine = connect(instance);
+        engine.create_database(&name).unwrap();
+        engine
+            .execute_in(
+                Some(&name),
+                "CREATE TABLE t (id integer PRIMARY KEY); INSERT INTO t VALUES (1);",
+            )
+            .unwrap();
+        let backups = work.path().join("private");
+        let mut args = backup_args(instance, &name, &backups);
+        args["globals"] = json!(true); // role password hashes
+        args["metrics_dir"] = json!(work.path().join("metrics"));
+        let run = run_module("db_backup", &args);
+        assert_eq!(run.json["failed"], false, "{}", run.json);
+        // dump, globals, manifest and lock
+        assert!(assert_modes(&backups.join(&instance.name), 0o600, 0o700) >= 4);
+        // Verification rewrites the manifest: it keeps its mode.
+        let verify = run_module(
+            "db_verify",
+            &json!({"backup": run.json["path"], "backup_dir": backups,
+                    "ledger_path": backups.join("ledger.jsonl")}),
+        );
+        assert_eq!(verify.json["verified"], true, "{}", verify.json);
+        assert_modes(&backups.join(&instance.name), 0o600, 0o700);
+
+        let shared = work.path().join("shared");
+        let mut args = backup_args(instance, &name, &shared);
+        args["backup_group"] = json!("backup");
+        let run = run_module("db_backup", &args);
+        assert_eq!(run.json["failed"], false, "{}", run.json);
+        let files = assert_modes(&shared.join(&instance.name), 0o640, 0o750);
+        assert!(files >= 3);
+        let backup_gid = 34;
+        let manifest =
+            std::path::Path::new(run.json["path"].as_str().unwrap()).join("manifest.json");
+        assert_eq!(std::fs::metadata(&manifest).unwrap().gid(), backup_gid);
+
+        let mut args = backup_args(instance, &name, &shared);
+        args["backup_group"] = json!("no-such-group-here");
+        let run = run_module("db_backup", &args);
+        assert_eq!(run.json["failed"], true);
+        assert!(
+            run.json["msg"]
+                .as_str()
+                .unwrap()
+                .contains("no local group named"),
+            "{}",
+            run.json
+        );
+        engine.drop_database(&name).unwrap();
+    }
+    let mode = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(work.path().join("private/ledger.jsonl")), 0o640);
+    // node_exporter runs as its own user: the metrics stay readable.
+    assert_eq!(mode(work.path().join("metrics/dbcadence.prom")), 0o644);
 }

@@ -94,6 +94,9 @@ enum Command {
         physical: bool,
         #[arg(long, default_value_t = 2)]
         jobs: u32,
+        /// A local group given read access to the backup (0640/0750 instead of 0600/0700).
+        #[arg(long)]
+        backup_group: Option<String>,
         /// Say what would be backed up; write nothing.
         #[arg(long)]
         check: bool,
@@ -464,11 +467,13 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
             directory,
             physical,
             jobs,
+            backup_group,
             check,
             format,
             run,
         } => {
             let request = BackupRequest {
+                backup_group,
                 action: backup::BackupAction::Backup,
                 method: if physical {
                     backup::BackupMethod::Physical

@@ -256,7 +256,11 @@ pub fn report(args: ReportArgs) -> Result<()> {
     );
     match &args.output {
         Some(path) => {
-            dbcadence_core::metrics::write_atomically(path, text.as_bytes())?;
+            dbcadence_core::files::write_atomically(
+                path,
+                text.as_bytes(),
+                dbcadence_core::files::PUBLIC_FILE,
+            )?;
             eprintln!(
                 "dbcadence: report written to {} (fleet {:.1}% on time)",
                 path.display(),

@@ -9,6 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -93,6 +94,10 @@ pub struct BackupRequest {
     /// with action prune).
     #[serde(default)]
     pub retention: Option<RetentionPolicy>,
+    /// A local group (backup operators) given read access to the backups: files 0640 and
+    /// directories 0750 instead of 0600 and 0700.
+    #[serde(default)]
+    pub backup_group: Option<String>,
     #[serde(flatten)]
     pub run: RunOptions,
 }
@@ -114,6 +119,7 @@ impl Default for BackupRequest {
             lock_timeout: default_lock_timeout(),
             globals: false,
             retention: None,
+            backup_group: None,
             run: RunOptions::default(),
         }
     }
@@ -255,11 +261,7 @@ struct Streamed {
     sha256: String,
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("sync the directory", dir, e))
-}
+use crate::files::{Access, sync_dir};
 
 fn write_error(path: &Path, e: std::io::Error) -> Error {
     let hint = if e.raw_os_error() == Some(28) {
@@ -276,8 +278,13 @@ fn write_error(path: &Path, e: std::io::Error) -> Error {
 
 /// Compresses what `source` yields into `out`, hashed like the main dump (globals, and the
 /// files of a directory-format dump, streamed: a table file can be large).
-fn write_compressed(source: &mut dyn Read, out: &Path, level: i32) -> Result<Streamed> {
-    let file = File::create(out).map_err(|e| write_error(out, e))?;
+fn write_compressed(
+    source: &mut dyn Read,
+    out: &Path,
+    level: i32,
+    access: Access,
+) -> Result<Streamed> {
+    let file = access.create_file(out).map_err(|e| write_error(out, e))?;
     let sink = HashingFile {
         file,
         hasher: Sha256::new(),
@@ -326,6 +333,7 @@ fn compress_directory(
     dir: &Path,
     level: i32,
     threads: u32,
+    access: Access,
 ) -> Result<Vec<ManifestFile>> {
     let mut raw: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io("read the dump directory", dir, e))?
@@ -353,7 +361,7 @@ fn compress_directory(
                         let mut source = File::open(path)
                             .map_err(|e| Error::io("read the dump file", path, e))?;
                         let out = PathBuf::from(format!("{}.zst", path.display()));
-                        let written = write_compressed(&mut source, &out, level)?;
+                        let written = write_compressed(&mut source, &out, level, access)?;
                         std::fs::remove_file(path)
                             .map_err(|e| Error::io("remove the uncompressed dump file", path, e))?;
                         let relative = out
@@ -393,7 +401,13 @@ fn compress_directory(
 }
 
 /// Runs the dump and streams its output through zstd into `out`.
-fn stream_dump(plan: &mut DumpPlan, out: &Path, level: i32, threads: u32) -> Result<Streamed> {
+fn stream_dump(
+    plan: &mut DumpPlan,
+    out: &Path,
+    level: i32,
+    threads: u32,
+    access: Access,
+) -> Result<Streamed> {
     let tool = crate::util::program_name(&plan.program);
     let mut child = plan
         .command()
@@ -414,7 +428,7 @@ fn stream_dump(plan: &mut DumpPlan, out: &Path, level: i32, threads: u32) -> Res
     });
     let stdout = child.stdout.take().expect("piped");
     let result = (|| -> Result<Streamed> {
-        let file = File::create(out).map_err(|e| write_error(out, e))?;
+        let file = access.create_file(out).map_err(|e| write_error(out, e))?;
         let sink = HashingFile {
             file,
             hasher: Sha256::new(),
@@ -498,13 +512,20 @@ impl Drop for DbLock {
     }
 }
 
-/// Takes the lock of one database's backups (shared by backup and prune).
-pub(crate) fn lock_database(db_dir: &Path, timeout: Duration, what: &str) -> Result<DbLock> {
+/// Takes the lock of one database's backups (shared by backup and prune). A new lock file
+/// gets `access`.
+pub(crate) fn lock_database(
+    db_dir: &Path,
+    timeout: Duration,
+    what: &str,
+    access: Access,
+) -> Result<DbLock> {
     let path = db_dir.join(".lock");
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(access.file_mode())
         .open(&path)
         .map_err(|e| Error::io("open the backup lock", &path, e))?;
     let deadline = Instant::now() + timeout;
@@ -700,8 +721,8 @@ fn run_unrecorded(
             kept: vec![],
         });
     }
-    std::fs::create_dir_all(&db_dir)
-        .map_err(|e| Error::io("create the backup directory", &db_dir, e))?;
+    let access = Access::for_group(request.backup_group.as_deref())?;
+    access.create_dir_all(&db_dir)?;
     // Logical dumps are usually smaller than the data on disk; half of it compressed is a
     // conservative floor that still catches a nearly full disk before hours of dumping.
     if let (Some(size), Some(available)) = (database_bytes, crate::util::available_bytes(&db_dir))
@@ -730,14 +751,18 @@ fn run_unrecorded(
         }
     }
     let what = format!("'{}' on '{instance_id}'", request.database);
-    let _lock = lock_database(&db_dir, Duration::from_secs(request.lock_timeout), &what)?;
+    let _lock = lock_database(
+        &db_dir,
+        Duration::from_secs(request.lock_timeout),
+        &what,
+        access,
+    )?;
     let removed_partials = remove_partials(&db_dir);
 
     let started = jiff::Timestamp::now();
     let stamp = started.strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
     let partial = db_dir.join(format!(".partial-{stamp}"));
-    std::fs::create_dir(&partial)
-        .map_err(|e| Error::io("create the partial backup directory", &partial, e))?;
+    access.create_dir(&partial)?;
     let result = (|| -> Result<(PathBuf, Manifest)> {
         let mut plan = if physical {
             engine.physical_plan()?
@@ -757,6 +782,7 @@ fn run_unrecorded(
                     &partial.join(&file_name),
                     request.compression_level,
                     request.compression_threads,
+                    access,
                 )?;
                 vec![ManifestFile {
                     path: file_name,
@@ -773,6 +799,7 @@ fn run_unrecorded(
                     &dir,
                     request.compression_level,
                     request.compression_threads,
+                    access,
                 )?
             }
         };
@@ -804,6 +831,7 @@ fn run_unrecorded(
                 &mut globals.sql.as_slice(),
                 &partial.join(&name),
                 request.compression_level,
+                access,
             )?;
             files.push(ManifestFile {
                 path: name,
@@ -850,7 +878,9 @@ fn run_unrecorded(
         }
     };
     let finish = || -> Result<PathBuf> {
-        write_manifest(&partial, &manifest)?;
+        write_manifest(&partial, &manifest, access)?;
+        // What the dump tools wrote themselves (a directory-format dump) gets the same access.
+        access.apply_recursive(&partial)?;
         sync_dir(&partial)?;
         let final_dir = db_dir.join(&stamp);
         std::fs::rename(&partial, &final_dir)
@@ -875,11 +905,13 @@ fn run_unrecorded(
 }
 
 /// Writes manifest.json durably.
-pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+pub fn write_manifest(dir: &Path, manifest: &Manifest, access: Access) -> Result<()> {
     let path = dir.join("manifest.json");
     let bytes = serde_json::to_vec_pretty(manifest)
         .map_err(|e| Error::invalid("manifest", e.to_string()))?;
-    let mut f = File::create(&path).map_err(|e| write_error(&path, e))?;
+    let mut f = access
+        .create_file(&path)
+        .map_err(|e| write_error(&path, e))?;
     f.write_all(&bytes).map_err(|e| write_error(&path, e))?;
     f.sync_all().map_err(|e| write_error(&path, e))
 }

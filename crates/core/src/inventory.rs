@@ -945,7 +945,11 @@ fn run_unrecorded(request: &InventoryRequest, check_mode: bool) -> Result<Invent
                     std::fs::create_dir_all(parent)
                         .map_err(|e| Error::io("create the snapshot directory", parent, e))?;
                 }
-                crate::metrics::write_atomically(path, new_text.as_bytes())?;
+                crate::files::write_atomically(
+                    path,
+                    new_text.as_bytes(),
+                    crate::files::PUBLIC_FILE,
+                )?;
             }
             before = Some(old_text);
             after = Some(new_text);

@@ -819,15 +819,20 @@ fn write_files(lab: &Lab) -> Result<()> {
     let dir = &lab.dir;
     let json =
         serde_json::to_vec_pretty(lab).map_err(|e| Error::invalid("lab.json", e.to_string()))?;
-    crate::metrics::write_atomically(&dir.join("lab.json"), &json)?;
+    crate::files::write_atomically(&dir.join("lab.json"), &json, crate::files::PUBLIC_FILE)?;
     let yaml = |v: &serde_json::Value| {
         serde_yaml_ng::to_string(v).map_err(|e| Error::invalid("lab YAML", e.to_string()))
     };
-    crate::metrics::write_atomically(
+    crate::files::write_atomically(
         &dir.join("inventory.yml"),
         yaml(&ansible_inventory(lab))?.as_bytes(),
+        crate::files::PUBLIC_FILE,
     )?;
-    crate::metrics::write_atomically(&dir.join("sources.yml"), yaml(&sources(lab))?.as_bytes())?;
+    crate::files::write_atomically(
+        &dir.join("sources.yml"),
+        yaml(&sources(lab))?.as_bytes(),
+        crate::files::PUBLIC_FILE,
+    )?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
@@ -86,12 +87,26 @@ impl Ledger {
                 .map_err(|e| Error::io("create the ledger directory", parent, e))?;
         }
         let io = |e| Error::io("append to the ledger", &self.path, e);
+        let new_file = !self.path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
+            .mode(crate::files::LEDGER_FILE)
             .open(&self.path)
             .map_err(io)?;
+        if new_file {
+            // Readable by an operators' group, never by everyone; and the new name itself
+            // must survive a crash, not only the bytes appended to it.
+            file.set_permissions(std::fs::Permissions::from_mode(crate::files::LEDGER_FILE))
+                .map_err(io)?;
+            crate::files::sync_dir(
+                self.path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new(".")),
+            )?;
+        }
         file.lock().map_err(io)?;
         let mut line = serde_json::to_string(record)
             .map_err(|e| Error::invalid("ledger record", e.to_string()))?;

@@ -21,6 +21,7 @@ pub mod compliance;
 pub mod connection;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod inventory;
 pub mod lab;
 pub mod ledger;

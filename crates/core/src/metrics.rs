@@ -6,8 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -154,8 +153,13 @@ impl Metrics {
         }
         let json = serde_json::to_vec(&state)
             .map_err(|e| Error::invalid("metrics state", e.to_string()))?;
-        write_atomically(&state_path, &json)?;
-        write_atomically(&self.prom_path(), render(&state).as_bytes())?;
+        // node_exporter runs as its own user: the textfile stays world-readable.
+        crate::files::write_atomically(&state_path, &json, crate::files::PUBLIC_FILE)?;
+        crate::files::write_atomically(
+            &self.prom_path(),
+            render(&state).as_bytes(),
+            crate::files::PUBLIC_FILE,
+        )?;
         lock.unlock().map_err(io)?;
         Ok(())
     }
@@ -207,23 +211,6 @@ fn render_labels(labels: &BTreeMap<String, String>) -> String {
         })
         .collect();
     format!("{{{}}}", inner.join(","))
-}
-
-/// Writes `bytes` to a temp file beside `path`, fsyncs it, and renames it over `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let io = |e| Error::io("write", path, e);
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -146,6 +146,7 @@ pub fn prune(
                 &db_dir,
                 std::time::Duration::from_secs(60),
                 &format!("'{db}' on '{instance}'"),
+                crate::files::Access::PRIVATE,
             )?;
             for path in &plan.delete {
                 remove_backup(path)?;

@@ -443,7 +443,11 @@ pub fn apply(request: &InstallRequest, plan: &InstallPlan) -> Result<Vec<PathBuf
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::io("create the directory", parent, e))?;
         }
-        crate::metrics::write_atomically(&path, plan.files[name].as_bytes())?;
+        crate::files::write_atomically(
+            &path,
+            plan.files[name].as_bytes(),
+            crate::files::PUBLIC_FILE,
+        )?;
     }
     Ok(removed)
 }

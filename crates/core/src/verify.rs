@@ -463,7 +463,12 @@ pub fn run(request: &VerifyRequest) -> Result<(VerifyReport, Vec<String>)> {
 fn rewrite_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(manifest)
         .map_err(|e| Error::invalid("manifest", e.to_string()))?;
-    crate::metrics::write_atomically(&dir.join("manifest.json"), &bytes)
+    // The manifest keeps the access its backup was given (private, or an operators' group).
+    let path = dir.join("manifest.json");
+    let mode = std::fs::metadata(&path)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap_or(0o600);
+    crate::files::write_atomically(&path, &bytes, mode)
 }
 
 fn verify_one(request: &VerifyRequest, dir: &Path, manifest: &Manifest) -> Result<VerifyReport> {

@@ -1440,7 +1440,7 @@ fn run_unrecorded(request: &ComplianceRequest, check_mode: bool) -> Result<Compl
                     std::fs::create_dir_all(parent)
                         .map_err(|e| Error::io("create the report directory", parent, e))?;
                 }
-                crate::metrics::write_atomically(path, text.as_bytes())?;
+                crate::files::write_atomically(path, text.as_bytes(), crate::files::PUBLIC_FILE)?;
             }
             if request.output_format != ReportFormat::Html {
                 before = Some(old.unwrap_or_default());
