@@ -522,6 +522,23 @@ fn retention_keeps_the_newest_and_the_verified_lists_in_check_mode_and_is_idempo
         again.json["changed"], false,
         "a second identical prune changes nothing"
     );
+    // A prune is its own task in the ledger, never a backup, and the ledger's `changed`
+    // agrees with the module's.
+    let ledger = dbcadence_core::ledger::Ledger::new(dir.path().join("ledger.jsonl"))
+        .read()
+        .unwrap()
+        .records;
+    let prunes: Vec<(bool, bool)> = ledger
+        .iter()
+        .filter(|r| r.task == dbcadence_core::task::Task::Prune)
+        .map(|r| (r.check_mode, r.changed))
+        .collect();
+    assert_eq!(prunes, [(true, false), (false, true), (false, false)]);
+    let backups = ledger
+        .iter()
+        .filter(|r| r.task == dbcadence_core::task::Task::Backup)
+        .count();
+    assert_eq!(backups, 4, "only the four real backups are backups");
 }
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted on drop (the tests run as root,

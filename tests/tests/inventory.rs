@@ -228,7 +228,7 @@ fn snapshot_check_mode_diff_and_idempotence() {
         .records;
     assert_eq!(records.len(), 4, "one ledger record per run");
     assert!(records[0].check_mode && !records[1].check_mode);
-    assert_eq!(records[1].task, "inventory");
+    assert_eq!(records[1].task, dbcadence_core::task::Task::Inventory);
     let prom = std::fs::read_to_string(metrics.join("dbcadence.prom")).unwrap();
     assert!(prom.contains("dbcadence_task_last_success_timestamp_seconds{db=\"\",instance=\"fleet\",task=\"inventory\"}"), "{prom}");
     assert!(prom.contains("dbcadence_inventory_instances 1"), "{prom}");

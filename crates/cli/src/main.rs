@@ -142,6 +142,8 @@ enum Command {
         /// List what would be removed; remove nothing.
         #[arg(long)]
         check: bool,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Backups on disk.
     Backups {
@@ -571,6 +573,7 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
             keep_weekly,
             keep_monthly,
             check,
+            run,
         } => {
             let policy = dbcadence_core::retention::RetentionPolicy {
                 keep_last,
@@ -584,13 +587,17 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                     "give at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly",
                 ));
             }
-            let plan = dbcadence_core::retention::prune(
+            let (plan, warnings) = dbcadence_core::retention::run(
                 &backup_dir,
                 instance_id.as_deref(),
                 database.as_deref(),
                 &policy,
                 check,
+                &run.options()?,
             )?;
+            for w in &warnings {
+                eprintln!("dbcadence: warning: {w}");
+            }
             let verb = if check { "would remove" } else { "removed" };
             for path in &plan.delete {
                 println!("{verb} {}", path.display());

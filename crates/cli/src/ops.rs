@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Subcommand, ValueEnum};
 use dbcadence_core::ledger::{Outcome, Record, Target};
 use dbcadence_core::report::{self, Goals, Period};
+use dbcadence_core::task::Task;
 use dbcadence_core::{Error, Result};
 use serde_json::json;
 
@@ -18,9 +19,9 @@ pub enum LedgerAction {
     Tail {
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: usize,
-        /// Only records of this task.
-        #[arg(long)]
-        task: Option<String>,
+        /// Only records of this task (inventory, backup, prune, verify, compliance...).
+        #[arg(long, value_parser = parse_task)]
+        task: Option<Task>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
         #[command(flatten)]
@@ -140,6 +141,13 @@ fn time_arg(text: &Option<String>) -> Result<Option<jiff::Timestamp>> {
     text.as_deref().map(report::parse_time).transpose()
 }
 
+fn parse_task(text: &str) -> std::result::Result<Task, String> {
+    Task::parse(text).ok_or_else(|| {
+        let names: Vec<&str> = Task::ALL.iter().map(|t| t.as_str()).collect();
+        format!("unknown task '{text}'; tasks are {}", names.join(", "))
+    })
+}
+
 pub fn ledger(action: LedgerAction) -> Result<()> {
     match action {
         LedgerAction::Tail {
@@ -153,7 +161,7 @@ pub fn ledger(action: LedgerAction) -> Result<()> {
             let records: Vec<&Record> = read
                 .records
                 .iter()
-                .filter(|r| task.as_ref().is_none_or(|t| &r.task == t))
+                .filter(|r| task.is_none_or(|t| r.task == t))
                 .collect();
             let newest = &records[records.len().saturating_sub(lines)..];
             if format == Format::Json {
@@ -277,7 +285,7 @@ pub fn report(args: ReportArgs) -> Result<()> {
 
 /// Appends a record people make (incident, alert feedback) and says where it went.
 fn append_manual(
-    task: &str,
+    task: Task,
     target: Target,
     at: (String, String),
     details: serde_json::Value,
@@ -287,7 +295,7 @@ fn append_manual(
     let store = options.ledger()?;
     let record = Record {
         id: dbcadence_core::ledger::new_id()?,
-        task: task.into(),
+        task,
         target,
         started_at: at.0,
         finished_at: at.1,
@@ -318,7 +326,7 @@ pub fn incident(action: IncidentAction) -> Result<()> {
     }
     let minutes = end.duration_since(start).as_secs_f64() / 60.0;
     append_manual(
-        "incident",
+        Task::Incident,
         Target { instance, db },
         (start.to_string(), end.to_string()),
         json!({"summary": summary, "planned": planned, "downtime_minutes": (minutes * 10.0).round() / 10.0}),
@@ -342,7 +350,7 @@ pub fn alert(action: AlertAction) -> Result<()> {
     };
     let now = jiff::Timestamp::now().to_string();
     append_manual(
-        "alert_feedback",
+        Task::AlertFeedback,
         Target { instance, db },
         (now.clone(), now),
         json!({"alert": alert, "kind": kind, "note": note}),
@@ -482,12 +490,11 @@ pub struct RunTaskArgs {
 }
 
 pub fn run_task(args: RunTaskArgs) -> Result<()> {
-    use dbcadence_core::schedule::TaskKind;
     let request = dbcadence_core::timers::TaskRun {
         task: match args.task {
-            RunnableTask::Inventory => TaskKind::Inventory,
-            RunnableTask::Backup => TaskKind::Backup,
-            RunnableTask::Verify => TaskKind::Verify,
+            RunnableTask::Inventory => Task::Inventory,
+            RunnableTask::Backup => Task::Backup,
+            RunnableTask::Verify => Task::Verify,
         },
         template: args.template.clone(),
         schedule: report::load_schedule(Some(&args.schedule))?,

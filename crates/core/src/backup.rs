@@ -192,6 +192,9 @@ pub struct Manifest {
 /// The result of a backup run.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BackupReport {
+    /// Whether the run changed anything: a backup was written or a backup was removed (never
+    /// in check mode).
+    pub changed: bool,
     /// Directory of the new backup (none in check mode).
     pub path: Option<PathBuf>,
     /// Its manifest (none in check mode).
@@ -569,39 +572,55 @@ fn remove_partials(db_dir: &Path) -> Vec<String> {
 
 /// Runs one backup and records it.
 pub fn run(request: &BackupRequest, check_mode: bool) -> Result<(BackupReport, Vec<String>)> {
-    let recorder = Recorder::start("backup", &request.run, check_mode);
     let instance_id = request
         .instance_id
         .clone()
         .unwrap_or_else(|| default_instance_id(&request.connection));
-    let target = Target {
-        instance: instance_id.clone(),
-        db: Some(request.database.clone()),
-    };
-    let result = match request.action {
-        BackupAction::Backup => run_unrecorded(request, &instance_id, check_mode),
-        BackupAction::Prune => Ok(BackupReport {
+    if request.action == BackupAction::Prune {
+        // A prune-only run is its own task: it removes backups and must never count as one.
+        let policy = request.retention.clone().unwrap_or_default();
+        let (plan, warnings) = retention::run(
+            &request.backup_dir,
+            Some(&instance_id),
+            Some(&request.database),
+            &policy,
+            check_mode,
+            &request.run,
+        )?;
+        let report = BackupReport {
+            changed: !check_mode && !plan.delete.is_empty(),
             path: None,
             manifest: None,
             database_bytes: None,
             removed_partials: vec![],
-            pruned: vec![],
-            kept: vec![],
-        }),
-    }
-    .and_then(|mut report| {
-        let policy = match (&request.retention, request.action) {
-            (Some(policy), _) => policy.clone(),
-            (None, BackupAction::Prune) => return Err(Error::invalid("retention", "action prune needs a retention policy (keep_last, keep_daily, keep_weekly, keep_monthly)")),
-            (None, BackupAction::Backup) => return Ok(report),
+            pruned: plan.delete,
+            kept: plan.keep,
         };
-        let plan = retention::prune(&request.backup_dir, Some(&instance_id), Some(&request.database), &policy, check_mode)?;
+        return Ok((report, warnings));
+    }
+    let recorder = Recorder::start(crate::task::Task::Backup, &request.run, check_mode);
+    let target = Target {
+        instance: instance_id.clone(),
+        db: Some(request.database.clone()),
+    };
+    let result = run_unrecorded(request, &instance_id, check_mode).and_then(|mut report| {
+        let Some(policy) = request.retention.clone() else {
+            return Ok(report);
+        };
+        let plan = retention::prune(
+            &request.backup_dir,
+            Some(&instance_id),
+            Some(&request.database),
+            &policy,
+            check_mode,
+        )?;
         report.pruned = plan.delete;
         report.kept = plan.keep;
         Ok(report)
     });
     match result {
-        Ok(report) => {
+        Ok(mut report) => {
+            report.changed = report.path.is_some() || (!check_mode && !report.pruned.is_empty());
             let (details, samples) = match &report.manifest {
                 Some(m) => {
                     let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
@@ -632,7 +651,7 @@ pub fn run(request: &BackupRequest, check_mode: bool) -> Result<(BackupReport, V
                     vec![],
                 ),
             };
-            let warnings = recorder.finish(target, Outcome::Ok, !check_mode, details, samples);
+            let warnings = recorder.finish(target, Outcome::Ok, report.changed, details, samples);
             Ok((report, warnings))
         }
         Err(e) => {
@@ -719,6 +738,7 @@ fn run_unrecorded(
             removed_partials: vec![],
             pruned: vec![],
             kept: vec![],
+            changed: false,
         });
     }
     let access = Access::for_group(request.backup_group.as_deref())?;
@@ -896,6 +916,7 @@ fn run_unrecorded(
             removed_partials,
             pruned: vec![],
             kept: vec![],
+            changed: true,
         }),
         Err(e) => {
             let _ = std::fs::remove_dir_all(&partial);

@@ -151,7 +151,6 @@ pub fn due_times(task: &TaskSchedule, from: Timestamp, to: Timestamp) -> Result<
 /// The occurrences of one binding in [from, to], judged against `records` as of `now`.
 pub fn evaluate(
     binding: &Binding,
-    task_name: &str,
     records: &[Record],
     from: Timestamp,
     to: Timestamp,
@@ -161,7 +160,7 @@ pub fn evaluate(
         .iter()
         .filter(|r| {
             !r.check_mode
-                && r.task == task_name
+                && r.task == binding.task.task
                 && r.target.instance == binding.instance
                 && r.target.db == binding.db
         })
@@ -264,7 +263,7 @@ mod tests {
 
     fn task(cron: Option<&str>, every: Option<&str>, grace: &str, tz: &str) -> TaskSchedule {
         TaskSchedule {
-            task: crate::schedule::TaskKind::Backup,
+            task: crate::task::Task::Backup,
             cron: cron.map(String::from),
             every: every.map(String::from),
             grace: grace.into(),
@@ -280,7 +279,7 @@ mod tests {
     fn run(finished: &str, outcome: Outcome) -> Record {
         Record {
             id: finished.into(),
-            task: "backup".into(),
+            task: crate::task::Task::Backup,
             target: Target {
                 instance: "pg1".into(),
                 db: Some("app".into()),
@@ -314,7 +313,6 @@ mod tests {
         };
         evaluate(
             &binding,
-            "backup",
             records,
             ts(from),
             ts(to),
@@ -429,7 +427,6 @@ mod tests {
         };
         let got = evaluate(
             &binding,
-            "backup",
             &[],
             ts("2026-03-01T00:00:00Z"),
             ts("2026-03-01T23:00:00Z"),

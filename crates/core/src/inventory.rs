@@ -817,7 +817,7 @@ pub fn snapshot_text(report: &InventoryReport) -> String {
 
 /// Runs an inventory and records it. `check_mode` only affects the snapshot file (never written).
 pub fn run(request: &InventoryRequest, check_mode: bool) -> Result<InventoryOutcome> {
-    let recorder = Recorder::start("inventory", &request.run, check_mode);
+    let recorder = Recorder::start(crate::task::Task::Inventory, &request.run, check_mode);
     let target = Target {
         instance: "fleet".into(),
         db: None,

@@ -21,6 +21,7 @@ use serde_json::value::RawValue;
 
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
 use crate::engine::postgres::ledger::PostgresLedger;
+use crate::task::Task;
 use crate::{Error, Result};
 
 /// How a run ended.
@@ -44,7 +45,7 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Record {
     pub id: String,
-    pub task: String,
+    pub task: Task,
     pub target: Target,
     pub started_at: String,
     pub finished_at: String,
@@ -157,8 +158,7 @@ fn ends_without_newline(file: &mut File) -> std::io::Result<bool> {
 /// for, so that a million records are read without a million trees of JSON values.
 #[derive(Debug, Deserialize)]
 pub struct RecordView<'a> {
-    #[serde(borrow)]
-    pub task: Cow<'a, str>,
+    pub task: Task,
     #[serde(borrow)]
     pub target: TargetView<'a>,
     #[serde(borrow)]
@@ -343,7 +343,7 @@ impl Store {
                     let details = RawValue::from_string(record.details.to_string())
                         .map_err(|e| Error::invalid("ledger row", e.to_string()))?;
                     visit(&RecordView {
-                        task: Cow::Borrowed(&record.task),
+                        task: record.task,
                         target: TargetView {
                             instance: Cow::Borrowed(&record.target.instance),
                             db: record.target.db.as_deref().map(Cow::Borrowed),
@@ -508,7 +508,7 @@ mod tests {
     fn record(task: &str) -> Record {
         Record {
             id: new_id().unwrap(),
-            task: task.into(),
+            task: Task::parse(task).unwrap(),
             target: Target {
                 instance: "pg1".into(),
                 db: Some("app".into()),
@@ -562,7 +562,7 @@ mod tests {
         ledger.append(&record("verify")).unwrap();
         let read = ledger.read().unwrap();
         assert_eq!(read.records.len(), 2);
-        assert_eq!(read.records[1].task, "verify");
+        assert_eq!(read.records[1].task, Task::Verify);
         assert!(read.bad_lines.is_empty());
     }
 
@@ -602,7 +602,11 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let store = Store::File(Ledger::new(&path));
         let (parts, bad) = store
-            .scan_chunks(4, || 0usize, |n, r| *n += usize::from(r.task == "backup"))
+            .scan_chunks(
+                4,
+                || 0usize,
+                |n, r| *n += usize::from(r.task == Task::Backup),
+            )
             .unwrap();
         assert!(parts.len() > 1, "the file is cut");
         assert_eq!(parts.iter().sum::<usize>(), 19_999);

@@ -111,6 +111,50 @@ pub fn plan(entries: &[BackupEntry], policy: &RetentionPolicy) -> PrunePlan {
     PrunePlan { keep, delete }
 }
 
+/// Retention as a task of its own (db_backup action prune, `dbcadence prune`): applies the
+/// policy and records one `prune` ledger record, never a `backup` one.
+pub fn run(
+    backup_dir: &Path,
+    instance_id: Option<&str>,
+    database: Option<&str>,
+    policy: &RetentionPolicy,
+    check_mode: bool,
+    options: &crate::run::RunOptions,
+) -> Result<(PrunePlan, Vec<String>)> {
+    let recorder = crate::run::Recorder::start(crate::task::Task::Prune, options, check_mode);
+    let target = crate::ledger::Target {
+        instance: instance_id.unwrap_or("*").to_string(),
+        db: database.map(str::to_string),
+    };
+    let result = if policy.is_empty() {
+        Err(Error::invalid(
+            "retention",
+            "a prune needs a retention policy (keep_last, keep_daily, keep_weekly, keep_monthly)",
+        ))
+    } else {
+        prune(backup_dir, instance_id, database, policy, check_mode)
+    };
+    match result {
+        Ok(plan) => {
+            let changed = !check_mode && !plan.delete.is_empty();
+            let details = serde_json::json!({"removed": plan.delete, "kept": plan.keep.len()});
+            let warnings =
+                recorder.finish(target, crate::ledger::Outcome::Ok, changed, details, vec![]);
+            Ok((plan, warnings))
+        }
+        Err(e) => {
+            recorder.finish(
+                target,
+                crate::ledger::Outcome::Failed,
+                false,
+                serde_json::json!({"error": e.to_string()}),
+                vec![],
+            );
+            Err(e)
+        }
+    }
+}
+
 /// Applies a policy to every database under `backup_dir` (or one instance/database), holding
 /// each database's backup lock. In check mode nothing is touched.
 pub fn prune(

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::ledger::{Ledger, Outcome, Record, Store, Target};
 use crate::metrics::{Metrics, Sample};
+use crate::task::Task;
 
 /// Where a run is recorded. Every module takes these arguments.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -83,14 +84,14 @@ pub fn default_ledger_path() -> PathBuf {
 
 /// Times one run and records it when it ends.
 pub struct Recorder {
-    task: &'static str,
+    task: Task,
     options: RunOptions,
     check_mode: bool,
     started: jiff::Timestamp,
 }
 
 impl Recorder {
-    pub fn start(task: &'static str, options: &RunOptions, check_mode: bool) -> Self {
+    pub fn start(task: Task, options: &RunOptions, check_mode: bool) -> Self {
         Recorder {
             task,
             options: options.clone(),
@@ -116,7 +117,7 @@ impl Recorder {
         let recorded = crate::ledger::new_id().and_then(|id| {
             let record = Record {
                 id,
-                task: self.task.into(),
+                task: self.task,
                 target: target.clone(),
                 started_at: self.started.to_string(),
                 finished_at: finished.to_string(),
@@ -141,7 +142,7 @@ impl Recorder {
         if let Some(metrics) = self.options.metrics() {
             let db = target.db.as_deref().unwrap_or("");
             let labels = [
-                ("task", self.task),
+                ("task", self.task.as_str()),
                 ("instance", target.instance.as_str()),
                 ("db", db),
             ];
@@ -169,7 +170,7 @@ impl Recorder {
                     "dbcadence_task_runs_total",
                     "Runs of the task by outcome.",
                     &[
-                        ("task", self.task),
+                        ("task", self.task.as_str()),
                         ("instance", target.instance.as_str()),
                         ("db", db),
                         ("outcome", outcome_label(outcome)),

@@ -16,20 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::connection::EngineKind;
 use crate::retention::RetentionPolicy;
 
-/// A maintenance task a schedule can ask for.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskKind {
-    Inventory,
-    Backup,
-    Verify,
-    Tune,
-    Logs,
-    Audit,
-    Patch,
-}
+/// A maintenance task a schedule can ask for (one enum for schedules and the ledger).
+use crate::task::Task;
 
 /// When a task may run: a daily window in a time zone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -52,7 +40,7 @@ fn default_time_zone() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSchedule {
-    pub task: TaskKind,
+    pub task: Task,
     /// Cron expression (minute hour day-of-month month day-of-week), in the window's time zone.
     #[serde(default)]
     pub cron: Option<String>,
@@ -235,7 +223,16 @@ pub fn check(file: &ScheduleFile) -> Vec<Problem> {
                     );
                 }
             }
-            if task.retention.is_some() && task.task != TaskKind::Backup {
+            if !task.task.schedulable() {
+                push(
+                    format!("{at}.task"),
+                    format!(
+                        "'{}' is recorded by people (dbcadence incident/alert), not scheduled",
+                        task.task
+                    ),
+                );
+            }
+            if task.retention.is_some() && task.task != Task::Backup {
                 push(
                     format!("{at}.retention"),
                     "retention applies to backup tasks only".into(),

@@ -19,14 +19,15 @@ use crate::engine::{DatabaseKind, Role};
 use crate::inventory::{self, InventoryRequest};
 use crate::report::{self, template_for_database};
 use crate::run::RunOptions;
-use crate::schedule::{ScheduleFile, TaskKind, TaskSchedule, parse_duration};
+use crate::schedule::{ScheduleFile, TaskSchedule, parse_duration};
+use crate::task::Task;
 use crate::verify::{self, VerifyRequest};
 use crate::{Error, Result};
 
 /// What one timer run is asked to do.
 #[derive(Debug, Clone)]
 pub struct TaskRun {
-    pub task: TaskKind,
+    pub task: Task,
     pub template: String,
     pub schedule: ScheduleFile,
     pub sources: PathBuf,
@@ -43,11 +44,8 @@ pub struct TaskRunItem {
     pub detail: String,
 }
 
-fn runnable(task: TaskKind) -> bool {
-    matches!(
-        task,
-        TaskKind::Inventory | TaskKind::Backup | TaskKind::Verify
-    )
+fn runnable(task: Task) -> bool {
+    matches!(task, Task::Inventory | Task::Backup | Task::Verify)
 }
 
 /// Runs one task of one template for every database that follows it.
@@ -78,7 +76,7 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
         run: request.run.clone(),
         ..InventoryRequest::default()
     };
-    if request.task == TaskKind::Inventory {
+    if request.task == Task::Inventory {
         let outcome = inventory::run(&inventory_request, false)?;
         return Ok(vec![TaskRunItem {
             instance: "fleet".into(),
@@ -125,7 +123,7 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
             let result = match inventory::connection_of(endpoint, None, 10) {
                 Err(e) => Err(e),
                 Ok(connection) => match request.task {
-                    TaskKind::Backup => backup::run(
+                    Task::Backup => backup::run(
                         &BackupRequest {
                             connection,
                             database: db.name.clone(),
@@ -134,7 +132,7 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
                             retention: template
                                 .tasks
                                 .iter()
-                                .find(|t| t.task == TaskKind::Backup)
+                                .find(|t| t.task == Task::Backup)
                                 .and_then(|t| t.retention.clone()),
                             run: request.run.clone(),
                             ..BackupRequest::default()
@@ -481,7 +479,7 @@ mod tests {
     #[test]
     fn intervals_align_with_the_compliance_calculation() {
         let task = |every: &str| TaskSchedule {
-            task: TaskKind::Inventory,
+            task: Task::Inventory,
             cron: None,
             every: Some(every.into()),
             grace: "1h".into(),

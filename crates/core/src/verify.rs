@@ -370,7 +370,7 @@ fn restore(
 /// Verifies one backup and records the outcome. An unverified backup is an `Ok` report with
 /// `verified: false`; errors are reserved for not being able to try.
 pub fn run(request: &VerifyRequest) -> Result<(VerifyReport, Vec<String>)> {
-    let recorder = Recorder::start("verify", &request.run, false);
+    let recorder = Recorder::start(crate::task::Task::Verify, &request.run, false);
     let chosen = choose(request);
     let (dir, manifest) = match chosen.and_then(|dir| read_manifest(&dir).map(|m| (dir, m))) {
         Ok(found) => found,

@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use crate::compliance::{self, Status, Tally};
 use crate::ledger::{Outcome, RecordView, Store};
 use crate::metrics::Sample;
-use crate::schedule::{self, ScheduleFile, TaskKind, TaskSchedule, Template};
+use crate::schedule::{self, ScheduleFile, TaskSchedule, Template};
+use crate::task::Task;
 use crate::{Error, Result};
 
 mod html;
@@ -159,7 +160,7 @@ impl Share {
 /// One task of one database (or instance, or the fleet).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskCompliance {
-    pub task: TaskKind,
+    pub task: Task,
     pub schedule: String,
     #[serde(flatten)]
     pub share: Share,
@@ -418,7 +419,7 @@ impl Gathered {
     fn visit(&mut self, record: &RecordView, period: &Period) {
         // The report's own runs are not maintenance, and counting them would make every
         // report differ from the one before.
-        if record.task == "compliance" {
+        if record.task == Task::Compliance {
             return;
         }
         self.records += 1;
@@ -426,7 +427,7 @@ impl Gathered {
             return;
         };
         let in_period = finished >= period.from && finished <= period.to;
-        let task = record.task.as_ref();
+        let task = record.task.as_str();
         if task == "inventory" && record.outcome != Outcome::Skipped {
             // Most inventories see the same fleet as the one before: then only the times move
             // (parsing 500 databases four times a day for years is what would cost).
@@ -645,34 +646,6 @@ fn detail_string(record: &RecordView, key: &str) -> Option<String> {
     value.map(|v| v.into_owned())
 }
 
-/// Per-database, per-instance or fleet-wide.
-fn task_scope(task: TaskKind) -> Scope {
-    match task {
-        TaskKind::Backup | TaskKind::Verify | TaskKind::Tune => Scope::Database,
-        TaskKind::Logs | TaskKind::Audit | TaskKind::Patch => Scope::Instance,
-        TaskKind::Inventory => Scope::Fleet,
-    }
-}
-
-#[derive(PartialEq)]
-enum Scope {
-    Database,
-    Instance,
-    Fleet,
-}
-
-fn task_name(task: TaskKind) -> &'static str {
-    match task {
-        TaskKind::Inventory => "inventory",
-        TaskKind::Backup => "backup",
-        TaskKind::Verify => "verify",
-        TaskKind::Tune => "tune",
-        TaskKind::Logs => "logs",
-        TaskKind::Audit => "audit",
-        TaskKind::Patch => "patch",
-    }
-}
-
 /// The inventory groups a database belongs to (the same names the inventory script gives
 /// Ansible): all, the engine, env_<env>, tier_<tier>, instance_<id>, copies.
 pub fn groups_of(
@@ -872,16 +845,18 @@ pub fn build(
             Timestamp::MAX
         };
         for task in &template.tasks {
-            let (instance, target_db, env) = match task_scope(task.task) {
-                Scope::Database => (db.instance.clone(), Some(db.db.clone()), db.env.clone()),
-                Scope::Instance => {
-                    if !instance_done.insert((db.instance.clone(), task_name(task.task))) {
+            let (instance, target_db, env) = match task.task.scope() {
+                crate::task::Scope::Database => {
+                    (db.instance.clone(), Some(db.db.clone()), db.env.clone())
+                }
+                crate::task::Scope::Instance => {
+                    if !instance_done.insert((db.instance.clone(), task.task.as_str())) {
                         continue;
                     }
                     (db.instance.clone(), None, db.env.clone())
                 }
-                Scope::Fleet => {
-                    if !fleet_task_done.insert(task_name(task.task)) {
+                crate::task::Scope::Fleet => {
+                    if !fleet_task_done.insert(task.task.as_str()) {
                         continue;
                     }
                     ("fleet".to_string(), None, "fleet".to_string())
@@ -919,7 +894,7 @@ pub fn build(
     // Due times depend on the template task only: computed once, shared by its databases.
     let mut dues_cache: HashMap<*const TaskSchedule, Vec<compliance::Due>> = HashMap::new();
     for b in &bound {
-        let name = task_name(b.task.task);
+        let name = b.task.task.as_str();
         run_key(&mut key_buffer, name, &b.instance, b.db.as_deref());
         let runs = gathered.runs.get(key_buffer.as_str()).unwrap_or(&no_runs);
         let dues = match dues_cache.entry(b.task as *const TaskSchedule) {
@@ -1220,7 +1195,7 @@ pub fn samples(report: &Report, schedule: &ScheduleFile, now: Timestamp) -> Vec<
                 out.push(Sample::gauge(
                     "dbcadence_schedule_max_age_seconds",
                     "Longest a task may go without success and stay on schedule (widest gap between due times plus grace).",
-                    &[("task", task_name(task.task)), ("instance", &row.instance), ("db", db)],
+                    &[("task", task.task.as_str()), ("instance", &row.instance), ("db", db)],
                     max_age as f64,
                 ));
             }
@@ -1361,7 +1336,7 @@ fn digest_in(text: &str) -> Option<&str> {
 /// Builds the report, updates the compliance metrics, writes the file when asked and
 /// records the run. Check mode builds the report and writes nothing.
 pub fn run(request: &ComplianceRequest, check_mode: bool) -> Result<ComplianceOutcome> {
-    let recorder = crate::run::Recorder::start("compliance", &request.run, check_mode);
+    let recorder = crate::run::Recorder::start(Task::Compliance, &request.run, check_mode);
     let target = crate::ledger::Target {
         instance: "fleet".into(),
         db: None,
@@ -1710,6 +1685,27 @@ mod tests {
         // Markdown and HTML carry the same numbers.
         assert!(markdown(&report).contains("**Fleet: 45.5% on time** (5 of 11"));
         assert!(html(&report).contains("45.5%"));
+    }
+
+    #[test]
+    fn a_prune_is_never_a_backup() {
+        // Every night a prune-only job runs where the backup should have: nothing is on time.
+        let mut lines = vec![inventory("2026-10-31T00:00:00Z", &["app"], &[])];
+        for day in 1..=7 {
+            lines.push(line(
+                "prune",
+                Some("app"),
+                &format!("2026-11-0{day}T01:30:00Z"),
+                "ok",
+                false,
+                r#"{"pruned":[]}"#,
+            ));
+        }
+        let (_dir, store) = ledger(&lines);
+        let schedule = schedule::parse(SCHEDULE).unwrap();
+        let report = build(&store, &schedule, period(), &Goals::default()).unwrap();
+        let t = &report.fleet.tally;
+        assert_eq!((t.on_time, t.missed), (0, 7), "{report:#?}");
     }
 
     #[test]

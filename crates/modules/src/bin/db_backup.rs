@@ -92,9 +92,8 @@ impl Module for DbBackup {
                 report.database_bytes.unwrap_or(0)
             ),
         } + &pruned;
-        let changed = report.path.is_some() || (!ctx.check_mode && !report.pruned.is_empty());
         Ok(Report {
-            changed,
+            changed: report.changed,
             msg,
             diff,
             warnings,

@@ -4,6 +4,7 @@
 use crate::connection::ConnectionArgs;
 use crate::engine::postgres::{PostgresEngine, quote_ident};
 use crate::ledger::{Outcome, Record, Target};
+use crate::task::Task;
 use crate::{Error, Result};
 
 /// A connection to the ledger table.
@@ -69,7 +70,7 @@ impl PostgresLedger {
                 sql.as_str(),
                 &[
                     &record.id,
-                    &record.task,
+                    &record.task.as_str(),
                     &record.target.instance,
                     &record.target.db,
                     &record.started_at,
@@ -103,10 +104,13 @@ impl PostgresLedger {
         rows.iter()
             .map(|row| {
                 let outcome: String = row.get(6);
+                let task: String = row.get(1);
                 let details: String = row.get(9);
                 Ok(Record {
                     id: row.get(0),
-                    task: row.get(1),
+                    task: Task::parse(&task).ok_or_else(|| {
+                        Error::invalid("ledger table", format!("unknown task '{task}'"))
+                    })?,
                     target: Target {
                         instance: row.get(2),
                         db: row.get(3),
