@@ -354,17 +354,49 @@ fn verification_restores_checks_and_records_the_proof() {
         prom.contains("dbcadence_backup_verified_timestamp_seconds{"),
         "{prom}"
     );
-    // Nothing left to verify: the next run says so instead of re-verifying.
+    // Nothing left to verify: the next run says so, ok and unchanged (a verify timer must not
+    // fail and page someone because the work is done), and records a skip, not a proof.
     let again = run_module("db_verify", &verify_args(dir.path(), json!({})));
-    assert_eq!(again.json["failed"], true);
+    assert_eq!(again.json["failed"], false, "{}", again.json);
+    assert_eq!(again.json["changed"], false);
+    assert_eq!(again.json["nothing_to_verify"], true);
     assert!(
         again.json["msg"]
             .as_str()
             .unwrap()
-            .contains("no unverified complete backup"),
+            .contains("every matching backup is verified"),
         "{}",
         again.json
     );
+    let last = dbcadence_core::ledger::Ledger::new(dir.path().join("ledger.jsonl"))
+        .read()
+        .unwrap()
+        .records
+        .pop()
+        .unwrap();
+    assert_eq!(last.outcome, dbcadence_core::ledger::Outcome::Skipped);
+    // Check mode makes the same choice as a real run, filters included.
+    let other = unique("other");
+    make_database(pg(), &other, 5);
+    let fresh = run_module("db_backup", &backup_args(pg(), &other, dir.path()));
+    let check = run_module(
+        "db_verify",
+        &verify_args(
+            dir.path(),
+            json!({"database": other, "_ansible_check_mode": true}),
+        ),
+    );
+    assert_eq!(check.json["failed"], false, "{}", check.json);
+    assert_eq!(check.json["changed"], false);
+    assert_eq!(check.json["backup"], fresh.json["path"], "{}", check.json);
+    let none = run_module(
+        "db_verify",
+        &verify_args(
+            dir.path(),
+            json!({"database": "no-such-db", "_ansible_check_mode": true}),
+        ),
+    );
+    assert_eq!(none.json["nothing_to_verify"], true, "{}", none.json);
 }
 
 #[test]

@@ -537,12 +537,14 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                 run: run.options()?,
                 ..Default::default()
             };
-            let (report, warnings) = dbcadence_core::verify::run(&request)?;
+            let (report, warnings) = dbcadence_core::verify::run(&request, false)?;
             for w in &warnings {
                 eprintln!("dbcadence: warning: {w}");
             }
             if format == Format::Json {
                 print_json(&report)?;
+            } else if report.nothing_to_verify {
+                println!("{}", report.reason);
             } else {
                 println!(
                     "{}: {}",
@@ -555,7 +557,7 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                 );
                 println!("{}", report.backup.display());
             }
-            if report.verified {
+            if report.verified || report.nothing_to_verify {
                 Ok(())
             } else {
                 Err(dbcadence_core::Error::invalid(

@@ -51,46 +51,25 @@ impl Module for DbVerify {
 "#,
             notes: &[
                 "The task fails when the backup is not verified; the result still carries verified, reason, bad_files, integrity_problems and row_mismatches.",
-                "Check mode is not supported by a restore: in check mode the module only reports which backup it would verify.",
+                "Check mode is not supported by a restore: in check mode the module only reports which backup it would verify (the same choice, filters included).",
+                "With nothing left to verify (every matching backup is verified, or none exists) the task is ok and unchanged, with nothing_to_verify set: a verify timer does not fail because the work is done.",
             ],
         }
     }
 
     fn run(args: VerifyRequest, ctx: &Context) -> Result<Report<VerifyReport>, VerifyError> {
-        if ctx.check_mode {
-            let chosen =
-                dbcadence_core::backup::list(&args.backup_dir).map_err(VerifyError::Core)?;
-            let msg = match chosen.iter().rev().find(|b| !b.verified) {
-                Some(b) => format!("would verify {}", b.path.display()),
-                None => "no unverified backup to verify".into(),
-            };
-            return Ok(Report {
-                changed: false,
-                msg,
-                diff: None,
-                warnings: vec![],
-                output: VerifyReport {
-                    backup: Default::default(),
-                    instance_id: String::new(),
-                    database: String::new(),
-                    verified: false,
-                    reason: "check mode: nothing restored".into(),
-                    bad_files: vec![],
-                    restore_seconds: 0.0,
-                    integrity_problems: vec![],
-                    row_mismatches: vec![],
-                    tables_checked: 0,
-                    scratch: String::new(),
-                },
-            });
-        }
-        let (report, warnings) = verify::run(&args).map_err(VerifyError::Core)?;
-        if !report.verified {
+        let (report, warnings) = verify::run(&args, ctx.check_mode).map_err(VerifyError::Core)?;
+        if !report.verified && !report.nothing_to_verify && !ctx.check_mode {
             return Err(VerifyError::NotVerified(Box::new(report)));
         }
+        let msg = if report.verified {
+            format!("verified {}: {}", report.backup.display(), report.reason)
+        } else {
+            report.reason.clone()
+        };
         Ok(Report {
-            changed: true,
-            msg: format!("verified {}: {}", report.backup.display(), report.reason),
+            changed: report.changed,
+            msg,
             diff: None,
             warnings,
             output: report,
