@@ -52,7 +52,7 @@ pub fn parse<T: DeserializeOwned + JsonSchema>(text: &str) -> Result<ParsedArgs<
     let (ansible, task): (Map<String, Value>, Map<String, Value>) = all
         .into_iter()
         .partition(|(k, _)| k.starts_with("_ansible_"));
-    let context = context_from(&ansible);
+    let context = context_from(&ansible).map_err(|errors| fail(errors.join("; "), vec![]))?;
 
     let schema = schemars::schema_for!(T);
     let root = schema.as_value();
@@ -80,24 +80,60 @@ pub fn parse<T: DeserializeOwned + JsonSchema>(text: &str) -> Result<ParsedArgs<
     })
 }
 
-fn context_from(ansible: &Map<String, Value>) -> Context {
-    let flag = |key: &str| ansible.get(key).and_then(as_bool).unwrap_or(false);
-    let text = |key: &str| ansible.get(key).and_then(Value::as_str).map(str::to_string);
-    let verbosity = ansible
-        .get("_ansible_verbosity")
-        .and_then(|v| {
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        })
-        .unwrap_or(0);
-    Context {
+/// The `_ansible_*` keys we honour, checked like any argument: a check_mode that is not a
+/// boolean must not silently become "false" and run the task for real. Keys we do not know
+/// are accepted (Ansible adds new ones between versions).
+fn context_from(ansible: &Map<String, Value>) -> Result<Context, Vec<String>> {
+    let errors = std::cell::RefCell::new(Vec::new());
+    let flag = |key: &str| match ansible.get(key) {
+        None | Some(Value::Null) => false,
+        Some(value) => as_bool(value).unwrap_or_else(|| {
+            errors.borrow_mut().push(format!(
+                "argument '{key}' must be a boolean, got {}",
+                describe(value)
+            ));
+            false
+        }),
+    };
+    let text = |key: &str| match ansible.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(value) => {
+            errors.borrow_mut().push(format!(
+                "argument '{key}' must be a string, got {}",
+                describe(value)
+            ));
+            None
+        }
+    };
+    let verbosity = match ansible.get("_ansible_verbosity") {
+        None | Some(Value::Null) => 0,
+        Some(value) => value
+            .as_u64()
+            .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+            .and_then(|v| u8::try_from(v).ok())
+            .unwrap_or_else(|| {
+                errors.borrow_mut().push(format!(
+                    "argument '_ansible_verbosity' must be an integer 0..255, got {}",
+                    describe(value)
+                ));
+                0
+            }),
+    };
+    let context = Context {
         check_mode: flag("_ansible_check_mode"),
         diff: flag("_ansible_diff"),
         no_log: flag("_ansible_no_log"),
-        verbosity: u8::try_from(verbosity).unwrap_or(u8::MAX),
+        verbosity,
         module_name: text("_ansible_module_name"),
         tmpdir: text("_ansible_tmpdir"),
         inject_invocation: flag("_ansible_inject_invocation"),
+    };
+    let errors = errors.into_inner();
+    if errors.is_empty() {
+        Ok(context)
+    } else {
+        Err(errors)
     }
 }
 
@@ -500,6 +536,21 @@ mod tests {
         assert!(p.context.check_mode && p.context.diff && !p.context.no_log);
         assert_eq!(p.context.verbosity, 4);
         assert_eq!(p.context.module_name.as_deref(), Some("db_x"));
+    }
+
+    #[test]
+    fn malformed_ansible_keys_are_refused_not_read_as_false() {
+        let e = err(r#"{"_ansible_check_mode": "maybe"}"#);
+        assert!(
+            e.contains("argument '_ansible_check_mode' must be a boolean"),
+            "{e}"
+        );
+        assert!(err(r#"{"_ansible_diff": [true]}"#).contains("'_ansible_diff'"));
+        assert!(err(r#"{"_ansible_verbosity": "loud"}"#).contains("'_ansible_verbosity'"));
+        assert!(err(r#"{"_ansible_module_name": 5}"#).contains("'_ansible_module_name'"));
+        // Spellings Ansible itself accepts still work; unknown keys are still accepted.
+        let p = ok(r#"{"_ansible_check_mode": "yes", "_ansible_brand_new": {"x": 1}}"#);
+        assert!(p.context.check_mode);
     }
 
     #[test]
