@@ -270,9 +270,9 @@ pub fn report(args: ReportArgs) -> Result<()> {
                 dbcadence_core::files::PUBLIC_FILE,
             )?;
             eprintln!(
-                "dbcadence: report written to {} (fleet {:.1}% on time)",
+                "dbcadence: report written to {} (fleet {})",
                 path.display(),
-                report.fleet.ratio * 100.0
+                report.fleet.headline()
             );
         }
         None => print!("{text}"),

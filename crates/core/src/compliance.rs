@@ -77,13 +77,10 @@ impl Tally {
         self.on_time + self.late + self.missed + self.failed
     }
 
-    /// Share of due occurrences done on time; 1.0 when nothing was due.
-    pub fn ratio(&self) -> f64 {
-        if self.due() == 0 {
-            1.0
-        } else {
-            f64::from(self.on_time) / f64::from(self.due())
-        }
+    /// Share of due occurrences done on time; None ("no data") when nothing was due: 0 of 0
+    /// is not 100%.
+    pub fn ratio(&self) -> Option<f64> {
+        (self.due() > 0).then(|| f64::from(self.on_time) / f64::from(self.due()))
     }
 }
 
@@ -436,6 +433,6 @@ mod tests {
         assert_eq!(got[0].status, Status::Pending);
         let mut tally = Tally::default();
         tally.add(got[0].status);
-        assert_eq!((tally.due(), tally.ratio()), (0, 1.0));
+        assert_eq!((tally.due(), tally.ratio()), (0, None));
     }
 }

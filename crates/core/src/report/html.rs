@@ -23,8 +23,12 @@ fn escape(text: &str) -> String {
     out
 }
 
-fn percent(ratio: f64) -> String {
-    format!("{:.1}%", ratio * 100.0)
+/// A ratio as a percentage; "no data" when nothing was due (never a green 100%).
+fn percent(ratio: Option<f64>) -> String {
+    match ratio {
+        Some(ratio) => format!("{:.1}%", ratio * 100.0),
+        None => "no data".into(),
+    }
 }
 
 fn status_class(criterion: &Criterion) -> (&'static str, &'static str) {
@@ -80,7 +84,7 @@ const SCRIPT: &str = r#"
     let marks = 0;
     days.forEach(function (d, i) {
       const x = L + i * step;
-      if (d.due === 0) {
+      if (d.due === 0 || d.ratio === null) {
         el('rect', { x: x + 1, y: H - B - 2, width: Math.max(step - 2, 1), height: 2, fill: '#d5d9de' }, s);
       } else {
         const h = (H - B - T) * d.ratio;
@@ -132,7 +136,7 @@ const SCRIPT: &str = r#"
         el('title', {}, c, r.name + ' ' + first + (per > 1 ? ' (+' + (per - 1) + ' days)' : '') + ': ' + (v === null ? 'nothing due' : (v * 100).toFixed(0) + '%'));
         marks++;
       });
-      el('text', { x: L + days * cell + 6, y: y + 12 }, s, (r.ratio * 100).toFixed(1) + '%');
+      el('text', { x: L + days * cell + 6, y: y + 12 }, s, r.ratio === null ? 'no data' : (r.ratio * 100).toFixed(1) + '%');
     });
     s.dataset.marks = marks;
     drawn++;
@@ -171,11 +175,12 @@ fn chart_data(report: &Report) -> String {
 
 pub fn html(report: &Report) -> String {
     let mut out = String::new();
-    let fleet_class = if report.fleet.ratio >= 0.95 {
-        "ok"
-    } else {
-        "bad"
-    };
+    // The colour follows the scorecard's own goal (and says nothing when nothing was due).
+    let fleet_class = report
+        .scorecard
+        .iter()
+        .find(|c| c.name == "maintenance on schedule")
+        .map_or("none", |c| status_class(c).0);
     let _ = write!(
         out,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>dbcadence compliance {} – {}</title><style>{STYLE}</style></head><body>\n",
@@ -201,7 +206,7 @@ pub fn html(report: &Report) -> String {
         let (class, word) = status_class(c);
         let value = c.value.map_or("–".into(), |v| {
             if c.goal.contains('%') {
-                percent(v)
+                percent(Some(v))
             } else {
                 format!("{v}")
             }
@@ -247,7 +252,7 @@ pub fn html(report: &Report) -> String {
         let tasks: Vec<String> = row
             .tasks
             .iter()
-            .filter(|t| t.share.ratio < 1.0)
+            .filter(|t| t.share.ratio.is_some_and(|r| r < 1.0))
             .map(|t| format!("{:?} {}", t.task, percent(t.share.ratio)).to_lowercase())
             .collect();
         let _ = write!(
@@ -314,7 +319,7 @@ mod tests {
             heatmap_days: 1,
             heatmap: vec![super::super::HeatRow {
                 name: "pg1/</script><script>alert(1)</script>".into(),
-                ratio: 1.0,
+                ratio: Some(1.0),
                 days: vec![],
             }],
             scorecard: vec![],

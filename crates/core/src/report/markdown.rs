@@ -4,8 +4,12 @@ use std::fmt::Write;
 
 use super::{Criterion, Report, Share};
 
-fn percent(ratio: f64) -> String {
-    format!("{:.1}%", ratio * 100.0)
+/// A ratio as a percentage; "no data" when nothing was due (never a green 100%).
+fn percent(ratio: Option<f64>) -> String {
+    match ratio {
+        Some(ratio) => format!("{:.1}%", ratio * 100.0),
+        None => "no data".into(),
+    }
 }
 
 fn met(criterion: &Criterion) -> &'static str {
@@ -89,7 +93,7 @@ pub fn markdown(report: &Report) -> String {
         let problems: Vec<String> = row
             .tasks
             .iter()
-            .filter(|t| t.share.ratio < 1.0)
+            .filter(|t| t.share.ratio.is_some_and(|r| r < 1.0))
             .map(|t| format!("{:?} {}", t.task, percent(t.share.ratio)).to_lowercase())
             .collect();
         let _ = writeln!(

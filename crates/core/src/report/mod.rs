@@ -143,8 +143,8 @@ pub struct Share {
     #[serde(flatten)]
     pub tally: Tally,
     pub due: u32,
-    /// on_time / due; 1.0 when nothing was due.
-    pub ratio: f64,
+    /// on_time / due; null ("no data") when nothing was due.
+    pub ratio: Option<f64>,
 }
 
 impl Share {
@@ -152,8 +152,26 @@ impl Share {
         Share {
             tally: tally.clone(),
             due: tally.due(),
-            ratio: round(tally.ratio(), 4),
+            ratio: tally.ratio().map(|r| round(r, 4)),
         }
+    }
+
+    /// "45.5% (5 of 11 due occurrences on time)", or "no data" when nothing was due.
+    pub fn headline(&self) -> String {
+        match self.ratio {
+            Some(ratio) => format!(
+                "{:.1}% ({} of {} due occurrences on time)",
+                ratio * 100.0,
+                self.tally.on_time,
+                self.due
+            ),
+            None => "no data (nothing was due in the period)".into(),
+        }
+    }
+
+    /// For sorting worst first: no data sorts after every real ratio.
+    fn sort_key(&self) -> f64 {
+        self.ratio.unwrap_or(f64::INFINITY)
     }
 }
 
@@ -207,7 +225,7 @@ pub struct Durations {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HeatRow {
     pub name: String,
-    pub ratio: f64,
+    pub ratio: Option<f64>,
     pub days: Vec<Option<f64>>,
 }
 
@@ -968,8 +986,8 @@ pub fn build(
         .collect();
     databases.sort_by(|a, b| {
         a.share
-            .ratio
-            .total_cmp(&b.share.ratio)
+            .sort_key()
+            .total_cmp(&b.share.sort_key())
             .then(b.share.due.cmp(&a.share.due))
             .then(a.instance.cmp(&b.instance))
             .then(a.db.cmp(&b.db))
@@ -991,7 +1009,7 @@ pub fn build(
                     .map(|days| {
                         let mut t = Tally::default();
                         days.iter().for_each(|d| merge(&mut t, d));
-                        (t.due() > 0).then(|| round(t.ratio(), 4))
+                        t.ratio().map(|r| round(r, 4))
                     })
                     .collect(),
             }
@@ -1071,8 +1089,8 @@ fn scorecard(g: &Gathered, fleet: &Tally, period: &Period, goals: &Goals) -> Vec
     out.push(Criterion {
         name: "maintenance on schedule".into(),
         goal: format!(">= {:.0}%", goals.compliance * 100.0),
-        value: Some(round(ratio, 4)),
-        met: (fleet.due() > 0).then_some(ratio >= goals.compliance),
+        value: ratio.map(|r| round(r, 4)),
+        met: ratio.map(|r| r >= goals.compliance),
         detail: format!(
             "{} of {} due occurrences on time ({} late, {} missed, {} failed)",
             fleet.on_time,
@@ -1150,43 +1168,37 @@ fn scorecard(g: &Gathered, fleet: &Tally, period: &Period, goals: &Goals) -> Vec
 pub fn samples(report: &Report, schedule: &ScheduleFile, now: Timestamp) -> Vec<Sample> {
     const RATIO: &str = "dbcadence_compliance_ratio";
     const HELP: &str = "Share of due maintenance done on time in the report's period.";
-    let mut out = vec![Sample::gauge(
-        RATIO,
-        HELP,
-        &[("scope", "fleet")],
-        report.fleet.ratio,
-    )];
+    // A scope with nothing due has no ratio: its series is left out (absent = no data), never
+    // written as a green 1.0.
+    let mut out = Vec::new();
+    let mut ratio = |labels: &[(&str, &str)], share: &Share| {
+        if let Some(value) = share.ratio {
+            out.push(Sample::gauge(RATIO, HELP, labels, value));
+        }
+    };
+    ratio(&[("scope", "fleet")], &report.fleet);
     for (env, share) in &report.by_env {
-        out.push(Sample::gauge(
-            RATIO,
-            HELP,
-            &[("scope", "env"), ("env", env)],
-            share.ratio,
-        ));
+        ratio(&[("scope", "env"), ("env", env)], share);
     }
     for (task, share) in &report.by_task {
-        out.push(Sample::gauge(
-            RATIO,
-            HELP,
-            &[("scope", "task"), ("task", task)],
-            share.ratio,
-        ));
+        ratio(&[("scope", "task"), ("task", task)], share);
     }
     for row in &report.databases {
         let db = row.db.as_deref().unwrap_or("");
-        out.push(Sample::gauge(
-            RATIO,
-            HELP,
+        ratio(
             &[
                 ("scope", "database"),
                 ("instance", &row.instance),
                 ("db", db),
             ],
-            row.share.ratio,
-        ));
+            &row.share,
+        );
+    }
+    for row in &report.databases {
         let Some(template) = schedule.templates.iter().find(|t| t.name == row.template) else {
             continue;
         };
+        let db = row.db.as_deref().unwrap_or("");
         for task in &row.tasks {
             let Some(ts) = template.tasks.iter().find(|t| t.task == task.task) else {
                 continue;
@@ -1447,11 +1459,11 @@ pub fn write_metrics(
 /// Fails when fleet compliance is below `fail_under`, saying by how much and where to look.
 pub fn check_goal(report: &Report, fail_under: Option<f64>) -> Result<()> {
     match fail_under {
-        Some(goal) if report.fleet.ratio < goal => Err(Error::invalid(
+        Some(goal) if report.fleet.ratio.is_some_and(|r| r < goal) => Err(Error::invalid(
             "compliance",
             format!(
                 "fleet compliance {:.1}% is below {:.1}% ({} of {} due occurrences on time); the worst databases come first in the report",
-                report.fleet.ratio * 100.0,
+                report.fleet.ratio.unwrap_or_default() * 100.0,
                 goal * 100.0,
                 report.fleet.tally.on_time,
                 report.fleet.due
@@ -1685,6 +1697,38 @@ mod tests {
         // Markdown and HTML carry the same numbers.
         assert!(markdown(&report).contains("**Fleet: 45.5% on time** (5 of 11"));
         assert!(html(&report).contains("45.5%"));
+    }
+
+    #[test]
+    fn nothing_due_is_no_data_never_a_green_hundred_percent() {
+        // The first inventory saw the fleet after the period's last due time: nothing is owed.
+        let lines = vec![inventory("2026-11-07T23:00:00Z", &["app"], &[])];
+        let (_dir, store) = ledger(&lines);
+        let schedule = schedule::parse(SCHEDULE).unwrap();
+        let report = build(&store, &schedule, period(), &Goals::default()).unwrap();
+        assert_eq!((report.fleet.due, report.fleet.ratio), (0, None));
+        assert!(report.fleet.headline().starts_with("no data"));
+        let on_schedule = report
+            .scorecard
+            .iter()
+            .find(|c| c.name == "maintenance on schedule")
+            .unwrap();
+        assert_eq!((on_schedule.value, on_schedule.met), (None, None));
+        let md = markdown(&report);
+        assert!(md.contains("no data") && !md.contains("100.0%"), "{md}");
+        let page = html(&report);
+        assert!(page.contains("no data") && !page.contains("100.0%"));
+        let samples = samples(&report, &schedule, period().now);
+        assert!(
+            !samples
+                .iter()
+                .any(|s| s.name == "dbcadence_compliance_ratio"),
+            "no ratio series when nothing was due"
+        );
+        assert!(
+            check_goal(&report, Some(0.95)).is_ok(),
+            "no data is not a failure"
+        );
     }
 
     #[test]

@@ -57,12 +57,7 @@ impl Module for DbCompliance {
         };
         Ok(Report {
             changed: outcome.changed,
-            msg: format!(
-                "fleet compliance {:.1}% ({} of {} due occurrences on time){verb}",
-                fleet.ratio * 100.0,
-                fleet.tally.on_time,
-                fleet.due
-            ),
+            msg: format!("fleet compliance {}{verb}", fleet.headline()),
             diff: if ctx.diff {
                 dbcadence_modules::diff(
                     outcome.before.clone(),
