@@ -794,45 +794,52 @@ fn run_unrecorded(
             DumpOutput::Directory(_) => plan.file_name.to_string(),
         };
         let counting = plan.counter.take().map(std::thread::spawn);
-        let mut files = match &plan.output {
+        let dumped = match &plan.output {
             DumpOutput::Stdout => {
                 let file_name = format!("{}.zst", plan.file_name);
-                let streamed = stream_dump(
+                stream_dump(
                     &mut plan,
                     &partial.join(&file_name),
                     request.compression_level,
                     request.compression_threads,
                     access,
-                )?;
-                vec![ManifestFile {
-                    path: file_name,
-                    bytes: streamed.bytes,
-                    raw_bytes: streamed.raw_bytes,
-                    sha256: streamed.sha256,
-                }]
+                )
+                .map(|streamed| {
+                    vec![ManifestFile {
+                        path: file_name,
+                        bytes: streamed.bytes,
+                        raw_bytes: streamed.raw_bytes,
+                        sha256: streamed.sha256,
+                    }]
+                })
             }
             DumpOutput::Directory(dir) => {
                 let dir = dir.clone();
-                run_dump_to_directory(&plan)?;
-                compress_directory(
-                    &partial,
-                    &dir,
-                    request.compression_level,
-                    request.compression_threads,
-                    access,
-                )?
+                run_dump_to_directory(&plan).and_then(|()| {
+                    compress_directory(
+                        &partial,
+                        &dir,
+                        request.compression_level,
+                        request.compression_threads,
+                        access,
+                    )
+                })
             }
         };
+        // The counting thread is joined on every path, the failed dump's too: it holds the
+        // snapshot transaction, which must end before the partial backup is removed.
         let counted = match counting {
             Some(handle) => {
                 let (counts, snapshot_guard) = handle
                     .join()
                     .map_err(|_| Error::invalid("backup", "the row counting thread crashed"))?;
                 drop(snapshot_guard); // the dump is done: the exported snapshot may end
-                counts?
+                Some(counts)
             }
-            None => vec![],
+            None => None,
         };
+        let mut files = dumped?;
+        let counted = counted.transpose()?.unwrap_or_default();
         let (mut tables, mut snapshot) = (counted, plan.snapshot.clone());
         if let Some(observer) = plan.observer.take() {
             let (counted, position) = observer.finish();
