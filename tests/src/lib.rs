@@ -81,6 +81,19 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", dbcadence_core::util::random_hex(3).unwrap())
 }
 
+/// db_backup arguments for a lab instance over verify-full TLS, with the ledger and metrics
+/// beside the backups.
+pub fn backup_args(instance: &LabInstance, database: &str, backup_dir: &Path) -> Value {
+    serde_json::json!({
+        "engine": instance.engine, "login_host": instance.host, "login_port": instance.port,
+        "login_user": instance.user, "login_password": instance.password().unwrap(),
+        "ssl_mode": "verify-full", "ca_cert": instance.ca_cert,
+        "database": database, "backup_dir": backup_dir, "instance_id": instance.name,
+        "ledger_path": backup_dir.join("ledger.jsonl"), "metrics_dir": backup_dir.join("metrics"),
+        "lock_timeout": 1,
+    })
+}
+
 /// Asserts that every file below `dir` has `file_mode` and every directory `dir_mode`
 /// (permission bits only), naming the first that does not. Returns how many files it checked.
 pub fn assert_modes(dir: &Path, file_mode: u32, dir_mode: u32) -> usize {

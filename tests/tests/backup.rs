@@ -7,17 +7,6 @@ use dbcadence_core::lab::LabInstance;
 use dbcadence_e2e::*;
 use serde_json::{Value, json};
 
-fn backup_args(instance: &LabInstance, database: &str, backup_dir: &Path) -> Value {
-    json!({
-        "engine": instance.engine, "login_host": instance.host, "login_port": instance.port,
-        "login_user": instance.user, "login_password": instance.password().unwrap(),
-        "ssl_mode": "verify-full", "ca_cert": instance.ca_cert,
-        "database": database, "backup_dir": backup_dir, "instance_id": instance.name,
-        "ledger_path": backup_dir.join("ledger.jsonl"), "metrics_dir": backup_dir.join("metrics"),
-        "lock_timeout": 1,
-    })
-}
-
 /// A database with a table of `rows` rows whose text holds quotes, parentheses and non-ASCII.
 fn make_database(instance: &LabInstance, name: &str, rows: u64) {
     let mut engine = connect(instance);

@@ -4,19 +4,8 @@
 
 use std::path::Path;
 
-use dbcadence_core::lab::LabInstance;
 use dbcadence_e2e::*;
-use serde_json::{Value, json};
-
-fn backup_args(instance: &LabInstance, database: &str, backup_dir: &Path) -> Value {
-    json!({
-        "engine": instance.engine, "login_host": instance.host, "login_port": instance.port,
-        "login_user": instance.user, "login_password": instance.password().unwrap(),
-        "ssl_mode": "verify-full", "ca_cert": instance.ca_cert,
-        "database": database, "backup_dir": backup_dir, "instance_id": instance.name,
-        "ledger_path": backup_dir.join("ledger.jsonl"), "lock_timeout": 5,
-    })
-}
+use serde_json::json;
 
 /// A directory whose name holds a space, a single and a double quote and a `$`: it would
 /// break (or be run by) a shell if one ever saw it.
