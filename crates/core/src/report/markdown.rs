@@ -50,8 +50,11 @@ pub fn markdown(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "**Fleet: {} on time** ({} of {} due occurrences; {} pending).\n",
-        percent(report.fleet.ratio),
+        "**Fleet: {}** ({} of {} due occurrences; {} pending).\n",
+        match report.fleet.ratio {
+            Some(_) => format!("{} on time", percent(report.fleet.ratio)),
+            None => "no data, nothing was due yet".into(),
+        },
         report.fleet.tally.on_time,
         report.fleet.due,
         report.fleet.tally.pending
