@@ -655,13 +655,7 @@ pub fn run(request: &BackupRequest, check_mode: bool) -> Result<(BackupReport, V
             Ok((report, warnings))
         }
         Err(e) => {
-            recorder.finish(
-                target,
-                Outcome::Failed,
-                false,
-                json!({"error": e.to_string()}),
-                vec![],
-            );
+            recorder.fail(target, &e);
             Err(e)
         }
     }

@@ -905,13 +905,7 @@ pub fn run(request: &InventoryRequest, check_mode: bool) -> Result<InventoryOutc
             Ok(outcome)
         }
         Err(e) => {
-            recorder.finish(
-                target,
-                Outcome::Failed,
-                false,
-                json!({"error": e.to_string()}),
-                vec![],
-            );
+            recorder.fail(target, &e);
             Err(e)
         }
     }

@@ -134,17 +134,12 @@ impl LabInstance {
     }
 
     fn pid(&self) -> Option<u32> {
-        let pid_file = match self.engine {
-            EngineKind::Postgresql => self.data_dir.join("postmaster.pid"),
-            EngineKind::Mysql => self.instance_dir().join("mysqld.pid"),
-        };
-        std::fs::read_to_string(pid_file)
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+        match self.engine {
+            EngineKind::Postgresql => crate::engine::postgres::server::pid(&self.data_dir),
+            EngineKind::Mysql => {
+                crate::engine::mysql::server::pid(&self.instance_dir().join("mysqld.pid"))
+            }
+        }
     }
 
     /// An error for a server that failed, quoting the end of its own log: the server's words

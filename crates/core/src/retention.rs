@@ -143,13 +143,7 @@ pub fn run(
             Ok((plan, warnings))
         }
         Err(e) => {
-            recorder.finish(
-                target,
-                crate::ledger::Outcome::Failed,
-                false,
-                serde_json::json!({"error": e.to_string()}),
-                vec![],
-            );
+            recorder.fail(target, &e);
             Err(e)
         }
     }

@@ -100,6 +100,18 @@ impl Recorder {
         }
     }
 
+    /// Records a run that failed with `error`: the one place an error becomes a failed ledger
+    /// record. Returns the recorder's own warnings (the caller returns the error itself).
+    pub fn fail(&self, target: Target, error: &crate::Error) -> Vec<String> {
+        self.finish(
+            target,
+            Outcome::Failed,
+            false,
+            serde_json::json!({"error": error.to_string()}),
+            vec![],
+        )
+    }
+
     /// Appends the ledger record and updates the metrics. Returns warnings for the caller to
     /// show: a run that did its work is not turned into a failure because the ledger or metrics
     /// could not be written, but the user is told.

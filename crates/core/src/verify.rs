@@ -402,13 +402,7 @@ pub fn run(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyReport, V
         db: request.database.clone(),
     };
     let failed = |e: Error| {
-        recorder.finish(
-            filters.clone(),
-            Outcome::Failed,
-            false,
-            json!({"error": e.to_string()}),
-            vec![],
-        );
+        recorder.fail(filters.clone(), &e);
         Err(e)
     };
     let dir = match choose(request) {

@@ -1370,13 +1370,7 @@ pub fn run(request: &ComplianceRequest, check_mode: bool) -> Result<ComplianceOu
             Ok(outcome)
         }
         Err(e) => {
-            recorder.finish(
-                target,
-                Outcome::Failed,
-                false,
-                serde_json::json!({"error": e.to_string()}),
-                vec![],
-            );
+            recorder.fail(target, &e);
             Err(e)
         }
     }
