@@ -1,0 +1,286 @@
+//! The dump's one pass through this process: zstd (multi-threaded), sha256 of what is
+//! written and, for text dumps, the engine's row counter; plus directory-format dumps, whose
+//! files are compressed afterwards, a few at a time.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use sha2::{Digest, Sha256};
+
+use super::model::ManifestFile;
+use crate::engine::DumpPlan;
+use crate::files::{Access, sync_dir};
+use crate::{Error, Result};
+
+/// Counts and hashes what passes through to the file.
+struct HashingFile {
+    file: File,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// What was written: sizes and the sha256 of the stored bytes.
+pub(super) struct Streamed {
+    raw_bytes: u64,
+    bytes: u64,
+    sha256: String,
+}
+
+impl Streamed {
+    /// The manifest entry of the file written, at `path` relative to the backup.
+    pub(super) fn into_file(self, path: String) -> ManifestFile {
+        ManifestFile {
+            path,
+            bytes: self.bytes,
+            raw_bytes: self.raw_bytes,
+            sha256: self.sha256,
+        }
+    }
+}
+
+pub(super) fn write_error(path: &Path, e: std::io::Error) -> Error {
+    let hint = if e.raw_os_error() == Some(28) {
+        "; the disk is full: free space or point backup_dir at a larger file system"
+    } else {
+        ""
+    };
+    Error::Write {
+        path: path.to_path_buf(),
+        cause: e.to_string(),
+        hint,
+    }
+}
+
+/// Compresses what `source` yields into `out`, hashed like the main dump (globals, and the
+/// files of a directory-format dump, streamed: a table file can be large).
+pub(super) fn write_compressed(
+    source: &mut dyn Read,
+    out: &Path,
+    level: i32,
+    access: Access,
+) -> Result<Streamed> {
+    let file = access.create_file(out).map_err(|e| write_error(out, e))?;
+    let sink = HashingFile {
+        file,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let mut encoder =
+        zstd::stream::write::Encoder::new(sink, level).map_err(|e| write_error(out, e))?;
+    let raw_bytes = std::io::copy(source, &mut encoder).map_err(|e| write_error(out, e))?;
+    let sink = encoder.finish().map_err(|e| write_error(out, e))?;
+    sink.file.sync_all().map_err(|e| write_error(out, e))?;
+    Ok(Streamed {
+        raw_bytes,
+        bytes: sink.bytes,
+        sha256: format!("{:x}", sink.hasher.finalize()),
+    })
+}
+
+/// Runs a dump tool that writes its own files (directory format) and waits for it.
+pub(super) fn run_dump_to_directory(plan: &DumpPlan) -> Result<()> {
+    let tool = crate::util::program_name(&plan.program);
+    let output = plan
+        .command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| Error::Command {
+            command: tool.clone(),
+            code: "not started".into(),
+            stderr: e.to_string(),
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(crate::process::failed(
+        &tool,
+        output.status,
+        &String::from_utf8_lossy(&output.stderr),
+    ))
+}
+
+/// Compresses every file of a dump directory in place (`x` becomes `x.zst`), a few files at a
+/// time, and returns them as manifest entries relative to `backup_root`.
+pub(super) fn compress_directory(
+    backup_root: &Path,
+    dir: &Path,
+    level: i32,
+    threads: u32,
+    access: Access,
+) -> Result<Vec<ManifestFile>> {
+    let mut raw: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io("read the dump directory", dir, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    raw.sort();
+    let workers = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads as usize
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Vec<(usize, ManifestFile)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers.max(1))
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<(usize, ManifestFile)>> {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(path) = raw.get(index) else {
+                            return Ok(done);
+                        };
+                        let mut source = File::open(path)
+                            .map_err(|e| Error::io("read the dump file", path, e))?;
+                        let out = PathBuf::from(format!("{}.zst", path.display()));
+                        let written = write_compressed(&mut source, &out, level, access)?;
+                        std::fs::remove_file(path)
+                            .map_err(|e| Error::io("remove the uncompressed dump file", path, e))?;
+                        let relative = out
+                            .strip_prefix(backup_root)
+                            .unwrap_or(&out)
+                            .to_string_lossy()
+                            .into_owned();
+                        done.push((index, written.into_file(relative)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::invalid("backup", "a compression thread crashed"))
+                })
+            })
+            .collect()
+    });
+    let mut files = Vec::new();
+    for result in results {
+        files.extend(result?);
+    }
+    files.sort_by_key(|(index, _)| *index);
+    sync_dir(dir)?;
+    Ok(files.into_iter().map(|(_, f)| f).collect())
+}
+
+/// Runs the dump and streams its output through zstd into `out`.
+pub(super) fn stream_dump(
+    plan: &mut DumpPlan,
+    out: &Path,
+    level: i32,
+    threads: u32,
+    access: Access,
+) -> Result<Streamed> {
+    let tool = crate::util::program_name(&plan.program);
+    let mut child = plan
+        .command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Command {
+            command: tool.clone(),
+            code: "not started".into(),
+            stderr: format!("{e}; install the package that provides it"),
+        })?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let stderr_thread = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let stdout = child.stdout.take().expect("piped");
+    let result = (|| -> Result<Streamed> {
+        let file = access.create_file(out).map_err(|e| write_error(out, e))?;
+        let sink = HashingFile {
+            file,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        let mut encoder =
+            zstd::stream::write::Encoder::new(sink, level).map_err(|e| write_error(out, e))?;
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+        } else {
+            threads
+        };
+        encoder
+            .multithread(threads)
+            .map_err(|e| write_error(out, e))?;
+        let mut reader = BufReader::with_capacity(1 << 20, stdout);
+        let mut raw_bytes = 0u64;
+        let read_error = |e: std::io::Error| Error::Command {
+            command: tool.clone(),
+            code: "read".into(),
+            stderr: e.to_string(),
+        };
+        match plan.observer.as_mut() {
+            Some(observer) => {
+                let mut line = Vec::with_capacity(1 << 16);
+                loop {
+                    line.clear();
+                    let n = reader.read_until(b'\n', &mut line).map_err(read_error)?;
+                    if n == 0 {
+                        break;
+                    }
+                    observer.line(&line);
+                    encoder.write_all(&line).map_err(|e| write_error(out, e))?;
+                    raw_bytes += n as u64;
+                }
+            }
+            None => {
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = reader.read(&mut buf).map_err(read_error)?;
+                    if n == 0 {
+                        break;
+                    }
+                    encoder
+                        .write_all(&buf[..n])
+                        .map_err(|e| write_error(out, e))?;
+                    raw_bytes += n as u64;
+                }
+            }
+        }
+        let sink = encoder.finish().map_err(|e| write_error(out, e))?;
+        sink.file.sync_all().map_err(|e| write_error(out, e))?;
+        Ok(Streamed {
+            raw_bytes,
+            bytes: sink.bytes,
+            sha256: format!("{:x}", sink.hasher.finalize()),
+        })
+    })();
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(|e| Error::Command {
+        command: tool.clone(),
+        code: "wait".into(),
+        stderr: e.to_string(),
+    })?;
+    let stderr_text = stderr_thread.join().unwrap_or_default();
+    let streamed = result?;
+    if !status.success() {
+        return Err(crate::process::failed(&tool, status, &stderr_text));
+    }
+    Ok(streamed)
+}
