@@ -610,11 +610,16 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
         Command::Backups {
             action: BackupsAction::List { backup_dir, format },
         } => {
-            let entries = backup::list(&backup_dir)?;
-            if format == Format::Json {
-                return print_json(&entries);
+            // Damaged backup directories are never hidden: they are named on stderr (and the
+            // exit code stays 0: listing worked).
+            let listing = backup::scan(&backup_dir);
+            for damaged in &listing.damaged {
+                eprintln!("dbcadence: warning: {}", damaged.warning());
             }
-            print!("{}", table::backups(&entries));
+            if format == Format::Json {
+                return print_json(&listing.backups);
+            }
+            print!("{}", table::backups(&listing.backups));
             Ok(())
         }
         Command::Inventory {

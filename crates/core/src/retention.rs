@@ -50,6 +50,27 @@ pub struct PrunePlan {
     pub keep: Vec<PathBuf>,
     /// Backups removed (or, in check mode, that would be).
     pub delete: Vec<PathBuf>,
+    /// Backups the policy would remove but a verification holds right now: kept this time.
+    #[serde(default)]
+    pub busy: Vec<PathBuf>,
+    /// Backup directories that are not usable backups: never removed, always reported.
+    #[serde(default)]
+    pub damaged: Vec<backup::Damaged>,
+}
+
+impl PrunePlan {
+    /// What the user must hear: damaged directories left alone, backups kept because a
+    /// verification held them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.damaged.iter().map(|d| d.warning()).collect();
+        out.extend(self.busy.iter().map(|p| {
+            format!(
+                "'{}' is being verified: kept this time, retention decides again next run",
+                p.display()
+            )
+        }));
+        out
+    }
 }
 
 /// Decides which backups of one database to keep. `entries` may come in any order.
@@ -59,7 +80,7 @@ pub fn plan(entries: &[BackupEntry], policy: &RetentionPolicy) -> PrunePlan {
     if policy.is_empty() {
         return PrunePlan {
             keep: sorted.iter().map(|e| e.path.clone()).collect(),
-            delete: vec![],
+            ..PrunePlan::default()
         };
     }
     let mut kept: BTreeSet<usize> = BTreeSet::new();
@@ -108,7 +129,11 @@ pub fn plan(entries: &[BackupEntry], policy: &RetentionPolicy) -> PrunePlan {
         }
         .push(entry.path.clone());
     }
-    PrunePlan { keep, delete }
+    PrunePlan {
+        keep,
+        delete,
+        ..PrunePlan::default()
+    }
 }
 
 /// Retention as a task of its own (db_backup action prune, `dbcadence prune`): applies the
@@ -137,9 +162,15 @@ pub fn run(
     match result {
         Ok(plan) => {
             let changed = !check_mode && !plan.delete.is_empty();
-            let details = serde_json::json!({"removed": plan.delete, "kept": plan.keep.len()});
-            let warnings =
-                recorder.finish(target, crate::ledger::Outcome::Ok, changed, details, vec![]);
+            let mut warnings = plan.warnings();
+            let details = serde_json::json!({"removed": plan.delete, "kept": plan.keep.len(), "warnings": warnings});
+            warnings.extend(recorder.finish(
+                target,
+                crate::ledger::Outcome::Ok,
+                changed,
+                details,
+                vec![],
+            ));
             Ok((plan, warnings))
         }
         Err(e) => {
@@ -149,8 +180,10 @@ pub fn run(
     }
 }
 
-/// Applies a policy to every database under `backup_dir` (or one instance/database), holding
-/// each database's backup lock. In check mode nothing is touched.
+/// Applies a policy to every database under `backup_dir` (or one instance/database). For real,
+/// each database's backups are listed again under its lock (a backup finishing meanwhile is
+/// seen), and a backup whose verification is running is kept. In check mode nothing is
+/// touched.
 pub fn prune(
     backup_dir: &Path,
     instance_id: Option<&str>,
@@ -158,40 +191,69 @@ pub fn prune(
     policy: &RetentionPolicy,
     check_mode: bool,
 ) -> Result<PrunePlan> {
-    let all = backup::list(backup_dir)?;
-    let mut groups: Vec<(String, String)> = all
+    let listing = backup::scan(backup_dir);
+    let wanted = |instance: &str, db: &str| {
+        instance_id.is_none_or(|i| i == instance) && database.is_none_or(|d| d == db)
+    };
+    let mut groups: Vec<(String, String)> = listing
+        .backups
         .iter()
+        .filter(|b| wanted(&b.instance_id, &b.database))
         .map(|b| (b.instance_id.clone(), b.database.clone()))
         .collect();
     groups.sort();
     groups.dedup();
-    let mut total = PrunePlan::default();
-    for (instance, db) in groups {
-        if instance_id.is_some_and(|i| i != instance) || database.is_some_and(|d| d != db) {
-            continue;
-        }
-        let entries: Vec<BackupEntry> = all
+    let mut total = PrunePlan {
+        damaged: listing
+            .damaged
             .iter()
-            .filter(|b| b.instance_id == instance && b.database == db)
+            .filter(|d| d.belongs_to(backup_dir, instance_id, database))
             .cloned()
-            .collect();
+            .collect(),
+        ..PrunePlan::default()
+    };
+    for (instance, db) in groups {
         let db_dir = backup_dir
             .join(backup::encode_name(&instance))
             .join(backup::encode_name(&db));
+        if check_mode {
+            let entries: Vec<BackupEntry> = listing
+                .backups
+                .iter()
+                .filter(|b| b.instance_id == instance && b.database == db)
+                .cloned()
+                .collect();
+            let plan = plan(&entries, policy);
+            total.keep.extend(plan.keep);
+            total.delete.extend(plan.delete);
+            continue;
+        }
+        let _lock = backup::lock_database(
+            &db_dir,
+            std::time::Duration::from_secs(60),
+            &format!("'{db}' on '{instance}'"),
+            crate::files::Access::PRIVATE,
+        )?;
+        let entries: Vec<BackupEntry> = backup::scan_database(&db_dir)
+            .backups
+            .into_iter()
+            .filter(|b| b.instance_id == instance && b.database == db)
+            .collect();
         let plan = plan(&entries, policy);
-        if !check_mode && !plan.delete.is_empty() {
-            let _lock = backup::lock_database(
-                &db_dir,
-                std::time::Duration::from_secs(60),
-                &format!("'{db}' on '{instance}'"),
-                crate::files::Access::PRIVATE,
-            )?;
-            for path in &plan.delete {
-                remove_backup(path)?;
+        total.keep.extend(plan.keep);
+        for path in plan.delete {
+            match backup::lock::try_lock_backup(&path)? {
+                None => {
+                    total.keep.push(path.clone());
+                    total.busy.push(path);
+                }
+                Some(verification_lock) => {
+                    remove_backup(&path)?;
+                    verification_lock.remove();
+                    total.delete.push(path);
+                }
             }
         }
-        total.keep.extend(plan.keep);
-        total.delete.extend(plan.delete);
     }
     Ok(total)
 }

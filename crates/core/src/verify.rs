@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::backup::lock::{self, BackupLock};
 use crate::backup::{self, Manifest};
 use crate::connection::{ConnectionArgs, EngineKind};
 use crate::engine::{self, Engine, RestoreInput};
@@ -117,32 +118,75 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
 
 /// What a request asks to verify.
 enum Choice {
-    /// This backup directory.
-    Backup(PathBuf),
+    /// This backup directory, locked for this verification (a prune keeps it, a second
+    /// verification skips it).
+    Backup(PathBuf, BackupLock),
     /// Nothing: why, in one sentence.
     Nothing(String),
 }
 
-/// The backup to verify: the given one, else the newest unverified matching the filters.
-/// The same choice in check mode and for real.
-fn choose(request: &VerifyRequest) -> Result<Choice> {
+/// The backup to verify: the given one, else the newest unverified matching the filters that
+/// no other verification holds. The same choice in check mode and for real. Damaged backup
+/// directories that match are returned as warnings.
+fn choose(request: &VerifyRequest) -> Result<(Choice, Vec<String>)> {
     if let Some(path) = &request.backup {
-        return Ok(Choice::Backup(path.clone()));
+        let lock = lock::try_lock_backup(path)?.ok_or_else(|| {
+            Error::invalid(
+                "backup",
+                format!(
+                    "'{}' is being verified by another run; wait for it to finish",
+                    path.display()
+                ),
+            )
+        })?;
+        return Ok((Choice::Backup(path.clone(), lock), vec![]));
     }
-    let matching: Vec<backup::BackupEntry> = backup::list(&request.backup_dir)?
-        .into_iter()
-        .filter(|b| {
-            request
-                .instance_id
-                .as_ref()
-                .is_none_or(|i| *i == b.instance_id)
-        })
-        .filter(|b| request.database.as_ref().is_none_or(|d| *d == b.database))
+    let listing = backup::scan(&request.backup_dir);
+    let wanted = |instance: &str, database: &str| {
+        request.instance_id.as_deref().is_none_or(|i| i == instance)
+            && request.database.as_deref().is_none_or(|d| d == database)
+    };
+    let matching: Vec<&backup::BackupEntry> = listing
+        .backups
+        .iter()
+        .filter(|b| wanted(&b.instance_id, &b.database))
         .collect();
-    if let Some(b) = matching.iter().rfind(|b| !b.verified) {
-        return Ok(Choice::Backup(b.path.clone()));
+    let warnings: Vec<String> = listing
+        .damaged
+        .iter()
+        .filter(|d| {
+            d.belongs_to(
+                &request.backup_dir,
+                request.instance_id.as_deref(),
+                request.database.as_deref(),
+            )
+        })
+        .map(|d| d.warning())
+        .collect();
+    let mut busy = 0;
+    for candidate in matching.iter().rev().filter(|b| !b.verified) {
+        let Some(lock) = lock::try_lock_backup(&candidate.path)? else {
+            busy += 1;
+            continue;
+        };
+        // Read again now that it is ours: a prune may have removed it, or another
+        // verification may have finished it, since the listing.
+        match read_manifest(&candidate.path) {
+            Ok(m)
+                if !m
+                    .verification
+                    .as_ref()
+                    .is_some_and(|v| v["verified"] == true) =>
+            {
+                return Ok((Choice::Backup(candidate.path.clone(), lock), warnings));
+            }
+            _ => continue,
+        }
     }
-    Ok(Choice::Nothing(match matching.last() {
+    let reason = match matching.last() {
+        _ if busy > 0 => format!(
+            "nothing to verify: {busy} unverified backup(s) are being verified by other runs"
+        ),
         Some(newest) => format!(
             "nothing to verify: every matching backup is verified, the newest is {}; give backup: <dir> to re-verify one",
             newest.path.display()
@@ -151,7 +195,8 @@ fn choose(request: &VerifyRequest) -> Result<Choice> {
             "nothing to verify: no complete backup under '{}' matches",
             request.backup_dir.display()
         ),
-    }))
+    };
+    Ok((Choice::Nothing(reason), warnings))
 }
 
 /// Where the restore happens, and how to clean it up.
@@ -405,18 +450,23 @@ pub fn run(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyReport, V
         recorder.fail(filters.clone(), &e);
         Err(e)
     };
-    let dir = match choose(request) {
-        Ok(Choice::Backup(dir)) => dir,
-        Ok(Choice::Nothing(reason)) => {
+    let (choice, mut warnings) = match choose(request) {
+        Ok(chosen) => chosen,
+        Err(e) => return failed(e),
+    };
+    // The backup's lock is held until the verification is recorded.
+    let (dir, _backup_lock) = match choice {
+        Choice::Backup(dir, lock) => (dir, lock),
+        Choice::Nothing(reason) => {
             // Skipped, not failed: the work is done (or there is none); it proves nothing new
             // either, so compliance does not count it as a verification.
-            let warnings = recorder.finish(
+            warnings.extend(recorder.finish(
                 filters.clone(),
                 Outcome::Skipped,
                 false,
                 json!({"nothing_to_verify": true, "reason": reason}),
                 vec![],
-            );
+            ));
             let report = VerifyReport {
                 nothing_to_verify: true,
                 reason,
@@ -424,7 +474,6 @@ pub fn run(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyReport, V
             };
             return Ok((report, warnings));
         }
-        Err(e) => return failed(e),
     };
     let manifest = match read_manifest(&dir) {
         Ok(manifest) => manifest,
@@ -436,13 +485,13 @@ pub fn run(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyReport, V
     };
     if check_mode {
         let reason = format!("check mode: would verify {}", dir.display());
-        let warnings = recorder.finish(
+        warnings.extend(recorder.finish(
             target,
             Outcome::Ok,
             false,
             json!({"backup": dir, "would_verify": true}),
             vec![],
-        );
+        ));
         let report = VerifyReport {
             backup: dir,
             instance_id: manifest.instance_id,
@@ -476,7 +525,6 @@ pub fn run(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyReport, V
         "scratch": report.scratch,
         "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
     }));
-    let mut warnings = Vec::new();
     if let Err(e) = rewrite_manifest(&dir, &updated) {
         warnings.push(format!(
             "the verification could not be written into the manifest: {e}"

@@ -5,6 +5,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
 use super::model::{BackupEntry, Manifest};
 use super::stream::write_error;
 use crate::connection::ConnectionArgs;
@@ -67,50 +70,129 @@ pub fn write_manifest(dir: &Path, manifest: &Manifest, access: Access) -> Result
     f.sync_all().map_err(|e| write_error(&path, e))
 }
 
-/// Every complete backup under `backup_dir`, oldest first. Partial directories and directories
-/// without a complete manifest are never listed.
-pub fn list(backup_dir: &Path) -> Result<Vec<BackupEntry>> {
-    let mut entries = Vec::new();
-    let dirs = |p: &Path| -> Vec<PathBuf> {
-        std::fs::read_dir(p)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| {
-                e.file_type().is_ok_and(|t| t.is_dir())
-                    && !e.file_name().to_string_lossy().starts_with('.')
-            })
-            .map(|e| e.path())
-            .collect()
-    };
-    for instance in dirs(backup_dir) {
-        for db in dirs(&instance) {
-            for backup in dirs(&db) {
-                let Ok(bytes) = std::fs::read(backup.join("manifest.json")) else {
-                    continue;
-                };
-                let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
-                    continue;
-                };
-                if manifest.status != "complete" {
-                    continue;
-                }
-                entries.push(BackupEntry {
-                    bytes: manifest.files.iter().map(|f| f.bytes).sum(),
-                    verified: manifest
-                        .verification
-                        .as_ref()
-                        .is_some_and(|v| v["verified"] == true),
-                    path: backup,
-                    instance_id: manifest.instance_id,
-                    database: manifest.database,
-                    started_at: manifest.started_at,
-                });
-            }
+/// A directory in a database's backup folder that is not a usable backup: its manifest is
+/// missing, unreadable or not complete. Never used as a backup, never deleted by retention,
+/// always reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Damaged {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// What a scan of backup directories found.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Complete backups, oldest first.
+    pub backups: Vec<BackupEntry>,
+    pub damaged: Vec<Damaged>,
+}
+
+impl Damaged {
+    /// Whether it lies in the directories of the given instance and database (any when None):
+    /// a damaged backup has no readable manifest, so its place is all that names it.
+    pub fn belongs_to(
+        &self,
+        backup_dir: &Path,
+        instance_id: Option<&str>,
+        database: Option<&str>,
+    ) -> bool {
+        let Ok(relative) = self.path.strip_prefix(backup_dir) else {
+            return false;
+        };
+        let mut parts = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let (instance, db) = (parts.next(), parts.next());
+        instance_id.is_none_or(|i| instance == Some(encode_name(i)))
+            && database.is_none_or(|d| db == Some(encode_name(d)))
+    }
+
+    /// The warning shown for it in module results, the CLI and the ledger.
+    pub fn warning(&self) -> String {
+        format!(
+            "'{}' is not a usable backup ({}); it is neither verified nor pruned: repair or remove it",
+            self.path.display(),
+            self.reason
+        )
+    }
+}
+
+/// Sub-directories of `dir` that are not hidden (partials, deletions and locks start with '.').
+fn visible_dirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_type().is_ok_and(|t| t.is_dir())
+                && !e.file_name().to_string_lossy().starts_with('.')
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Every backup directory under `backup_dir`: complete backups oldest first, and the damaged.
+/// Partial directories are never listed.
+pub fn scan(backup_dir: &Path) -> Listing {
+    let mut listing = Listing::default();
+    for instance in visible_dirs(backup_dir) {
+        for db in visible_dirs(&instance) {
+            let one = scan_database(&db);
+            listing.backups.extend(one.backups);
+            listing.damaged.extend(one.damaged);
         }
     }
-    entries.sort_by(|a, b| a.started_at.cmp(&b.started_at));
-    Ok(entries)
+    listing
+        .backups
+        .sort_by(|a, b| a.started_at.cmp(&b.started_at));
+    listing
+}
+
+/// The backups of one database directory (retention reads them under the database lock).
+pub(crate) fn scan_database(db_dir: &Path) -> Listing {
+    let mut listing = Listing::default();
+    for backup in visible_dirs(db_dir) {
+        let manifest = std::fs::read(backup.join("manifest.json"))
+            .map_err(|e| format!("manifest.json: {e}"))
+            .and_then(|bytes| {
+                serde_json::from_slice::<Manifest>(&bytes)
+                    .map_err(|e| format!("manifest.json is not a manifest: {e}"))
+            })
+            .and_then(|m| {
+                if m.status == "complete" {
+                    Ok(m)
+                } else {
+                    Err(format!("manifest status is '{}'", m.status))
+                }
+            });
+        match manifest {
+            Ok(manifest) => listing.backups.push(BackupEntry {
+                bytes: manifest.files.iter().map(|f| f.bytes).sum(),
+                verified: manifest
+                    .verification
+                    .as_ref()
+                    .is_some_and(|v| v["verified"] == true),
+                path: backup,
+                instance_id: manifest.instance_id,
+                database: manifest.database,
+                started_at: manifest.started_at,
+            }),
+            Err(reason) => listing.damaged.push(Damaged {
+                path: backup,
+                reason,
+            }),
+        }
+    }
+    listing
+        .backups
+        .sort_by(|a, b| a.started_at.cmp(&b.started_at));
+    listing
+}
+
+/// Every complete backup under `backup_dir`, oldest first. Partial directories and directories
+/// without a complete manifest are never listed ([`scan`] names those).
+pub fn list(backup_dir: &Path) -> Result<Vec<BackupEntry>> {
+    Ok(scan(backup_dir).backups)
 }
 
 #[cfg(test)]

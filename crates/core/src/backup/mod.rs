@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+pub(crate) use layout::scan_database;
+pub use layout::{Damaged, Listing, encode_name, list, scan, write_manifest};
 use layout::{default_instance_id, remove_partials};
-pub use layout::{encode_name, list, write_manifest};
 pub(crate) use lock::lock_database;
 pub use model::*;
 use stream::{compress_directory, run_dump_to_directory, stream_dump, write_compressed};
@@ -68,6 +69,7 @@ pub fn run(request: &BackupRequest, check_mode: bool) -> Result<(BackupReport, V
         instance: instance_id.clone(),
         db: Some(request.database.clone()),
     };
+    let mut warnings = Vec::new();
     let result = run_unrecorded(request, &instance_id, check_mode).and_then(|mut report| {
         let Some(policy) = request.retention.clone() else {
             return Ok(report);
@@ -79,6 +81,7 @@ pub fn run(request: &BackupRequest, check_mode: bool) -> Result<(BackupReport, V
             &policy,
             check_mode,
         )?;
+        warnings.extend(plan.warnings());
         report.pruned = plan.delete;
         report.kept = plan.keep;
         Ok(report)
@@ -116,7 +119,7 @@ pub fn run(request: &BackupRequest, check_mode: bool) -> Result<(BackupReport, V
                     vec![],
                 ),
             };
-            let warnings = recorder.finish(target, Outcome::Ok, report.changed, details, samples);
+            warnings.extend(recorder.finish(target, Outcome::Ok, report.changed, details, samples));
             Ok((report, warnings))
         }
         Err(e) => {
