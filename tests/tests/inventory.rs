@@ -233,6 +233,22 @@ fn snapshot_check_mode_diff_and_idempotence() {
     assert!(prom.contains("dbcadence_task_last_success_timestamp_seconds{db=\"\",instance=\"fleet\",task=\"inventory\"}"), "{prom}");
     assert!(prom.contains("dbcadence_inventory_instances 1"), "{prom}");
     assert!(prom.contains("dbcadence_task_runs_total{db=\"\",instance=\"fleet\",outcome=\"ok\",task=\"inventory\"} 3"), "check-mode runs are not counted: {prom}");
+
+    // A snapshot that cannot be read (not UTF-8: a disk error) is named, then rewritten.
+    std::fs::write(&snapshot, b"\xff\xfe not text").unwrap();
+    let unreadable = run_module("db_inventory", &args(false));
+    assert_eq!(unreadable.json["failed"], false, "{}", unreadable.json);
+    assert!(
+        unreadable.json["warnings"]
+            .to_string()
+            .contains("could not be read"),
+        "{}",
+        unreadable.json
+    );
+    assert!(
+        std::fs::read_to_string(&snapshot).is_ok(),
+        "rewritten as text"
+    );
 }
 
 #[test]

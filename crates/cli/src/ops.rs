@@ -252,7 +252,9 @@ pub fn report(args: ReportArgs) -> Result<()> {
     let options = args.run.options()?;
     let report = report::build(&options.ledger()?, &schedule, period, &Goals::default())?;
     if let Some(metrics) = options.metrics() {
-        report::write_metrics(&metrics, &report, &schedule)?;
+        for w in report::write_metrics(&metrics, &report, &schedule)? {
+            eprintln!("dbcadence: warning: {w}");
+        }
     }
     let text = report::render(
         &report,

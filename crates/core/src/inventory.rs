@@ -921,7 +921,7 @@ fn run_unrecorded(request: &InventoryRequest, check_mode: bool) -> Result<Invent
         request,
     );
     let seconds = started.elapsed().as_secs_f64();
-    let (instances, unreachable, warnings) = assemble(&endpoints, results, &classifier);
+    let (instances, unreachable, mut warnings) = assemble(&endpoints, results, &classifier);
     let summary = summarize(endpoints.len(), &instances, &unreachable, seconds);
     let report = InventoryReport {
         instances,
@@ -931,7 +931,17 @@ fn run_unrecorded(request: &InventoryRequest, check_mode: bool) -> Result<Invent
     let (mut changed, mut before, mut after) = (false, None, None);
     if let Some(path) = &request.snapshot_path {
         let new_text = snapshot_text(&report);
-        let old_text = std::fs::read_to_string(path).unwrap_or_default();
+        let old_text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                warnings.push(format!(
+                    "the previous inventory snapshot '{}' could not be read ({e}); changed and diff compare against nothing, and the file is rewritten",
+                    path.display()
+                ));
+                String::new()
+            }
+        };
         if old_text != new_text {
             changed = true;
             if !check_mode {

@@ -99,6 +99,38 @@ pub struct Metrics {
     dir: PathBuf,
 }
 
+/// The series kept between runs. A file that cannot be parsed is not silently replaced by an
+/// empty state (counters would restart from zero unnoticed): it is renamed aside, kept for a
+/// person to look at, and named in a warning. A file that cannot be read at all is an error.
+fn read_state(path: &std::path::Path) -> Result<(State, Vec<String>)> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((State::default(), vec![]));
+        }
+        Err(e) => return Err(Error::io("read the metrics state", path, e)),
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(state) => Ok((state, vec![])),
+        Err(e) => {
+            let aside = path.with_file_name(format!(
+                "{STATE_FILE}.unreadable-{}",
+                jiff::Timestamp::now().as_second()
+            ));
+            std::fs::rename(path, &aside)
+                .map_err(|e| Error::io("keep the unreadable metrics state aside", path, e))?;
+            Ok((
+                State::default(),
+                vec![format!(
+                    "the metrics state '{}' could not be parsed ({e}); it was kept as '{}' and the series start afresh (counters from zero)",
+                    path.display(),
+                    aside.display()
+                )],
+            ))
+        }
+    }
+}
+
 impl Metrics {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Metrics { dir: dir.into() }
@@ -108,14 +140,15 @@ impl Metrics {
         self.dir.join(PROM_FILE)
     }
 
-    /// Merges samples into the current set and rewrites the file atomically.
-    pub fn update(&self, samples: &[Sample]) -> Result<()> {
+    /// Merges samples into the current set and rewrites the file atomically. Returns warnings
+    /// (a state file that could not be parsed, kept aside).
+    pub fn update(&self, samples: &[Sample]) -> Result<Vec<String>> {
         self.update_replacing(&[], samples)
     }
 
     /// Like [`Metrics::update`], after dropping every series of the `replaced` families (a
     /// report rewrites its families whole, so that series of vanished databases go away).
-    pub fn update_replacing(&self, replaced: &[&str], samples: &[Sample]) -> Result<()> {
+    pub fn update_replacing(&self, replaced: &[&str], samples: &[Sample]) -> Result<Vec<String>> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| Error::io("create the metrics directory", &self.dir, e))?;
         let lock_path = self.dir.join(LOCK_FILE);
@@ -128,10 +161,7 @@ impl Metrics {
             .map_err(io)?;
         lock.lock().map_err(io)?;
         let state_path = self.dir.join(STATE_FILE);
-        let mut state: State = std::fs::read(&state_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let (mut state, warnings) = read_state(&state_path)?;
         state
             .series
             .retain(|_, sample| !replaced.contains(&sample.name.as_str()));
@@ -161,7 +191,7 @@ impl Metrics {
             crate::files::PUBLIC_FILE,
         )?;
         lock.unlock().map_err(io)?;
-        Ok(())
+        Ok(warnings)
     }
 }
 
@@ -260,5 +290,32 @@ mod tests {
                 .to_string_lossy()
                 .contains(".tmp-"))
         );
+    }
+
+    #[test]
+    fn an_unparsable_state_is_kept_aside_and_named_not_silently_zeroed() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Metrics::new(dir.path());
+        let state = dir.path().join(STATE_FILE);
+        std::fs::write(&state, b"{\"series\": {torn").unwrap();
+        let warnings = m
+            .update(&[Sample::gauge("dbcadence_task_last_status", "x", &[], 1.0)])
+            .unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("could not be parsed"), "{warnings:?}");
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".unreadable-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(std::fs::read(&aside[0]).unwrap(), b"{\"series\": {torn");
+        assert!(
+            std::fs::read_to_string(m.prom_path())
+                .unwrap()
+                .contains("dbcadence_task_last_status")
+        );
+        // The next update reads the fresh state without a warning.
+        assert!(m.update(&[]).unwrap().is_empty());
     }
 }

@@ -199,10 +199,11 @@ impl Recorder {
                 ));
             }
             samples.extend(extra);
-            if let Err(e) = metrics.update(&samples) {
-                warnings.push(format!(
+            match metrics.update(&samples) {
+                Ok(notes) => warnings.extend(notes),
+                Err(e) => warnings.push(format!(
                     "the metrics were not updated: {e}; set metrics_dir to a writable directory"
-                ));
+                )),
             }
         }
         warnings

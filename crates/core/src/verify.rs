@@ -258,16 +258,23 @@ impl Scratch {
         })
     }
 
-    fn close(self, engine: Option<&mut Box<dyn Engine>>) {
+    /// Removes the scratch server or database. A cleanup that fails is a warning (the proof
+    /// stands) that names what is left behind and how to remove it.
+    fn close(self, engine: Option<&mut Box<dyn Engine>>) -> Option<String> {
         match &self.lab_dir {
-            Some(dir) => {
-                let _ = lab::down(dir.path(), true);
-            }
-            None => {
-                if let Some(engine) = engine {
-                    let _ = engine.drop_database(&self.database);
-                }
-            }
+            Some(dir) => lab::down(dir.path(), true).err().map(|e| {
+                format!(
+                    "the scratch server in '{}' could not be removed ({e}); stop it with: dbcadence lab down --dir '{}' --purge",
+                    dir.path().display(),
+                    dir.path().display()
+                )
+            }),
+            None => engine.and_then(|engine| engine.drop_database(&self.database).err()).map(|e| {
+                format!(
+                    "the scratch database '{}' could not be dropped ({e}); drop it by hand",
+                    self.database
+                )
+            }),
         }
     }
 }
@@ -502,7 +509,7 @@ pub fn run(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyReport, V
         return Ok((report, warnings));
     }
     let started = std::time::Instant::now();
-    let report = verify_one(request, &dir, &manifest);
+    let report = verify_one(request, &dir, &manifest, &mut warnings);
     let mut report = match report {
         Ok(report) => report,
         Err(e) => VerifyReport {
@@ -571,7 +578,12 @@ fn rewrite_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
     crate::files::write_atomically(&path, &bytes, mode)
 }
 
-fn verify_one(request: &VerifyRequest, dir: &Path, manifest: &Manifest) -> Result<VerifyReport> {
+fn verify_one(
+    request: &VerifyRequest,
+    dir: &Path,
+    manifest: &Manifest,
+    warnings: &mut Vec<String>,
+) -> Result<VerifyReport> {
     let mut report = VerifyReport {
         backup: dir.to_path_buf(),
         instance_id: manifest.instance_id.clone(),
@@ -599,7 +611,7 @@ fn verify_one(request: &VerifyRequest, dir: &Path, manifest: &Manifest) -> Resul
     let mut engine = match engine::connect(&scratch.connection) {
         Ok(engine) => engine,
         Err(e) => {
-            scratch.close(None);
+            warnings.extend(scratch.close(None));
             return Err(e);
         }
     };
@@ -641,7 +653,7 @@ fn verify_one(request: &VerifyRequest, dir: &Path, manifest: &Manifest) -> Resul
         report.tables_checked = manifest.tables.len();
         Ok(())
     })();
-    scratch.close(Some(&mut engine));
+    warnings.extend(scratch.close(Some(&mut engine)));
     result?;
     report.verified = report.integrity_problems.is_empty() && report.row_mismatches.is_empty();
     report.reason = if report.verified {

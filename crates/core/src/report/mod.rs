@@ -1404,11 +1404,11 @@ fn run_unrecorded(request: &ComplianceRequest, check_mode: bool) -> Result<Compl
     let store = request.run.ledger()?;
     let report = build(&store, &schedule, period, &request.goals)?;
     let mut warnings = report.warnings.clone();
-    if !check_mode
-        && let Some(metrics) = request.run.metrics()
-        && let Err(e) = write_metrics(&metrics, &report, &schedule)
-    {
-        warnings.push(format!("the compliance metrics were not updated: {e}"));
+    if !check_mode && let Some(metrics) = request.run.metrics() {
+        match write_metrics(&metrics, &report, &schedule) {
+            Ok(notes) => warnings.extend(notes),
+            Err(e) => warnings.push(format!("the compliance metrics were not updated: {e}")),
+        }
     }
     let (mut changed, mut before, mut after) = (false, None, None);
     if let Some(path) = &request.output_path {
@@ -1445,7 +1445,7 @@ pub fn write_metrics(
     metrics: &crate::metrics::Metrics,
     report: &Report,
     schedule: &ScheduleFile,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let now = parse_time(&report.generated_at).unwrap_or_else(|_| Timestamp::now());
     metrics.update_replacing(REPORT_METRICS, &samples(report, schedule, now))
 }
