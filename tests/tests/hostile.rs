@@ -168,3 +168,58 @@ fn backups_are_private_unless_a_group_is_named_and_the_ledger_is_not_world_reada
     // node_exporter runs as its own user: the metrics stay readable.
     assert_eq!(mode(work.path().join("metrics/dbcadence.prom")), 0o644);
 }
+
+#[test]
+fn admin_logins_are_created_without_the_password_in_logged_sql() {
+    use dbcadence_core::connection::EngineKind;
+    let private = PrivateLab::start(1, 1, 0);
+    // Quotes, a backslash, '#', ':' and '$': every shape that breaks naive quoting.
+    let password = r#"p'w"\#:$x"#;
+    for name in ["pg1", "my1"] {
+        let instance = private.instance(name);
+        let mut engine = connect(instance);
+        // Log every statement, as an auditor's server would.
+        let log = match instance.engine {
+            EngineKind::Postgresql => {
+                engine
+                    .execute_in(None, "ALTER SYSTEM SET log_statement = 'all'")
+                    .unwrap();
+                engine.execute_in(None, "SELECT pg_reload_conf()").unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                instance.log_file.clone()
+            }
+            EngineKind::Mysql => {
+                let file = instance.data_dir.join("general.log");
+                engine
+                    .execute_in(
+                        None,
+                        &format!(
+                            "SET GLOBAL general_log_file = '{}'; SET GLOBAL general_log = ON",
+                            file.display()
+                        ),
+                    )
+                    .unwrap();
+                file
+            }
+        };
+        engine.ensure_admin_login("second_admin", password).unwrap();
+        // The login works with the password...
+        let mut args = instance.connection().unwrap();
+        args.login_user = Some("second_admin".into());
+        args.login_password = Some(password.to_string().into());
+        let mut second = dbcadence_core::engine::connect(&args)
+            .unwrap_or_else(|e| panic!("{name}: log in as the new admin: {e}"));
+        assert!(!second.databases().unwrap().is_empty());
+        // ...and the statements the server logged never held it.
+        let logged = std::fs::read(&log).unwrap();
+        let logged = String::from_utf8_lossy(&logged);
+        assert!(
+            logged.contains("second_admin"),
+            "{name}: the statements were logged: {logged}"
+        );
+        assert!(
+            !logged.contains(password) && !logged.contains("p''w"),
+            "{name}: the password is in the server log"
+        );
+    }
+}

@@ -243,7 +243,7 @@ impl ConnectArgs {
             login_host: self.host.clone(),
             login_port: self.port,
             login_user: self.user.clone(),
-            login_password: password,
+            login_password: password.map(Into::into),
             login_unix_socket: self.socket.clone(),
             ssl_mode,
             ca_cert: self.ca_cert.clone(),
@@ -283,7 +283,7 @@ impl RunArgs {
         Ok(RunOptions {
             ledger_path: self.ledger.clone(),
             ledger_url: self.ledger_url.clone(),
-            ledger_password,
+            ledger_password: ledger_password.map(Into::into),
             metrics_dir: self.metrics_dir.clone(),
             change_id: self.change_id.clone(),
         })

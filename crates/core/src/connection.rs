@@ -74,9 +74,9 @@ pub struct ConnectionArgs {
     #[serde(default)]
     pub login_user: Option<String>,
     /// Password of login_user.
-    #[serde(default)]
-    #[schemars(extend("x-secret" = true))]
-    pub login_password: Option<String>,
+    #[serde(default, serialize_with = "crate::secret::serialize_masked")]
+    #[schemars(extend("x-secret" = true), with = "Option<String>")]
+    pub login_password: Option<crate::secret::SecretString>,
     /// Unix socket: the socket directory for postgresql, the socket file for mysql.
     #[serde(default)]
     pub login_unix_socket: Option<PathBuf>,

@@ -432,7 +432,7 @@ pub fn connection_of(
         login_host: endpoint.login_host.clone(),
         login_port: endpoint.login_port,
         login_user: endpoint.login_user.clone(),
-        login_password: password,
+        login_password: password.map(Into::into),
         login_unix_socket: endpoint.login_unix_socket.clone(),
         login_db: endpoint.login_db.clone(),
         ssl_mode: endpoint.ssl_mode.unwrap_or_default(),
@@ -817,7 +817,8 @@ pub fn snapshot_text(report: &InventoryReport) -> String {
 
 /// Runs an inventory and records it. `check_mode` only affects the snapshot file (never written).
 pub fn run(request: &InventoryRequest, check_mode: bool) -> Result<InventoryOutcome> {
-    let recorder = Recorder::start(crate::task::Task::Inventory, &request.run, check_mode);
+    let recorder = Recorder::start(crate::task::Task::Inventory, &request.run, check_mode)
+        .hiding(request.connection.login_password.as_ref());
     let target = Target {
         instance: "fleet".into(),
         db: None,
@@ -917,7 +918,7 @@ fn run_unrecorded(request: &InventoryRequest, check_mode: bool) -> Result<Invent
     let started = Instant::now();
     let results = probe_all(
         &endpoints,
-        request.connection.login_password.as_deref(),
+        crate::secret::expose(&request.connection.login_password),
         request,
     );
     let seconds = started.elapsed().as_secs_f64();

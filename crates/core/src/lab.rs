@@ -108,7 +108,7 @@ impl LabInstance {
             login_host: Some(self.host.clone()),
             login_port: Some(self.port),
             login_user: Some(self.user.clone()),
-            login_password: Some(self.password()?),
+            login_password: Some(self.password()?.into()),
             ssl_mode: SslMode::VerifyFull,
             ca_cert: Some(self.ca_cert.clone()),
             connect_timeout: 10,

@@ -21,6 +21,7 @@ use serde_json::value::RawValue;
 
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
 use crate::engine::postgres::ledger::PostgresLedger;
+use crate::secret::SecretString;
 use crate::task::Task;
 use crate::{Error, Result};
 
@@ -206,7 +207,7 @@ impl Store {
     /// A PostgreSQL store from `postgresql://user@host:port/dbname?sslmode=..&sslrootcert=..&table=..`.
     /// The password never goes in the URL (it would end up in shell history, process lists and
     /// AWX job output): it comes from `password`, e.g. $DBCADENCE_LEDGER_PASSWORD.
-    pub fn postgres(url: &str, password: Option<String>) -> Result<Self> {
+    pub fn postgres(url: &str, password: Option<SecretString>) -> Result<Self> {
         let bad = |detail: String| Error::invalid("ledger_url", detail);
         let rest = url
             .strip_prefix("postgresql://")

@@ -31,6 +31,7 @@ pub mod report;
 pub mod retention;
 pub mod run;
 pub mod schedule;
+pub mod secret;
 pub mod task;
 pub mod timers;
 pub mod util;

@@ -27,9 +27,9 @@ pub struct RunOptions {
     #[schemars(extend("x-secret" = true))]
     pub ledger_url: Option<String>,
     /// Password for ledger_url. Default: $DBCADENCE_LEDGER_PASSWORD.
-    #[serde(default)]
-    #[schemars(extend("x-secret" = true))]
-    pub ledger_password: Option<String>,
+    #[serde(default, serialize_with = "crate::secret::serialize_masked")]
+    #[schemars(extend("x-secret" = true), with = "Option<String>")]
+    pub ledger_password: Option<crate::secret::SecretString>,
     /// Directory of node_exporter's textfile collector. Default: $DBCADENCE_METRICS_DIR;
     /// when neither is set no metrics are written.
     #[serde(default)]
@@ -55,10 +55,12 @@ impl RunOptions {
         }
     }
 
-    fn ledger_password(&self) -> Option<String> {
-        self.ledger_password
-            .clone()
-            .or_else(|| std::env::var("DBCADENCE_LEDGER_PASSWORD").ok())
+    fn ledger_password(&self) -> Option<crate::secret::SecretString> {
+        self.ledger_password.clone().or_else(|| {
+            std::env::var("DBCADENCE_LEDGER_PASSWORD")
+                .ok()
+                .map(Into::into)
+        })
     }
 
     pub fn metrics(&self) -> Option<Metrics> {
@@ -88,6 +90,9 @@ pub struct Recorder {
     options: RunOptions,
     check_mode: bool,
     started: jiff::Timestamp,
+    /// Values masked out of the details before they are written (an error text may quote a
+    /// connection string or a tool's complaint holding a password).
+    secrets: Vec<crate::secret::SecretString>,
 }
 
 impl Recorder {
@@ -97,7 +102,38 @@ impl Recorder {
             options: options.clone(),
             check_mode,
             started: jiff::Timestamp::now(),
+            secrets: options.ledger_password.iter().cloned().collect(),
         }
+    }
+
+    /// Also masks this secret (a login password) wherever it would appear in the record.
+    pub fn hiding(mut self, secret: Option<&crate::secret::SecretString>) -> Self {
+        self.secrets.extend(secret.cloned());
+        self
+    }
+
+    /// The details with every known secret replaced by the mask.
+    fn scrubbed(&self, details: Value) -> Value {
+        use crate::secret::ExposeSecret;
+        let secrets: Vec<&str> = self
+            .secrets
+            .iter()
+            .map(|s| s.expose_secret())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if secrets.is_empty() {
+            return details;
+        }
+        let mut text = details.to_string();
+        for secret in secrets {
+            // Both as written and as it appears inside a JSON string.
+            let escaped = serde_json::to_string(secret).unwrap_or_default();
+            let escaped = escaped.trim_matches('"');
+            text = text
+                .replace(escaped, crate::secret::MASK)
+                .replace(secret, crate::secret::MASK);
+        }
+        serde_json::from_str(&text).unwrap_or(Value::String(crate::secret::MASK.into()))
     }
 
     /// Records a run that failed with `error`: the one place an error becomes a failed ledger
@@ -136,7 +172,7 @@ impl Recorder {
                 outcome,
                 changed,
                 check_mode: self.check_mode,
-                details,
+                details: self.scrubbed(details),
                 change_id: self.options.change_id.clone(),
             };
             self.options.ledger().and_then(|l| l.append(&record))
@@ -215,5 +251,35 @@ fn outcome_label(outcome: Outcome) -> &'static str {
         Outcome::Ok => "ok",
         Outcome::Failed => "failed",
         Outcome::Skipped => "skipped",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_in_ledger_details() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = RunOptions {
+            ledger_path: Some(dir.path().join("ledger.jsonl")),
+            ..RunOptions::default()
+        };
+        let password: crate::secret::SecretString = r#"p'w"\#:$x"#.to_string().into();
+        let recorder = Recorder::start(Task::Backup, &options, false).hiding(Some(&password));
+        let error = crate::Error::invalid(
+            "connection",
+            r#"the tool said: password p'w"\#:$x was refused"#,
+        );
+        recorder.fail(
+            Target {
+                instance: "pg1".into(),
+                db: None,
+            },
+            &error,
+        );
+        let text = std::fs::read_to_string(dir.path().join("ledger.jsonl")).unwrap();
+        assert!(!text.contains("p'w"), "{text}");
+        assert!(text.contains("password ******** was refused"), "{text}");
     }
 }

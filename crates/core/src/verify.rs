@@ -448,7 +448,8 @@ fn restore(
 /// Verifies one backup and records the outcome. An unverified backup is an `Ok` report with
 /// `verified: false`; errors are reserved for not being able to try.
 pub fn run(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyReport, Vec<String>)> {
-    let recorder = Recorder::start(crate::task::Task::Verify, &request.run, check_mode);
+    let recorder = Recorder::start(crate::task::Task::Verify, &request.run, check_mode)
+        .hiding(request.target.login_password.as_ref());
     let filters = Target {
         instance: request.instance_id.clone().unwrap_or_else(|| "*".into()),
         db: request.database.clone(),

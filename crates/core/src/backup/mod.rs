@@ -64,7 +64,8 @@ pub fn run(request: &BackupRequest, check_mode: bool) -> Result<(BackupReport, V
         };
         return Ok((report, warnings));
     }
-    let recorder = Recorder::start(crate::task::Task::Backup, &request.run, check_mode);
+    let recorder = Recorder::start(crate::task::Task::Backup, &request.run, check_mode)
+        .hiding(request.connection.login_password.as_ref());
     let target = Target {
         instance: instance_id.clone(),
         db: Some(request.database.clone()),

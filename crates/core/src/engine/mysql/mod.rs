@@ -16,6 +16,7 @@ use crate::engine::{
     GlobalsDump, RestoreInput, RestorePlan, Role, ServerFacts, StreamObserver, TableRows,
     connect_hint,
 };
+use crate::secret::ExposeSecret;
 use crate::{Error, Result};
 
 pub mod server;
@@ -91,7 +92,7 @@ fn opts(args: &ConnectionArgs, tls: bool) -> OptsBuilder {
         .user(Some(
             args.login_user.clone().unwrap_or_else(|| "root".into()),
         ))
-        .pass(args.login_password.clone())
+        .pass(crate::secret::expose(&args.login_password))
         .db_name(args.login_db.clone())
         .prefer_socket(false);
     builder = match &args.login_unix_socket {
@@ -701,20 +702,32 @@ impl Engine for MysqlEngine {
     }
 
     fn ensure_admin_login(&mut self, user: &str, password: &str) -> Result<()> {
+        // The mysql_native_password hash computed here, not the password: the SQL text may
+        // be logged (general log), the hash is what the server stores anyway.
+        let hash = quote_literal(&native_password_hash(password));
         for host in ["%", "localhost"] {
             let account = format!("{}@{}", quote_literal(user), quote_literal(host));
-            let pw = quote_literal(password);
             self.run(
                 &format!("create login '{user}'"),
                 &format!(
-                    "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {pw}; \
-                     ALTER USER {account} IDENTIFIED BY {pw}; \
+                    "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY PASSWORD {hash}; \
+                     ALTER USER {account} IDENTIFIED BY PASSWORD {hash}; \
                      GRANT ALL PRIVILEGES ON *.* TO {account} WITH GRANT OPTION"
                 ),
             )?;
         }
         Ok(())
     }
+}
+
+/// mysql_native_password's stored form: `*` and the upper-case hex of SHA1(SHA1(password)).
+fn native_password_hash(password: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let twice = Sha1::digest(Sha1::digest(password.as_bytes()));
+    format!(
+        "*{}",
+        twice.iter().map(|b| format!("{b:02X}")).collect::<String>()
+    )
 }
 
 /// A value for a MySQL option file, quoted so that `#`, quotes and spaces survive.
@@ -731,7 +744,10 @@ fn client_option_file(args: &ConnectionArgs, server_has_tls: bool) -> String {
         option_value(args.login_user.as_deref().unwrap_or("root"))
     ));
     if let Some(password) = &args.login_password {
-        lines.push(format!("password={}", option_value(password)));
+        lines.push(format!(
+            "password={}",
+            option_value(password.expose_secret())
+        ));
     }
     match &args.login_unix_socket {
         Some(socket) => lines.push(format!(
@@ -1019,6 +1035,15 @@ mod tests {
         assert!(
             text.contains("ssl-verify-server-cert") && text.contains("ssl-ca=\"/ca.pem\""),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_native_password_hash_is_what_the_server_computes() {
+        // SELECT PASSWORD('secret') on MariaDB 10.11.
+        assert_eq!(
+            native_password_hash("secret"),
+            "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"
         );
     }
 

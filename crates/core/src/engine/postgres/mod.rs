@@ -15,6 +15,7 @@ use crate::engine::{
     AtRestEncryption, DatabaseFacts, DatabaseKind, DumpFormat, DumpOutput, DumpPlan, Engine,
     GlobalsDump, RestoreInput, RestorePlan, Role, ServerFacts, TableRows, connect_hint,
 };
+use crate::secret::ExposeSecret;
 use crate::{Error, Result};
 
 pub mod ledger;
@@ -137,7 +138,7 @@ impl PostgresEngine {
             .application_name("dbcadence")
             .connect_timeout(args.timeout());
         if let Some(password) = &args.login_password {
-            config.password(password);
+            config.password(password.expose_secret());
         }
         let target = args.describe();
         let fail = |cause: String| Error::Connect {
@@ -584,13 +585,14 @@ impl Engine for PostgresEngine {
             .map_err(|e| self.query_err("look up a role", &e))?
             .is_some();
         let verb = if exists { "ALTER" } else { "CREATE" };
-        // The password travels inside the SQL text to our own server only; it is not logged
-        // because the lab servers do not log statements.
+        // A SCRAM verifier computed here, not the password: the SQL text may be logged
+        // (log_statement), the verifier proves nothing to whoever reads it.
+        let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
         self.client
             .batch_execute(&format!(
                 "{verb} ROLE {} LOGIN SUPERUSER PASSWORD {}",
                 quote_ident(user),
-                quote_literal(password)
+                quote_literal(&verifier)
             ))
             .map_err(|e| self.query_err(&format!("create login '{user}'"), &e))
     }
@@ -634,7 +636,7 @@ fn libpq_env(args: &ConnectionArgs, database: &str) -> Vec<(String, String)> {
         env.push(("PGSSLROOTCERT".into(), ca.to_string_lossy().into_owned()));
     }
     if let Some(password) = &args.login_password {
-        env.push(("PGPASSWORD".into(), password.clone()));
+        env.push(("PGPASSWORD".into(), password.expose_secret().to_string()));
     }
     env
 }
