@@ -156,6 +156,17 @@ fn the_backup_playbook_backs_up_and_verifies_hosts_of_the_inventory_script() {
             .unwrap();
     }
     let backups = dir.path().join("backups");
+    // Settings in the inventory (as group_vars would be) must win over the playbook's own
+    // defaults: play vars would silently outrank them.
+    let inventory_vars = dir.path().join("vars.yml");
+    std::fs::write(
+        &inventory_vars,
+        format!(
+            "all:\n  vars:\n    dbcadence_backup_dir: {}\n    dbcadence_retention: {{keep_last: 5}}\n",
+            backups.display()
+        ),
+    )
+    .unwrap();
     let env = [
         ("DBCADENCE_SOURCES", sources.display().to_string()),
         (
@@ -168,11 +179,11 @@ fn the_backup_playbook_backs_up_and_verifies_hosts_of_the_inventory_script() {
         vec![
             "-i".into(),
             "ansible/inventory/dbcadence_inventory.sh".into(),
+            "-i".into(),
+            inventory_vars.display().to_string(),
             "playbooks/backup.yml".into(),
             "--limit".into(),
             format!("pg1.{db},my1.{db}"),
-            "-e".into(),
-            format!("dbcadence_backup_dir={}", backups.display()),
             "-e".into(),
             "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
         ],
