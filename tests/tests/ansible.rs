@@ -124,7 +124,11 @@ fn ansible_doc_shows_options_types_defaults_choices_and_secrets() {
         &[],
     );
     assert!(ok, "{out}");
+    // login_* come from the connection doc fragment, ledger_* from the ledger one.
     for expected in [
+        "ledger_path",
+        "type: path",
+        "REQUIREMENTS",
         "login_password",
         "secret",
         "ssl_mode",

@@ -169,6 +169,54 @@ fn every_module_documents_itself_and_the_sidecars_are_current() {
         );
         let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&generated).unwrap();
         assert_eq!(doc["DOCUMENTATION"]["module"].as_str(), Some(name.as_str()));
+        // The docs tell the truth: every option and return value described, support stated
+        // per module, requirements named, paths typed as paths.
+        assert!(
+            !generated.contains("Undocumented."),
+            "{name}: an option or return value has no doc comment"
+        );
+        for attribute in ["check_mode", "diff_mode"] {
+            let support = doc["DOCUMENTATION"]["attributes"][attribute]["support"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                ["full", "partial", "none"].contains(&support),
+                "{name}: {attribute} support '{support}'"
+            );
+            if support == "partial" {
+                assert!(
+                    doc["DOCUMENTATION"]["attributes"][attribute]["details"].is_string(),
+                    "{name}: a partial {attribute} says what is and is not supported"
+                );
+            }
+        }
+        assert!(
+            doc["DOCUMENTATION"]["requirements"]
+                .as_sequence()
+                .is_some_and(|r| !r.is_empty()),
+            "{name}: requirements"
+        );
+        for (option, spec) in doc["DOCUMENTATION"]["options"].as_mapping().unwrap() {
+            let option = option.as_str().unwrap();
+            if option.ends_with("_dir") || option.ends_with("_path") || option.ends_with("_file") {
+                assert_eq!(spec["type"].as_str(), Some("path"), "{name}: {option}");
+            }
+        }
+        // The fragments it extends exist and are current.
+        let fragments: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&duct::cmd!(bin(&name), "--doc-fragments").read().unwrap())
+                .unwrap();
+        for (file, text) in fragments {
+            let path = workspace_root()
+                .join("ansible/plugins/doc_fragments")
+                .join(&file);
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap_or_default(),
+                text,
+                "{} is stale: run `cargo xtask docs`",
+                path.display()
+            );
+        }
         checked += 1;
     }
     assert!(checked >= 1);

@@ -55,10 +55,15 @@ pub struct Binding<'a> {
 /// Counts for one binding or a whole scope.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Tally {
+    /// Due occurrences done successfully within the grace.
     pub on_time: u32,
+    /// Done successfully after the grace, before the next occurrence.
     pub late: u32,
+    /// Nothing ran for them.
     pub missed: u32,
+    /// Runs happened, none successful.
     pub failed: u32,
+    /// Deadline still ahead: not counted in due.
     pub pending: u32,
 }
 

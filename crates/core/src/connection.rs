@@ -79,6 +79,7 @@ pub struct ConnectionArgs {
     pub login_password: Option<crate::secret::SecretString>,
     /// Unix socket: the socket directory for postgresql, the socket file for mysql.
     #[serde(default)]
+    #[schemars(extend("x-path" = true))]
     pub login_unix_socket: Option<PathBuf>,
     /// Database to connect to; defaults to postgres for postgresql and none for mysql.
     #[serde(default)]
@@ -88,6 +89,7 @@ pub struct ConnectionArgs {
     pub ssl_mode: SslMode,
     /// CA certificate (PEM) used to verify the server in verify-ca and verify-full modes.
     #[serde(default)]
+    #[schemars(extend("x-path" = true))]
     pub ca_cert: Option<PathBuf>,
     /// Seconds to wait for the connection to be established.
     #[serde(default = "default_connect_timeout")]

@@ -46,9 +46,11 @@ pub struct Endpoint {
     pub login_password_env: Option<String>,
     /// Path of a file holding the password (first line; keep it 0600).
     #[serde(default)]
+    #[schemars(extend("x-path" = true))]
     pub login_password_file: Option<PathBuf>,
     /// Unix socket (directory for postgresql, file for mysql).
     #[serde(default)]
+    #[schemars(extend("x-path" = true))]
     pub login_unix_socket: Option<PathBuf>,
     /// Database to connect to.
     #[serde(default)]
@@ -58,6 +60,7 @@ pub struct Endpoint {
     pub ssl_mode: Option<SslMode>,
     /// CA certificate for verify-ca / verify-full.
     #[serde(default)]
+    #[schemars(extend("x-path" = true))]
     pub ca_cert: Option<PathBuf>,
     /// Seconds to wait for the connection.
     #[serde(default)]
@@ -174,6 +177,7 @@ impl Sources {
 pub struct InventoryRequest {
     /// YAML file listing endpoints (see the module notes for its format).
     #[serde(default)]
+    #[schemars(extend("x-path" = true))]
     pub sources: Option<PathBuf>,
     /// Endpoints given inline, in the same form as in the sources file.
     #[serde(default)]
@@ -195,6 +199,7 @@ pub struct InventoryRequest {
     /// File keeping the last inventory; the run reports changed (and a diff) when the fleet
     /// differs from it. Sizes are left out so that growth alone is no change.
     #[serde(default)]
+    #[schemars(extend("x-path" = true))]
     pub snapshot_path: Option<PathBuf>,
     /// Fail when any endpoint is unreachable (by default only when none answers).
     #[serde(default)]

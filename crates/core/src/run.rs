@@ -17,6 +17,7 @@ pub struct RunOptions {
     /// Ledger file (JSON lines). Default: $DBCADENCE_LEDGER, else
     /// /var/lib/dbcadence/ledger.jsonl for root and ~/.local/state/dbcadence/ledger.jsonl for others.
     #[serde(default)]
+    #[schemars(extend("x-path" = true))]
     pub ledger_path: Option<PathBuf>,
     /// Shared ledger in PostgreSQL instead of the file, for teams and AWX:
     /// postgresql://user@host:port/dbname?sslmode=verify-full&sslrootcert=CA&table=dbcadence_ledger
@@ -33,6 +34,7 @@ pub struct RunOptions {
     /// Directory of node_exporter's textfile collector. Default: $DBCADENCE_METRICS_DIR;
     /// when neither is set no metrics are written.
     #[serde(default)]
+    #[schemars(extend("x-path" = true))]
     pub metrics_dir: Option<PathBuf>,
     /// Change record this run belongs to, copied into the ledger.
     #[serde(default)]

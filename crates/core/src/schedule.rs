@@ -66,6 +66,7 @@ fn default_grace() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Template {
+    /// Template name, referenced by assignments.
     pub name: String,
     /// Engine the template is meant for; absent means any.
     #[serde(default)]
@@ -73,6 +74,7 @@ pub struct Template {
     /// Environment the template is meant for (production, staging, development).
     #[serde(default)]
     pub env: Option<String>,
+    /// Its tasks.
     pub tasks: Vec<TaskSchedule>,
 }
 
@@ -94,8 +96,10 @@ pub struct Assignment {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleFile {
+    /// Schedule templates: tasks with cron or intervals, windows, grace and retention.
     #[serde(default)]
     pub templates: Vec<Template>,
+    /// Which databases follow which template, by group pattern and labels.
     #[serde(default)]
     pub assignments: Vec<Assignment>,
 }

@@ -30,6 +30,7 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct VerifyRequest {
     /// Root directory of the backups.
+    #[schemars(extend("x-path" = true))]
     pub backup_dir: PathBuf,
     /// Only backups of this instance id.
     #[serde(default)]
@@ -39,9 +40,11 @@ pub struct VerifyRequest {
     pub database: Option<String>,
     /// A given backup directory instead of the newest unverified one.
     #[serde(default)]
+    #[schemars(extend("x-path" = true))]
     pub backup: Option<PathBuf>,
     /// Where the throwaway scratch server lives (short path: unix sockets); default under /tmp.
     #[serde(default)]
+    #[schemars(extend("x-path" = true))]
     pub scratch_dir: Option<PathBuf>,
     /// Restore into this server instead of a throwaway one (into a scratch database).
     #[serde(flatten)]
@@ -60,8 +63,11 @@ fn default_jobs() -> u32 {
 /// Rows that differ between the manifest and the restored database.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RowMismatch {
+    /// schema.table (MySQL: .table).
     pub table: String,
+    /// Rows in the manifest (none: not in the backup).
     pub expected: Option<u64>,
+    /// Rows restored (none: table missing).
     pub found: Option<u64>,
 }
 
@@ -76,7 +82,9 @@ pub struct VerifyReport {
     pub nothing_to_verify: bool,
     /// The backup directory verified.
     pub backup: PathBuf,
+    /// Instance id of the backup.
     pub instance_id: String,
+    /// Database of the backup.
     pub database: String,
     /// True only when checksums, restore, integrity checks and row counts all passed.
     pub verified: bool,
@@ -84,8 +92,11 @@ pub struct VerifyReport {
     pub reason: String,
     /// Files whose checksum did not match.
     pub bad_files: Vec<String>,
+    /// Wall time of the restore (or unpack, prepare and start).
     pub restore_seconds: f64,
+    /// What pg_amcheck or CHECK TABLE reported.
     pub integrity_problems: Vec<String>,
+    /// Tables whose row count differs from the manifest.
     pub row_mismatches: Vec<RowMismatch>,
     /// Tables whose row counts were compared.
     pub tables_checked: usize,

@@ -30,7 +30,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 pub use args::{ArgsError, ParsedArgs};
-pub use docs::ModuleDoc;
+pub use docs::{Fragment, ModuleDoc, Support};
 
 /// What Ansible told the module about this run (the `_ansible_*` keys we honour).
 #[derive(Debug, Clone, Default)]
@@ -100,6 +100,17 @@ pub fn run_main<M: Module>() -> ! {
     let stdout = std::io::stdout();
     let code = match argv.get(1).map(String::as_str) {
         Some("--doc") => print_text(&docs::sidecar_yaml::<M>()),
+        // The doc fragments this module extends, as {file name: Python text}, for xtask.
+        Some("--doc-fragments") => print_text(
+            &serde_json::to_string(
+                &M::doc()
+                    .fragments
+                    .iter()
+                    .map(|f| (f.file_name(), f.python()))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            )
+            .unwrap_or_default(),
+        ),
         Some("--schema") => print_text(
             &serde_json::to_string_pretty(&schemars::schema_for!(M::Args)).unwrap_or_default(),
         ),
@@ -366,6 +377,10 @@ mod tests {
                 description: &["Echoes."],
                 examples: "- echo: {name: x}\n",
                 notes: &[],
+                check_mode: Support::Full,
+                diff_mode: Support::None,
+                requirements: &[],
+                fragments: &[],
             }
         }
         fn run(args: EchoArgs, ctx: &Context) -> Result<Report<EchoOut>, EchoError> {

@@ -54,9 +54,30 @@ fn build_modules() -> Result<(), String> {
     .map_err(|e| format!("cargo build failed: {e}"))
 }
 
+/// Writes `text` to `path` if it differs, or (with `check`) notes the file as stale.
+fn write_generated(
+    path: &std::path::Path,
+    text: &str,
+    check: bool,
+    stale: &mut Vec<String>,
+) -> Result<(), String> {
+    if std::fs::read_to_string(path).unwrap_or_default() == text {
+        return Ok(());
+    }
+    if check {
+        stale.push(path.display().to_string());
+        return Ok(());
+    }
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
 fn docs(check: bool) -> Result<(), String> {
     build_modules()?;
     let mut stale = Vec::new();
+    let fragments_dir = root().join("ansible/plugins/doc_fragments");
+    std::fs::create_dir_all(&fragments_dir).map_err(|e| e.to_string())?;
     for name in modules() {
         let binary = target_dir().join("debug").join(&name);
         let text = duct::cmd!(&binary, "--doc")
@@ -66,15 +87,15 @@ fn docs(check: bool) -> Result<(), String> {
         let sidecar = root()
             .join("ansible/plugins/modules")
             .join(format!("{name}.yml"));
-        let current = std::fs::read_to_string(&sidecar).unwrap_or_default();
-        if current != text {
-            if check {
-                stale.push(sidecar.display().to_string());
-            } else {
-                std::fs::write(&sidecar, &text)
-                    .map_err(|e| format!("{}: {e}", sidecar.display()))?;
-                println!("wrote {}", sidecar.display());
-            }
+        write_generated(&sidecar, &text, check, &mut stale)?;
+        // The doc fragments it extends: the same for every module that names them.
+        let fragments = duct::cmd!(&binary, "--doc-fragments")
+            .read()
+            .map_err(|e| format!("{} --doc-fragments: {e}", binary.display()))?;
+        let fragments: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&fragments).map_err(|e| e.to_string())?;
+        for (file, text) in fragments {
+            write_generated(&fragments_dir.join(file), &text, check, &mut stale)?;
         }
     }
     if stale.is_empty() {

@@ -52,6 +52,7 @@ pub struct BackupRequest {
     /// Database to back up (or prune).
     pub database: String,
     /// Root directory of the backups.
+    #[schemars(extend("x-path" = true))]
     pub backup_dir: PathBuf,
     /// Instance id in the layout (use the inventory's id); default: engine, host and port.
     #[serde(default)]
@@ -142,15 +143,23 @@ pub struct Manifest {
     pub format: u32,
     /// complete; anything else is not a usable backup.
     pub status: String,
+    /// postgresql or mysql.
     pub engine: String,
+    /// postgresql, mariadb or mysql.
     pub flavour: String,
+    /// Version of the server backed up.
     pub server_version: String,
     /// Dump tool and version.
     pub tool: String,
+    /// Instance id in the layout.
     pub instance_id: String,
+    /// Database backed up (`*` for a physical backup).
     pub database: String,
+    /// When the backup started (RFC 3339).
     pub started_at: String,
+    /// When the dump finished.
     pub finished_at: String,
+    /// Wall time of the backup.
     pub duration_seconds: f64,
     /// Snapshot position: PostgreSQL LSN and exported snapshot; MySQL binary log file and position.
     pub snapshot: Value,
@@ -163,6 +172,7 @@ pub struct Manifest {
     /// logical or physical.
     #[serde(default)]
     pub method: BackupMethod,
+    /// Every file of the backup with its size and sha256.
     pub files: Vec<ManifestFile>,
     /// Compression algorithm and level.
     pub compression: Value,

@@ -91,7 +91,9 @@ pub struct DatabaseFacts {
 pub struct TableRows {
     /// Schema (PostgreSQL); MySQL tables have none beyond the database.
     pub schema: Option<String>,
+    /// Table name.
     pub name: String,
+    /// Rows counted.
     pub rows: u64,
 }
 

@@ -142,6 +142,7 @@ pub fn parse_time(text: &str) -> Result<Timestamp> {
 pub struct Share {
     #[serde(flatten)]
     pub tally: Tally,
+    /// Occurrences due in the period (on time + late + missed + failed).
     pub due: u32,
     /// on_time / due; null ("no data") when nothing was due.
     pub ratio: Option<f64>,
@@ -178,7 +179,9 @@ impl Share {
 /// One task of one database (or instance, or the fleet).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskCompliance {
+    /// The task.
     pub task: Task,
+    /// Its schedule: cron expression or interval.
     pub schedule: String,
     #[serde(flatten)]
     pub share: Share,
@@ -191,20 +194,26 @@ pub struct TaskCompliance {
 /// One database (or instance for per-instance tasks, `fleet` for the inventory).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DatabaseCompliance {
+    /// Instance id.
     pub instance: String,
+    /// Database (none for per-instance and fleet-wide tasks).
     pub db: Option<String>,
+    /// Environment.
     pub env: String,
+    /// The schedule template it follows.
     pub template: String,
     /// Owes maintenance from this moment (first seen by an inventory inside the period).
     pub since: Option<String>,
     #[serde(flatten)]
     pub share: Share,
+    /// Per task.
     pub tasks: Vec<TaskCompliance>,
 }
 
 /// One day of the period (by due time, UTC).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Day {
+    /// The day (YYYY-MM-DD, UTC).
     pub date: String,
     #[serde(flatten)]
     pub share: Share,
@@ -213,10 +222,15 @@ pub struct Day {
 /// Durations of the real runs of one task in the period.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Durations {
+    /// The task.
     pub task: String,
+    /// Real runs in the period.
     pub runs: usize,
+    /// Median wall time.
     pub median_seconds: f64,
+    /// 95th percentile wall time.
     pub p95_seconds: f64,
+    /// Longest run.
     pub max_seconds: f64,
 }
 
@@ -224,8 +238,11 @@ pub struct Durations {
 /// was due in it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HeatRow {
+    /// instance/db.
     pub name: String,
+    /// Its ratio over the whole period; null when nothing was due.
     pub ratio: Option<f64>,
+    /// Ratio per column; null when nothing was due in it.
     pub days: Vec<Option<f64>>,
 }
 
@@ -236,38 +253,54 @@ const HEATMAP_COLUMNS: usize = 120;
 /// One success criterion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Criterion {
+    /// The criterion.
     pub name: String,
+    /// Its goal, e.g. ">= 95%".
     pub goal: String,
     /// The measured value; None when the ledger holds nothing to measure it with.
     pub value: Option<f64>,
     /// Met, not met, or unknown (no data).
     pub met: Option<bool>,
+    /// How the value was measured, in one sentence.
     pub detail: String,
 }
 
 /// The report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
+    /// Start of the period (RFC 3339).
     pub from: String,
+    /// End of the period (RFC 3339).
     pub to: String,
+    /// When the report was made.
     pub generated_at: String,
+    /// The ledger read (file path or table).
     pub ledger: String,
+    /// Ledger records read.
     pub records: usize,
     /// Ledger lines that could not be read (a torn last line after a crash).
     pub unreadable_lines: Vec<usize>,
+    /// The whole fleet.
     pub fleet: Share,
+    /// Per environment.
     pub by_env: BTreeMap<String, Share>,
+    /// Per task.
     pub by_task: BTreeMap<String, Share>,
     /// Worst first.
     pub databases: Vec<DatabaseCompliance>,
     /// Databases in the inventory that no template applies to.
     pub unscheduled: Vec<String>,
+    /// Per day of the period.
     pub daily: Vec<Day>,
+    /// Run durations per task in the period.
     pub durations: Vec<Durations>,
     /// The worst databases (at most 40), by columns of `heatmap_days` days.
     pub heatmap: Vec<HeatRow>,
+    /// Days per heat-map column.
     pub heatmap_days: usize,
+    /// The success criteria with their goals, values and verdicts.
     pub scorecard: Vec<Criterion>,
+    /// What the reader should know (unreadable lines, unknown tasks...).
     pub warnings: Vec<String>,
 }
 
@@ -1258,6 +1291,7 @@ pub struct ComplianceRequest {
     pub schedule: Option<ScheduleFile>,
     /// The schedule as a YAML file.
     #[serde(default)]
+    #[schemars(extend("x-path" = true))]
     pub schedule_file: Option<PathBuf>,
     /// The period: the last N days before `to`.
     #[serde(default = "default_days")]
@@ -1271,6 +1305,7 @@ pub struct ComplianceRequest {
     pub to: Option<String>,
     /// Write the report here (atomically). Rewritten only when its content changed.
     #[serde(default)]
+    #[schemars(extend("x-path" = true))]
     pub output_path: Option<PathBuf>,
     #[serde(default)]
     pub output_format: ReportFormat,

@@ -1,7 +1,7 @@
 //! db_backup: a logical backup with zstd, checksums, a manifest and atomic completion.
 
 use dbcadence_core::backup::{self, BackupAction, BackupReport, BackupRequest};
-use dbcadence_protocol::{Context, Module, ModuleDoc, Report, run_main};
+use dbcadence_protocol::{Context, Module, ModuleDoc, Report, Support, run_main};
 
 struct DbBackup;
 
@@ -49,6 +49,17 @@ impl Module for DbBackup {
                 "Credentials reach the dump tool through its environment (PGPASSWORD) or a 0600 option file (--defaults-file), never its command line.",
                 "Check mode connects, checks that the database exists and reports its size; it writes nothing.",
             ],
+            check_mode: Support::Partial(
+                "Connects, checks that the database exists and reports its size, or with action prune lists what would be removed; writes nothing.",
+            ),
+            diff_mode: Support::Partial(
+                "Shows the backups kept before and after retention; a new backup itself is not diffed.",
+            ),
+            requirements: &[
+                "PostgreSQL: pg_dump and pg_dumpall (package postgresql-client, at least as new as the server); method physical: pg_basebackup.",
+                "MySQL/MariaDB: mariadb-dump or mysqldump (package mariadb-client); method physical: mariadb-backup (package mariadb-backup), run on the database host.",
+            ],
+            fragments: &[dbcadence_modules::CONNECTION, dbcadence_modules::LEDGER],
         }
     }
 

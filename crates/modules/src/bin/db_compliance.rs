@@ -1,7 +1,7 @@
 //! db_compliance: schedule compliance and the success-criteria scorecard, from the ledger.
 
 use dbcadence_core::report::{self, ComplianceOutcome, ComplianceRequest};
-use dbcadence_protocol::{Context, Module, ModuleDoc, Report, run_main};
+use dbcadence_protocol::{Context, Module, ModuleDoc, Report, Support, run_main};
 
 struct DbCompliance;
 
@@ -40,6 +40,12 @@ impl Module for DbCompliance {
                 "Check mode builds the report and writes neither the file nor the metrics.",
                 "Without a schedule or schedule_file, the shipped templates apply (`dbcadence schedule init` prints them).",
             ],
+            check_mode: Support::Full,
+            diff_mode: Support::Partial(
+                "Shows the report file before and after for JSON and Markdown; an HTML page is reported changed without a diff.",
+            ),
+            requirements: &["Read access to the ledger (file or PostgreSQL table)."],
+            fragments: &[dbcadence_modules::LEDGER],
         }
     }
 

@@ -1,7 +1,7 @@
 //! db_inventory: discover instances and databases, merge aliases, classify, flag copies.
 
 use dbcadence_core::inventory::{self, InventoryReport, InventoryRequest};
-use dbcadence_protocol::{Context, Module, ModuleDoc, Report, run_main};
+use dbcadence_protocol::{Context, Module, ModuleDoc, Report, Support, run_main};
 
 struct DbInventory;
 
@@ -39,6 +39,14 @@ impl Module for DbInventory {
                 "Passwords are never written inline in a sources file: use login_password_env or login_password_file.",
                 "Every run appends one record to the ledger and updates the metrics when metrics_dir is set.",
             ],
+            check_mode: Support::Full,
+            diff_mode: Support::Partial(
+                "Shows the fleet snapshot before and after when snapshot_path is set.",
+            ),
+            requirements: &[
+                "Nothing but network access to the servers: their protocols are spoken directly (no client tools).",
+            ],
+            fragments: &[dbcadence_modules::CONNECTION, dbcadence_modules::LEDGER],
         }
     }
 

@@ -1,7 +1,7 @@
 //! db_verify: prove a backup by restoring it into a scratch server.
 
 use dbcadence_core::verify::{self, VerifyReport, VerifyRequest};
-use dbcadence_protocol::{Context, Module, ModuleDoc, Report, run_main};
+use dbcadence_protocol::{Context, Module, ModuleDoc, Report, Support, run_main};
 use serde_json::{Map, Value};
 
 /// A verification that ran and said no is a failed task that still returns its findings.
@@ -54,6 +54,15 @@ impl Module for DbVerify {
                 "Check mode is not supported by a restore: in check mode the module only reports which backup it would verify (the same choice, filters included).",
                 "With nothing left to verify (every matching backup is verified, or none exists) the task is ok and unchanged, with nothing_to_verify set: a verify timer does not fail because the work is done.",
             ],
+            check_mode: Support::Partial(
+                "Reports which backup a real run would verify (the same choice, filters included); restores nothing.",
+            ),
+            diff_mode: Support::None,
+            requirements: &[
+                "PostgreSQL: pg_restore and pg_amcheck (postgresql-client, postgresql-contrib); a throwaway server needs initdb and postgres (postgresql); method physical: tar and pg_verifybackup.",
+                "MySQL/MariaDB: mariadb (mariadb-client); a throwaway server needs mariadb-install-db and mariadbd (mariadb-server); method physical: mbstream and mariadb-backup (mariadb-backup).",
+            ],
+            fragments: &[dbcadence_modules::CONNECTION, dbcadence_modules::LEDGER],
         }
     }
 
