@@ -220,7 +220,8 @@ fn schedule_install_writes_units_systemd_accepts_and_is_idempotent() {
         "--sources",
         &dir.join("sources.yml").display().to_string(),
         "--backup-dir",
-        "/srv/dbc backups",
+        // '%' and '$' mean something to systemd (specifiers, variables): escaped, they stay data.
+        "/srv/dbc 100% $HOME",
         "--unit-dir",
         &units.display().to_string(),
         "--format",
@@ -251,12 +252,12 @@ fn schedule_install_writes_units_systemd_accepts_and_is_idempotent() {
     );
     let timer = std::fs::read_to_string(units.join("dbcadence-lab-backup.timer")).unwrap();
     assert!(
-        timer.contains("OnCalendar=*-*-* 1:0:00 Europe/Paris"),
+        timer.contains("OnCalendar=*-*-* 01:00:00 Europe/Paris"),
         "{timer}"
     );
     let service = std::fs::read_to_string(units.join("dbcadence-lab-backup.service")).unwrap();
     assert!(
-        service.contains("--backup-dir '/srv/dbc backups'"),
+        service.contains(r#"--backup-dir "/srv/dbc 100%% $$HOME""#),
         "{service}"
     );
     // systemd itself accepts the units; a broken one is refused (the check can fail).
@@ -280,7 +281,7 @@ fn schedule_install_writes_units_systemd_accepts_and_is_idempotent() {
     std::fs::write(
         units.join("dbcadence-lab-backup.timer"),
         timer.replace(
-            "OnCalendar=*-*-* 1:0:00 Europe/Paris",
+            "OnCalendar=*-*-* 01:00:00 Europe/Paris",
             "OnCalendar=every tuesday-ish",
         ),
     )
@@ -303,6 +304,34 @@ fn schedule_install_writes_units_systemd_accepts_and_is_idempotent() {
     assert!(ok, "{err}");
     assert!(out.contains("dbcadence-lab-verify.timer"), "{out}");
     assert!(!units.join("dbcadence-lab-verify.timer").exists());
+
+    // The cron fallback: a schedule in Europe/Paris cannot be a cron file (no per-line zone,
+    // other daylight saving rules): refused with the reason, nothing written.
+    let cron_file = dir.join("dbcadence.cron");
+    let with_cron = |schedule: &str| {
+        let mut a = args.to_vec();
+        a.truncate(a.len() - 4); // drop --unit-dir DIR --format json
+        a.extend(["--cron-file", schedule]);
+        a.iter().map(|s| s.to_string()).collect::<Vec<String>>()
+    };
+    let cron_path = cron_file.display().to_string();
+    let refused = with_cron(&cron_path);
+    let refused: Vec<&str> = refused.iter().map(String::as_str).collect();
+    let (ok, _, err) = dbcadence(&refused, &[]);
+    assert!(!ok && err.contains("no per-line time zone"), "{err}");
+    assert!(!cron_file.exists());
+    // In UTC it is written, each time field explicit and '%' escaped for cron.
+    std::fs::write(
+        dir.join("schedule.yml"),
+        "templates:\n  - name: lab\n    tasks:\n      - {task: backup, cron: '0 1 * * *', grace: 2h}\n      - {task: inventory, every: 6h, grace: 1h}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = dbcadence(&refused, &[]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&cron_file).unwrap();
+    assert!(text.contains("\n0 1 * * * root "), "{text}");
+    assert!(text.contains("\n0 0,6,12,18 * * * root "), "{text}");
+    assert!(text.contains(r"'/srv/dbc 100\% $HOME'"), "{text}");
 }
 
 #[test]

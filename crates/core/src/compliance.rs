@@ -13,13 +13,12 @@
 //!
 //! Check-mode runs are rehearsals and never count.
 
-use std::str::FromStr;
-
 use jiff::{Timestamp, tz::TimeZone};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{Outcome, Record};
+use crate::schedule::calendar::CronSpec;
 use crate::schedule::{TaskSchedule, parse_duration};
 use crate::{Error, Result};
 
@@ -104,27 +103,20 @@ pub fn due_times(task: &TaskSchedule, from: Timestamp, to: Timestamp) -> Result<
     let mut out = Vec::new();
     match (&task.cron, &task.every) {
         (Some(cron), _) => {
-            let cron =
-                croner::Cron::from_str(cron).map_err(|e| Error::invalid("cron", e.to_string()))?;
+            // The same calendar the timers fire on (schedule/calendar.rs), daylight saving
+            // included: a skipped local time is not due, a repeated one is due once.
+            let spec = CronSpec::parse(cron).map_err(|e| Error::invalid("cron", e))?;
             let tz = time_zone(task)?;
-            let mut cursor = from.to_zoned(tz.clone());
-            let mut dues = Vec::new();
-            loop {
-                let next = cron
-                    .find_next_occurrence(&cursor, dues.is_empty())
-                    .map_err(|e| Error::invalid("cron", e.to_string()))?;
-                if next.timestamp() > to {
-                    dues.push(next.timestamp()); // the one after the period bounds the last span
-                    break;
-                }
-                dues.push(next.timestamp());
-                cursor = next;
-                if dues.len() > 200_000 {
-                    return Err(Error::invalid(
-                        "schedule",
-                        "more than 200000 occurrences in the period; shorten it",
-                    ));
-                }
+            let mut dues = spec.occurrences(&tz, from, to);
+            if dues.len() > 200_000 {
+                return Err(Error::invalid(
+                    "schedule",
+                    "more than 200000 occurrences in the period; shorten it",
+                ));
+            }
+            // The one after the period bounds the last span.
+            if let Some(after) = spec.next_after(&tz, to, 366 * 5) {
+                dues.push(after);
             }
             for pair in dues.windows(2) {
                 out.push((pair[0], pair[0] + grace, pair[0], pair[1]));
@@ -324,6 +316,24 @@ mod tests {
         .into_iter()
         .map(|o| o.status)
         .collect()
+    }
+
+    #[test]
+    fn a_local_time_skipped_in_spring_is_not_due() {
+        // 30 2 * * * in Europe/Paris over 2027-03-26..31: 02:30 does not exist on the 28th,
+        // systemd does not fire, so compliance does not count it due (4, not 5).
+        let nightly = task(Some("30 2 * * *"), None, "1h", "Europe/Paris");
+        let dues = due_times(
+            &nightly,
+            ts("2027-03-26T00:00:00Z"),
+            ts("2027-03-31T00:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(dues.len(), 4, "{dues:?}");
+        assert!(
+            dues.iter()
+                .all(|d| !d.0.to_string().starts_with("2027-03-28"))
+        );
     }
 
     #[test]

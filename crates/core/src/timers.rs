@@ -19,6 +19,7 @@ use crate::engine::{DatabaseKind, Role};
 use crate::inventory::{self, InventoryRequest};
 use crate::report::{self, template_for_database};
 use crate::run::RunOptions;
+use crate::schedule::calendar::{self, CronSpec};
 use crate::schedule::{ScheduleFile, TaskSchedule, parse_duration};
 use crate::task::Task;
 use crate::verify::{self, VerifyRequest};
@@ -208,104 +209,55 @@ pub struct InstallPlan {
     pub skipped: Vec<String>,
 }
 
-/// A systemd OnCalendar= expression for a cron expression (5 fields) in a time zone.
-pub fn on_calendar(cron: &str, time_zone: &str) -> Result<String> {
-    let fields: Vec<&str> = cron.split_whitespace().collect();
-    let [minute, hour, dom, month, dow] = fields[..] else {
-        return Err(Error::invalid(
-            "cron",
-            format!("'{cron}' does not have 5 fields"),
-        ));
-    };
-    let convert = |field: &str, start: &str| -> String {
-        field
-            .split(',')
-            .map(|part| match part.split_once('/') {
-                Some(("*", step)) => format!("{start}/{step}"),
-                Some((range, step)) => format!("{}/{step}", range.replace('-', "..")),
-                None => part.replace('-', ".."),
-            })
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    const DAYS: [&str; 8] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    let dow = if dow == "*" {
-        String::new()
-    } else {
-        let names: Result<Vec<String>> = dow
-            .split(',')
-            .map(|part| {
-                let name = |n: &str| {
-                    n.parse::<usize>()
-                        .ok()
-                        .and_then(|i| DAYS.get(i).copied())
-                        .ok_or_else(|| {
-                            Error::invalid("cron", format!("day of week '{n}' in '{cron}'"))
-                        })
-                };
-                match part.split_once('-') {
-                    Some((a, b)) => Ok(format!("{}..{}", name(a)?, name(b)?)),
-                    None => name(part).map(str::to_string),
-                }
-            })
-            .collect();
-        format!("{} ", names?.join(","))
-    };
-    Ok(format!(
-        "{dow}*-{}-{} {}:{}:00 {time_zone}",
-        convert(month, "1"),
-        convert(dom, "1"),
-        convert(hour, "0"),
-        convert(minute, "0")
-    ))
+/// The one calendar of a task (schedule/calendar.rs) and its zone: cron in the window's zone,
+/// intervals as the UTC calendar counted from the epoch.
+fn calendar_of(task: &TaskSchedule) -> Result<(CronSpec, String)> {
+    match (&task.cron, &task.every) {
+        (Some(cron), _) => Ok((
+            CronSpec::parse(cron).map_err(|e| Error::invalid("cron", e))?,
+            task.window
+                .as_ref()
+                .map_or("UTC".to_string(), |w| w.time_zone.clone()),
+        )),
+        (None, Some(every)) => {
+            let seconds = parse_duration(every)
+                .ok_or_else(|| Error::invalid("every", format!("'{every}' is not an interval")))?;
+            let spec = calendar::interval(seconds)
+                .map_err(|e| Error::invalid("every", format!("'{every}': {e}")))?;
+            Ok((spec, "UTC".to_string()))
+        }
+        (None, None) => Err(Error::invalid("schedule", "a task needs cron or every")),
+    }
 }
 
-/// The [Timer] lines of a task schedule: calendar times for cron and for intervals that
-/// divide a day (or a week, on Thursdays like the compliance calculation), else a monotonic
-/// interval.
+/// The [Timer] lines of a task schedule: the very calendar compliance counts.
 fn timer_lines(task: &TaskSchedule) -> Result<String> {
-    if let Some(cron) = &task.cron {
-        let tz = task.window.as_ref().map_or("UTC", |w| w.time_zone.as_str());
-        return Ok(format!("OnCalendar={}\n", on_calendar(cron, tz)?));
-    }
-    let every = task.every.as_deref().unwrap_or("1d");
-    let seconds = parse_duration(every).unwrap_or(86_400);
-    // Interval ends are counted from the Unix epoch (see compliance.rs): align the timer.
-    let calendar = match seconds {
-        604_800 => Some("Thu *-*-* 00:00:00 UTC".to_string()),
-        86_400 => Some("*-*-* 00:00:00 UTC".to_string()),
-        s if s % 3600 == 0 && 86_400 % s == 0 => Some(format!("*-*-* 00/{}:00:00 UTC", s / 3600)),
-        s if s % 60 == 0 && 3600 % s == 0 => Some(format!("*-*-* *:00/{}:00 UTC", s / 60)),
-        _ => None,
-    };
-    Ok(match calendar {
-        Some(c) => format!("OnCalendar={c}\n"),
-        None => format!("OnBootSec=5min\nOnUnitActiveSec={seconds}s\n"),
-    })
+    let (spec, zone) = calendar_of(task)?;
+    Ok(format!("OnCalendar={}\n", spec.on_calendar(&zone)))
 }
 
-/// Quotes one argument for systemd's ExecStart= and for cron's shell.
-fn quote(arg: &str) -> String {
-    if arg
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-:=@".contains(c))
-    {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', "'\\''"))
-    }
+/// Whether this host's local time is UTC all year (cron has no per-line time zone, and its
+/// handling of daylight saving differs from systemd's and compliance's).
+fn host_is_utc() -> bool {
+    let tz = jiff::tz::TimeZone::system();
+    let now = jiff::Timestamp::now();
+    [now, now + jiff::SignedDuration::from_hours(24 * 182)]
+        .iter()
+        .all(|t| tz.to_offset(*t).seconds() == 0)
 }
 
-fn command(request: &InstallRequest, args: &[&str]) -> String {
-    let mut parts = vec![quote(&request.binary.display().to_string())];
-    parts.extend(args.iter().map(|a| quote(a)));
+/// The command of a unit or cron line: `binary args... [--ledger L] [--metrics-dir M]`, each
+/// argument escaped by `escape` (systemd or shell rules).
+fn command(request: &InstallRequest, args: &[&str], escape: fn(&str) -> String) -> String {
+    let mut parts = vec![escape(&request.binary.display().to_string())];
+    parts.extend(args.iter().map(|a| escape(a)));
     if let Some(ledger) = &request.ledger {
         parts.push("--ledger".into());
-        parts.push(quote(&ledger.display().to_string()));
+        parts.push(escape(&ledger.display().to_string()));
     }
     if let Some(dir) = &request.metrics_dir {
         parts.push("--metrics-dir".into());
-        parts.push(quote(&dir.display().to_string()));
+        parts.push(escape(&dir.display().to_string()));
     }
     parts.join(" ")
 }
@@ -317,9 +269,12 @@ pub fn plan(request: &InstallRequest) -> Result<InstallPlan> {
     let sources = request.sources.display().to_string();
     let backup_dir = request.backup_dir.display().to_string();
     let mut cron_lines = vec![
-        "# Written by `dbcadence schedule install`; times are in this host's time zone (cron has no per-line zone).".to_string(),
+        "# Written by `dbcadence schedule install`; times are UTC (this host's zone).".to_string(),
         "SHELL=/bin/sh".to_string(),
+        "CRON_TZ=UTC".to_string(),
     ];
+    // What cron cannot express the way the timers and compliance do (checked in cron mode).
+    let mut cron_problems: Vec<String> = Vec::new();
     for template in &request.schedule.templates {
         for task in &template.tasks {
             let task_name = format!("{:?}", task.task).to_lowercase();
@@ -334,22 +289,20 @@ pub fn plan(request: &InstallRequest) -> Result<InstallPlan> {
                 "dbcadence-{}-{task_name}",
                 report::group_safe(&template.name).replace('_', "-")
             );
-            let exec = command(
-                request,
-                &[
-                    "run",
-                    "--task",
-                    &task_name,
-                    "--template",
-                    &template.name,
-                    "--schedule",
-                    &schedule_file,
-                    "--sources",
-                    &sources,
-                    "--backup-dir",
-                    &backup_dir,
-                ],
-            );
+            let run_args = [
+                "run",
+                "--task",
+                &task_name,
+                "--template",
+                &template.name,
+                "--schedule",
+                &schedule_file,
+                "--sources",
+                &sources,
+                "--backup-dir",
+                &backup_dir,
+            ];
+            let exec = command(request, &run_args, calendar::systemd_arg);
             plan.files.insert(
                 format!("{unit}.service"),
                 format!(
@@ -367,14 +320,18 @@ pub fn plan(request: &InstallRequest) -> Result<InstallPlan> {
                 ),
             );
             plan.timers.push(format!("{unit}.timer"));
-            let when = match (&task.cron, task.every.as_deref().and_then(parse_duration)) {
-                (Some(cron), _) => cron.clone(),
-                (None, Some(s)) if s >= 86_400 => "0 0 * * *".into(),
-                (None, Some(s)) if s >= 3600 => format!("0 */{} * * *", s / 3600),
-                (None, Some(s)) => format!("*/{} * * * *", (s / 60).max(1)),
-                (None, None) => "0 0 * * *".into(),
-            };
-            cron_lines.push(format!("{when} root {exec}"));
+            let (spec, zone) = calendar_of(task)?;
+            if zone != "UTC" {
+                cron_problems.push(format!(
+                    "{} {task_name} runs in {zone}: cron has no per-line time zone",
+                    template.name
+                ));
+            }
+            cron_lines.push(format!(
+                "{} root {}",
+                spec.cron_fields(),
+                command(request, &run_args, calendar::cron_arg)
+            ));
         }
     }
     // The daily compliance report refreshes the compliance metrics (and the page).
@@ -386,7 +343,7 @@ pub fn plan(request: &InstallRequest) -> Result<InstallPlan> {
     if let Some(path) = &report_path {
         report_args.extend(["--output", path.as_str()]);
     }
-    let exec = command(request, &report_args);
+    let exec = command(request, &report_args, calendar::systemd_arg);
     plan.files.insert(
         "dbcadence-report.service".into(),
         format!("# Written by `dbcadence schedule install`.\n[Unit]\nDescription=dbcadence compliance report and metrics\n\n[Service]\nType=oneshot\nExecStart={exec}\n"),
@@ -396,8 +353,25 @@ pub fn plan(request: &InstallRequest) -> Result<InstallPlan> {
         "# Written by `dbcadence schedule install`.\n[Unit]\nDescription=dbcadence compliance report, hourly\n\n[Timer]\nOnCalendar=hourly\nPersistent=true\nUnit=dbcadence-report.service\n\n[Install]\nWantedBy=timers.target\n".into(),
     );
     plan.timers.push("dbcadence-report.timer".into());
-    cron_lines.push(format!("0 * * * * root {exec}"));
+    cron_lines.push(format!(
+        "0 * * * * root {}",
+        command(request, &report_args, calendar::cron_arg)
+    ));
     if let Some(cron_file) = &request.cron_file {
+        if !host_is_utc() {
+            cron_problems.push(
+                "this host's local time is not UTC all year: cron would fire in local time, with its own daylight saving rules".into(),
+            );
+        }
+        if !cron_problems.is_empty() {
+            return Err(Error::invalid(
+                "cron_file",
+                format!(
+                    "a cron file cannot run this schedule as the timers and the compliance report count it: {}; install systemd timers instead, or use UTC windows on a UTC host",
+                    cron_problems.join("; ")
+                ),
+            ));
+        }
         let name = cron_file.display().to_string();
         plan.files = BTreeMap::from([(name, cron_lines.join("\n") + "\n")]);
         plan.timers.clear();
@@ -467,17 +441,16 @@ mod tests {
 
     #[test]
     fn cron_becomes_on_calendar() {
-        assert_eq!(on_calendar("0 1 * * *", "UTC").unwrap(), "*-*-* 1:0:00 UTC");
+        let on = |cron: &str, zone: &str| CronSpec::parse(cron).unwrap().on_calendar(zone);
+        assert_eq!(on("0 1 * * *", "UTC"), "*-*-* 01:00:00 UTC");
         assert_eq!(
-            on_calendar("30 3 * * 0", "Europe/Paris").unwrap(),
-            "Sun *-*-* 3:30:00 Europe/Paris"
+            on("30 3 * * 0", "Europe/Paris"),
+            "Sun *-*-* 03:30:00 Europe/Paris"
         );
         assert_eq!(
-            on_calendar("*/15 8-18 1,15 * 1-5", "UTC").unwrap(),
-            "Mon..Fri *-*-1,15 8..18:0/15:00 UTC"
+            on("*/15 8-18 1,15 * *", "UTC"),
+            "*-*-01,15 08,09,10,11,12,13,14,15,16,17,18:00,15,30,45:00 UTC"
         );
-        assert!(on_calendar("0 1 * *", "UTC").is_err());
-        assert!(on_calendar("0 1 * * 9", "UTC").is_err());
     }
 
     #[test]
@@ -492,7 +465,7 @@ mod tests {
         };
         assert_eq!(
             timer_lines(&task("6h")).unwrap(),
-            "OnCalendar=*-*-* 00/6:00:00 UTC\n"
+            "OnCalendar=*-*-* 00,06,12,18:00:00 UTC\n"
         );
         assert_eq!(
             timer_lines(&task("1w")).unwrap(),
@@ -500,18 +473,9 @@ mod tests {
         );
         assert_eq!(
             timer_lines(&task("30m")).unwrap(),
-            "OnCalendar=*-*-* *:00/30:00 UTC\n"
+            "OnCalendar=*-*-* *:00,30:00 UTC\n"
         );
-        assert_eq!(
-            timer_lines(&task("5h")).unwrap(),
-            "OnBootSec=5min\nOnUnitActiveSec=18000s\n"
-        );
-    }
-
-    #[test]
-    fn arguments_are_quoted_for_exec_start() {
-        assert_eq!(quote("/srv/backups"), "/srv/backups");
-        assert_eq!(quote("/srv/my backups"), "'/srv/my backups'");
-        assert_eq!(quote("it's"), "'it'\\''s'");
+        // No calendar fires every 5 hours from the epoch: refused, never approximated.
+        assert!(timer_lines(&task("5h")).is_err());
     }
 }

@@ -8,7 +8,6 @@
 //! (cron syntax, durations, time zones, references between templates and assignments).
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -18,6 +17,8 @@ use crate::retention::RetentionPolicy;
 
 /// A maintenance task a schedule can ask for (one enum for schedules and the ledger).
 use crate::task::Task;
+
+pub mod calendar;
 
 /// When a task may run: a daily window in a time zone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -114,7 +115,7 @@ pub struct Problem {
 
 /// The templates dbcadence ships: PostgreSQL and MySQL/MariaDB × production, staging,
 /// development (`dbcadence schedule init`).
-pub const SHIPPED_TEMPLATES: &str = include_str!("../templates/schedules.yml");
+pub const SHIPPED_TEMPLATES: &str = include_str!("../../templates/schedules.yml");
 
 /// Parses `30m`, `6h`, `1d`, `1w` into seconds. Days are 24 hours: intervals are elapsed
 /// time, not calendar days.
@@ -185,22 +186,36 @@ pub fn check(file: &ScheduleFile) -> Vec<Problem> {
                     at.clone(),
                     "give cron (e.g. \"0 2 * * *\") or every (e.g. 1d)".into(),
                 ),
-                (Some(cron), None) => {
-                    if let Err(e) = croner::Cron::from_str(cron) {
-                        push(
-                            format!("{at}.cron"),
-                            format!("'{cron}' is not a cron expression: {e}"),
-                        );
+                // One calendar (calendar.rs): accepted here only if the timers can fire on
+                // it and compliance counts it the same way.
+                (Some(cron), None) => match calendar::CronSpec::parse(cron) {
+                    Err(e) => push(format!("{at}.cron"), e),
+                    Ok(spec) => {
+                        let now = jiff::Timestamp::now();
+                        if spec
+                            .next_after(&jiff::tz::TimeZone::UTC, now, 366 * 5)
+                            .is_none()
+                        {
+                            push(
+                                format!("{at}.cron"),
+                                format!(
+                                    "'{cron}' never fires (no such date in the next five years)"
+                                ),
+                            );
+                        }
                     }
-                }
-                (None, Some(every)) => {
-                    if parse_duration(every).is_none() {
-                        push(
-                            format!("{at}.every"),
-                            format!("'{every}' is not an interval; use 30m, 6h, 1d or 1w"),
-                        );
+                },
+                (None, Some(every)) => match parse_duration(every) {
+                    None => push(
+                        format!("{at}.every"),
+                        format!("'{every}' is not an interval; use 30m, 6h, 1d or 1w"),
+                    ),
+                    Some(seconds) => {
+                        if let Err(e) = calendar::interval(seconds) {
+                            push(format!("{at}.every"), format!("'{every}': {e}"));
+                        }
                     }
-                }
+                },
             }
             if parse_duration(&task.grace).is_none() {
                 push(
