@@ -31,6 +31,16 @@ pub enum Status {
     Missed,
     Failed,
     Pending,
+    /// Done, but started outside the task's maintenance window: not on time.
+    OutOfWindow,
+}
+
+/// One real run, as compliance needs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Run {
+    pub finished: Timestamp,
+    pub started: Timestamp,
+    pub outcome: Outcome,
 }
 
 /// One occurrence due and its status.
@@ -64,6 +74,9 @@ pub struct Tally {
     pub failed: u32,
     /// Deadline still ahead: not counted in due.
     pub pending: u32,
+    /// Done successfully but started outside the task's maintenance window.
+    #[serde(default)]
+    pub out_of_window: u32,
 }
 
 impl Tally {
@@ -74,11 +87,12 @@ impl Tally {
             Status::Missed => self.missed += 1,
             Status::Failed => self.failed += 1,
             Status::Pending => self.pending += 1,
+            Status::OutOfWindow => self.out_of_window += 1,
         }
     }
 
     pub fn due(&self) -> u32 {
-        self.on_time + self.late + self.missed + self.failed
+        self.on_time + self.late + self.missed + self.failed + self.out_of_window
     }
 
     /// Share of due occurrences done on time; None ("no data") when nothing was due: 0 of 0
@@ -150,7 +164,7 @@ pub fn evaluate(
     to: Timestamp,
     now: Timestamp,
 ) -> Result<Vec<Occurrence>> {
-    let mut runs: Vec<(Timestamp, Outcome)> = records
+    let mut runs: Vec<Run> = records
         .iter()
         .filter(|r| {
             !r.check_mode
@@ -158,9 +172,15 @@ pub fn evaluate(
                 && r.target.instance == binding.instance
                 && r.target.db == binding.db
         })
-        .filter_map(|r| Some((r.finished_at.parse::<Timestamp>().ok()?, r.outcome)))
+        .filter_map(|r| {
+            Some(Run {
+                finished: r.finished_at.parse().ok()?,
+                started: r.started_at.parse().ok()?,
+                outcome: r.outcome,
+            })
+        })
         .collect();
-    runs.sort_by_key(|r| r.0);
+    runs.sort_by_key(|r| r.finished);
     evaluate_runs(binding, &runs, from, to, now)
 }
 
@@ -168,20 +188,23 @@ pub fn evaluate(
 /// by finish time.
 pub fn evaluate_runs(
     binding: &Binding,
-    runs: &[(Timestamp, Outcome)],
+    runs: &[Run],
     from: Timestamp,
     to: Timestamp,
     now: Timestamp,
 ) -> Result<Vec<Occurrence>> {
     let dues = due_times(binding.task, from, to)?;
-    Ok(judge(&dues, binding.since, Timestamp::MAX, runs, now)
-        .into_iter()
-        .map(|j| Occurrence {
-            due: j.due.to_string(),
-            deadline: j.deadline.to_string(),
-            status: j.status,
-        })
-        .collect())
+    let window = binding.task.window.as_ref();
+    Ok(
+        judge(&dues, binding.since, Timestamp::MAX, runs, now, window)
+            .into_iter()
+            .map(|j| Occurrence {
+                due: j.due.to_string(),
+                deadline: j.deadline.to_string(),
+                status: j.status,
+            })
+            .collect(),
+    )
 }
 
 /// One judged occurrence, in numbers (the report turns few of them into text).
@@ -192,13 +215,15 @@ pub struct Judged {
     pub status: Status,
 }
 
-/// Judges the due times in [since, until] against runs sorted by finish time.
+/// Judges the due times in [since, until] against runs sorted by finish time. With a window,
+/// a successful run that started outside it makes its occurrence out of window, not on time.
 pub fn judge(
     dues: &[Due],
     since: Timestamp,
     until: Timestamp,
-    runs: &[(Timestamp, Outcome)],
+    runs: &[Run],
     now: Timestamp,
+    window: Option<&crate::schedule::Window>,
 ) -> Vec<Judged> {
     let mut out = Vec::new();
     // A run answers one occurrence only (spans of intervals overlap by their grace): the
@@ -208,17 +233,18 @@ pub fn judge(
         if due < since || due > until {
             continue;
         }
-        let start = runs.partition_point(|r| r.0 < span_start);
-        let end = runs.partition_point(|r| r.0 < span_end.max(deadline));
-        let first_ok_index = (start..end).find(|&i| !used[i] && runs[i].1 == Outcome::Ok);
+        let start = runs.partition_point(|r| r.finished < span_start);
+        let end = runs.partition_point(|r| r.finished < span_end.max(deadline));
+        let first_ok_index = (start..end).find(|&i| !used[i] && runs[i].outcome == Outcome::Ok);
         if let Some(i) = first_ok_index {
             used[i] = true;
         }
-        let status = match first_ok_index.map(|i| runs[i].0) {
-            Some(t) if t <= deadline => Status::OnTime,
+        let status = match first_ok_index.map(|i| runs[i]) {
+            Some(run) if window.is_some_and(|w| !w.contains(run.started)) => Status::OutOfWindow,
+            Some(run) if run.finished <= deadline => Status::OnTime,
             Some(_) => Status::Late,
             None if deadline > now => Status::Pending,
-            None if (start..end).any(|i| !used[i] && runs[i].1 == Outcome::Failed) => {
+            None if (start..end).any(|i| !used[i] && runs[i].outcome == Outcome::Failed) => {
                 Status::Failed
             }
             None => Status::Missed,
@@ -255,13 +281,15 @@ mod tests {
     use crate::ledger::Target;
     use crate::schedule::Window;
 
+    /// A nightly cron task gets a 00:00-06:00 window in `tz`; an interval task none (its
+    /// runs happen around the clock).
     fn task(cron: Option<&str>, every: Option<&str>, grace: &str, tz: &str) -> TaskSchedule {
         TaskSchedule {
             task: crate::task::Task::Backup,
             cron: cron.map(String::from),
             every: every.map(String::from),
             grace: grace.into(),
-            window: Some(Window {
+            window: cron.map(|_| Window {
                 start: "00:00".into(),
                 end: "06:00".into(),
                 time_zone: tz.into(),
@@ -333,6 +361,54 @@ mod tests {
         assert!(
             dues.iter()
                 .all(|d| !d.0.to_string().starts_with("2027-03-28"))
+        );
+    }
+
+    #[test]
+    fn a_run_outside_its_window_is_out_of_window_not_on_time() {
+        // Due 02:00 UTC with a 00:00-06:00 window (the `task` helper): a run started at 02:05
+        // is on time; one started at 06:30 and finished within the grace is out of window.
+        let nightly = task(Some("0 2 * * *"), None, "6h", "UTC");
+        let inside = run("2026-03-01T02:10:00Z", Outcome::Ok);
+        let outside = Record {
+            started_at: "2026-03-02T06:30:00Z".into(),
+            ..run("2026-03-02T06:40:00Z", Outcome::Ok)
+        };
+        let got = statuses(
+            &nightly,
+            &[inside, outside],
+            "2026-03-01T00:00:00Z",
+            "2026-03-02T23:00:00Z",
+            "2026-01-01T00:00:00Z",
+        );
+        assert_eq!(got, [Status::OnTime, Status::OutOfWindow]);
+        let mut tally = Tally::default();
+        got.iter().for_each(|s| tally.add(*s));
+        assert_eq!((tally.due(), tally.ratio()), (2, Some(0.5)));
+    }
+
+    #[test]
+    fn windows_cross_midnight_and_gate_modifying_tasks() {
+        let window = Window {
+            start: "22:00".into(),
+            end: "04:00".into(),
+            time_zone: "Europe/Paris".into(),
+        };
+        // 23:30 and 03:30 Paris (winter, UTC+1) are inside; 12:00 is not.
+        assert!(window.contains(ts("2026-01-10T22:30:00Z")));
+        assert!(window.contains(ts("2026-01-10T02:30:00Z")));
+        assert!(!window.contains(ts("2026-01-10T11:00:00Z")));
+        assert!(window.gate(ts("2026-01-10T22:30:00Z"), false).is_ok());
+        let refused = window.gate(ts("2026-01-10T11:00:00Z"), false).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("outside the window 22:00-04:00 Europe/Paris"),
+            "{refused}"
+        );
+        assert!(
+            window.gate(ts("2026-01-10T11:00:00Z"), true).is_ok(),
+            "force"
         );
     }
 

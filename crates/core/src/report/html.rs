@@ -227,18 +227,19 @@ pub fn html(report: &Report) -> String {
     ] {
         let _ = write!(
             out,
-            "<h2>{title}</h2><table><tr><th></th><th class=n>on time</th><th class=n>due</th><th class=n>late</th><th class=n>missed</th><th class=n>failed</th></tr>"
+            "<h2>{title}</h2><table><tr><th></th><th class=n>on time</th><th class=n>due</th><th class=n>late</th><th class=n>missed</th><th class=n>failed</th><th class=n>out of window</th></tr>"
         );
         for (name, s) in map {
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
+                "<tr><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
                 escape(name),
                 percent(s.ratio),
                 s.due,
                 s.tally.late,
                 s.tally.missed,
-                s.tally.failed
+                s.tally.failed,
+                s.tally.out_of_window
             );
         }
         out.push_str("</table>\n");

@@ -27,18 +27,19 @@ fn cell(text: &str) -> String {
 
 fn share_row(name: &str, share: &Share) -> String {
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} |\n",
+        "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
         cell(name),
         percent(share.ratio),
         share.due,
         share.tally.on_time,
         share.tally.late,
         share.tally.missed,
-        share.tally.failed
+        share.tally.failed,
+        share.tally.out_of_window
     )
 }
 
-const SHARE_HEADER: &str = "| scope | share on time | due | on time | late | missed | failed |\n|---|---:|---:|---:|---:|---:|---:|\n";
+const SHARE_HEADER: &str = "| scope | share on time | due | on time | late | missed | failed | out of window |\n|---|---:|---:|---:|---:|---:|---:|---:|\n";
 
 pub fn markdown(report: &Report) -> String {
     let mut out = String::new();

@@ -142,7 +142,7 @@ pub fn parse_time(text: &str) -> Result<Timestamp> {
 pub struct Share {
     #[serde(flatten)]
     pub tally: Tally,
-    /// Occurrences due in the period (on time + late + missed + failed).
+    /// Occurrences due in the period (on time + late + missed + failed + out of window).
     pub due: u32,
     /// on_time / due; null ("no data") when nothing was due.
     pub ratio: Option<f64>,
@@ -365,7 +365,7 @@ impl std::hash::Hasher for FxHasher {
     }
 }
 
-type RunIndex = HashMap<String, Vec<(Timestamp, Outcome)>, std::hash::BuildHasherDefault<FxHasher>>;
+type RunIndex = HashMap<String, Vec<compliance::Run>, std::hash::BuildHasherDefault<FxHasher>>;
 
 /// The run index key of (task, instance, db).
 fn run_key(buffer: &mut String, task: &str, instance: &str, db: Option<&str>) {
@@ -500,11 +500,16 @@ impl Gathered {
             &record.target.instance,
             record.target.db.as_deref(),
         );
+        // The start decides whether the run was inside its maintenance window.
+        let run = compliance::Run {
+            finished,
+            started: parse_timestamp(&record.started_at).unwrap_or(finished),
+            outcome: record.outcome,
+        };
         match self.runs.get_mut(self.key.as_str()) {
-            Some(runs) => runs.push((finished, record.outcome)),
+            Some(runs) => runs.push(run),
             None => {
-                self.runs
-                    .insert(self.key.clone(), vec![(finished, record.outcome)]);
+                self.runs.insert(self.key.clone(), vec![run]);
             }
         }
         if !in_period {
@@ -849,7 +854,7 @@ pub fn build(
     }
     gathered.replay_inventory();
     for runs in gathered.runs.values_mut() {
-        runs.sort_by_key(|r| r.0);
+        runs.sort_by_key(|r| r.finished);
     }
     let mut warnings = Vec::new();
     if !unreadable.is_empty() {
@@ -954,7 +959,14 @@ pub fn build(
                 e.insert(compliance::due_times(b.task, period.from, period.to)?)
             }
         };
-        let occurrences = compliance::judge(dues, b.since, b.until, runs, period.now);
+        let occurrences = compliance::judge(
+            dues,
+            b.since,
+            b.until,
+            runs,
+            period.now,
+            b.task.window.as_ref(),
+        );
         let mut tally = Tally::default();
         let key = (b.instance.clone(), b.db.clone());
         let days = row_days
@@ -974,8 +986,8 @@ pub fn build(
         let last_success = runs
             .iter()
             .rev()
-            .find(|r| r.1 == Outcome::Ok)
-            .map(|r| r.0.to_string());
+            .find(|r| r.outcome == Outcome::Ok)
+            .map(|r| r.finished.to_string());
         let problems: Vec<compliance::Occurrence> = occurrences
             .iter()
             .rev()
@@ -1108,6 +1120,7 @@ fn merge(into: &mut Tally, from: &Tally) {
     into.missed += from.missed;
     into.failed += from.failed;
     into.pending += from.pending;
+    into.out_of_window += from.out_of_window;
 }
 
 fn round(value: f64, digits: i32) -> f64 {
@@ -1125,12 +1138,13 @@ fn scorecard(g: &Gathered, fleet: &Tally, period: &Period, goals: &Goals) -> Vec
         value: ratio.map(|r| round(r, 4)),
         met: ratio.map(|r| r >= goals.compliance),
         detail: format!(
-            "{} of {} due occurrences on time ({} late, {} missed, {} failed)",
+            "{} of {} due occurrences on time ({} late, {} missed, {} failed, {} out of window)",
             fleet.on_time,
             fleet.due(),
             fleet.late,
             fleet.missed,
-            fleet.failed
+            fleet.failed,
+            fleet.out_of_window
         ),
     });
     let incidents = g.incidents + g.detected_outages;

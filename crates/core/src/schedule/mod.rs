@@ -37,6 +37,47 @@ fn default_time_zone() -> String {
     "UTC".into()
 }
 
+impl Window {
+    /// Whether an instant falls inside the window (local time in its zone; a window whose end
+    /// is before its start crosses midnight). A window that cannot be read contains nothing.
+    pub fn contains(&self, at: jiff::Timestamp) -> bool {
+        let (Some(start), Some(end), Ok(tz)) = (
+            parse_clock(&self.start),
+            parse_clock(&self.end),
+            jiff::tz::TimeZone::get(&self.time_zone),
+        ) else {
+            return false;
+        };
+        let local = at.to_zoned(tz).time();
+        if start <= end {
+            start <= local && local < end
+        } else {
+            local >= start || local < end
+        }
+    }
+
+    /// Refuses a modifying task outside its window unless forced: tune apply, patch and
+    /// other changes to a server call this before they touch it.
+    pub fn gate(&self, at: jiff::Timestamp, force: bool) -> crate::Result<()> {
+        if force || self.contains(at) {
+            return Ok(());
+        }
+        Err(crate::Error::invalid(
+            "maintenance window",
+            format!(
+                "{} is outside the window {}-{} {}; wait for it, or set force: true to run anyway (the run is reported out of window)",
+                at.to_zoned(
+                    jiff::tz::TimeZone::get(&self.time_zone).unwrap_or(jiff::tz::TimeZone::UTC)
+                )
+                .strftime("%Y-%m-%d %H:%M %Z"),
+                self.start,
+                self.end,
+                self.time_zone
+            ),
+        ))
+    }
+}
+
 /// One task of a template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
