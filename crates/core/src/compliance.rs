@@ -156,6 +156,20 @@ pub fn due_times(task: &TaskSchedule, from: Timestamp, to: Timestamp) -> Result<
     Ok(out)
 }
 
+/// The first due time of a task after `after` (None for a calendar that never comes again):
+/// the same calendar as due_times and the timers.
+pub fn next_due(task: &TaskSchedule, after: Timestamp) -> Option<Timestamp> {
+    let (spec, tz) = match (&task.cron, &task.every) {
+        (Some(cron), _) => (CronSpec::parse(cron).ok()?, time_zone(task).ok()?),
+        (None, Some(every)) => (
+            crate::schedule::calendar::interval(parse_duration(every)?).ok()?,
+            TimeZone::UTC,
+        ),
+        (None, None) => return None,
+    };
+    spec.next_after(&tz, after, 366 * 5)
+}
+
 /// The occurrences of one binding in [from, to], judged against `records` as of `now`.
 pub fn evaluate(
     binding: &Binding,

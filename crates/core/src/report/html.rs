@@ -220,7 +220,22 @@ pub fn html(report: &Report) -> String {
             escape(&c.detail)
         );
     }
-    out.push_str("</div>\n<h2>Compliance over time</h2><div id=\"chart-compliance\"></div>\n<h2>Where it hurts: the worst databases over the period</h2><div id=\"chart-heatmap\"></div>\n<h2>Task durations</h2><div id=\"chart-durations\"></div>\n");
+    out.push_str("</div>\n");
+    if !report.next_due.is_empty() {
+        out.push_str("<h2>Next due</h2><table><tr><th>template</th><th>task</th><th>schedule</th><th>next due</th></tr>");
+        for n in &report.next_due {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&n.template),
+                n.task,
+                escape(&n.schedule),
+                escape(n.at.as_deref().unwrap_or("never"))
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str("<h2>Compliance over time</h2><div id=\"chart-compliance\"></div>\n<h2>Where it hurts: the worst databases over the period</h2><div id=\"chart-heatmap\"></div>\n<h2>Task durations</h2><div id=\"chart-durations\"></div>\n");
     for (title, map) in [
         ("By environment", &report.by_env),
         ("By task", &report.by_task),
@@ -324,6 +339,7 @@ mod tests {
                 days: vec![],
             }],
             scorecard: vec![],
+            next_due: vec![],
             warnings: vec![],
         };
         let page = html(&report);

@@ -85,6 +85,22 @@ pub fn markdown(report: &Report) -> String {
     for (task, share) in &report.by_task {
         out.push_str(&share_row(task, share));
     }
+    if !report.next_due.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Next due\n\n| template | task | schedule | next due |\n|---|---|---|---|"
+        );
+        for n in &report.next_due {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                cell(&n.template),
+                n.task,
+                cell(&n.schedule),
+                n.at.as_deref().unwrap_or("never")
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "\n## Databases (worst first)\n\n| database | env | template | on time | due | late | missed | failed | not on time |\n|---|---|---|---:|---:|---:|---:|---:|---|"

@@ -265,6 +265,19 @@ pub struct Criterion {
     pub detail: String,
 }
 
+/// The next due time of one task of one template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NextDue {
+    /// The template.
+    pub template: String,
+    /// The task.
+    pub task: Task,
+    /// Its schedule: cron expression (and zone) or interval.
+    pub schedule: String,
+    /// The next due time after the report was made (RFC 3339); null if never again.
+    pub at: Option<String>,
+}
+
 /// The report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
@@ -300,6 +313,9 @@ pub struct Report {
     pub heatmap_days: usize,
     /// The success criteria with their goals, values and verdicts.
     pub scorecard: Vec<Criterion>,
+    /// When each template task is next due: when the next proof will arrive.
+    #[serde(default)]
+    pub next_due: Vec<NextDue>,
     /// What the reader should know (unreadable lines, unknown tasks...).
     pub warnings: Vec<String>,
 }
@@ -1087,6 +1103,25 @@ pub fn build(
         })
         .collect();
     let scorecard = scorecard(&gathered, &fleet, &period, goals);
+    let next_due = schedule
+        .templates
+        .iter()
+        .flat_map(|template| {
+            template.tasks.iter().map(|task| NextDue {
+                template: template.name.clone(),
+                task: task.task,
+                schedule: match (&task.cron, &task.every) {
+                    (Some(cron), _) => format!(
+                        "{cron} ({})",
+                        task.window.as_ref().map_or("UTC", |w| w.time_zone.as_str())
+                    ),
+                    (None, Some(every)) => format!("every {every}"),
+                    (None, None) => String::new(),
+                },
+                at: compliance::next_due(task, period.now).map(|t| t.to_string()),
+            })
+        })
+        .collect();
     Ok(Report {
         from: period.from.to_string(),
         to: period.to.to_string(),
@@ -1110,6 +1145,7 @@ pub fn build(
         heatmap,
         heatmap_days,
         scorecard,
+        next_due,
         warnings,
     })
 }
@@ -1772,6 +1808,18 @@ mod tests {
             check_goal(&report, Some(0.95)).is_ok(),
             "no data is not a failure"
         );
+        // A new user sees when the first proof will arrive: the next due time per task.
+        assert_eq!(report.next_due.len(), 1);
+        assert_eq!(
+            report.next_due[0].at.as_deref(),
+            Some("2026-11-09T01:00:00Z"),
+            "the next 01:00 UTC after now (2026-11-08T12:00)"
+        );
+        assert!(
+            md.contains("## Next due") && md.contains("2026-11-09T01:00:00Z"),
+            "{md}"
+        );
+        assert!(page.contains("Next due"));
     }
 
     #[test]
