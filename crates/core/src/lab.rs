@@ -52,6 +52,24 @@ pub struct LabRequest {
     pub tuned_for_loading: bool,
 }
 
+impl LabRequest {
+    /// One throwaway server of `engine`, tuned for loading: verification restores into it.
+    pub fn scratch(dir: &Path, engine: EngineKind) -> LabRequest {
+        let (postgres, mysql) = match engine {
+            EngineKind::Postgresql => (1, 0),
+            EngineKind::Mysql => (0, 1),
+        };
+        LabRequest {
+            dir: dir.to_path_buf(),
+            postgres,
+            mysql,
+            pg_replicas: 0,
+            seed: false,
+            tuned_for_loading: true,
+        }
+    }
+}
+
 /// One lab server (lab.json). No secret in here: the password is in `password_file`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct LabInstance {

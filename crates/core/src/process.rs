@@ -163,14 +163,19 @@ impl Tool {
             .map_err(|e| self.not_started(e))
     }
 
+    /// Runs to the end with stdout and stderr captured, whatever its exit code (a checker
+    /// that reports findings by exiting non-zero); only not starting is an error.
+    pub fn capture(&self) -> Result<Output> {
+        self.command()
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| self.not_started(e))
+    }
+
     /// Runs to the end with stdout and stderr captured; a non-zero exit is an error that
     /// quotes the tool's stderr.
     pub fn output(&self) -> Result<Output> {
-        let output = self
-            .command()
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| self.not_started(e))?;
+        let output = self.capture()?;
         if output.status.success() {
             Ok(output)
         } else {

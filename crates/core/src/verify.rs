@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::backup::lock::{self, BackupLock};
 use crate::backup::{self, Manifest};
-use crate::connection::{ConnectionArgs, EngineKind};
+use crate::connection::ConnectionArgs;
 use crate::engine::{self, Engine, RestoreInput};
 use crate::lab::{self, LabRequest};
 use crate::ledger::{Outcome, Target};
@@ -220,10 +220,6 @@ struct Scratch {
 
 impl Scratch {
     fn open(request: &VerifyRequest, manifest: &Manifest) -> Result<Scratch> {
-        let engine_kind = match manifest.engine.as_str() {
-            "postgresql" => EngineKind::Postgresql,
-            _ => EngineKind::Mysql,
-        };
         if request.target.engine.is_some() {
             // Never restore over a real database: a scratch name, dropped afterwards.
             let database = format!("dbcadence_verify_{}", crate::util::random_hex(4)?);
@@ -244,15 +240,7 @@ impl Scratch {
             .prefix("dbc-verify.")
             .tempdir_in(&parent)
             .map_err(|e| Error::io("create the scratch directory", &parent, e))?;
-        let pg = usize::from(engine_kind == EngineKind::Postgresql);
-        let lab = lab::up(&LabRequest {
-            dir: dir.path().to_path_buf(),
-            postgres: pg,
-            mysql: 1 - pg,
-            pg_replicas: 0,
-            seed: false,
-            tuned_for_loading: true,
-        });
+        let lab = lab::up(&LabRequest::scratch(dir.path(), manifest.engine));
         let lab = match lab {
             Ok(lab) => lab,
             Err(e) => {
@@ -298,11 +286,7 @@ fn verify_physical(
     manifest: &Manifest,
     mut report: VerifyReport,
 ) -> Result<VerifyReport> {
-    let kind = if manifest.engine == "postgresql" {
-        EngineKind::Postgresql
-    } else {
-        EngineKind::Mysql
-    };
+    let kind = manifest.engine;
     let work = request
         .scratch_dir
         .clone()
@@ -375,9 +359,14 @@ fn restore(
             .map_err(|e| Error::io("read the backup file", &compressed, e))?;
         zstd::stream::read::Decoder::new(f).map_err(|e| Error::io("decompress", &compressed, e))
     };
-    let tool = crate::util::program_name(&plan.program);
-    let mut command = plan.command();
-    command.stdout(Stdio::null()).stderr(Stdio::piped());
+    let restore_tool = plan.tool();
+    let tool = restore_tool.name();
+    let spawn = |extra: Option<&Path>, stdin: Stdio| {
+        restore_tool
+            .clone()
+            .args(extra)
+            .spawn(stdin, Stdio::null(), Stdio::piped())
+    };
     // A decompressed copy for tools that want a seekable file (parallel pg_restore); it lives
     // beside the scratch server, or in a temp dir for a target server.
     let temp = tempfile::Builder::new()
@@ -408,24 +397,18 @@ fn restore(
                 std::io::copy(&mut decoder, &mut out)
                     .map_err(|e| Error::io("decompress", &source, e))?;
             }
-            command.arg(&raw_dir).stdin(Stdio::null());
-            command.spawn()
+            spawn(Some(&raw_dir), Stdio::null())
         }
         RestoreInput::File => {
             let raw = temp.path().join("dump");
             let mut out = File::create(&raw).map_err(|e| Error::io("write", &raw, e))?;
             std::io::copy(&mut open()?, &mut out)
                 .map_err(|e| Error::io("decompress", &compressed, e))?;
-            command.arg(&raw).stdin(Stdio::null());
-            command.spawn()
+            spawn(Some(&raw), Stdio::null())
         }
-        RestoreInput::Stdin => command.stdin(Stdio::piped()).spawn(),
+        RestoreInput::Stdin => spawn(None, Stdio::piped()),
     };
-    let mut child = child.map_err(|e| Error::Command {
-        command: tool.clone(),
-        code: "not started".into(),
-        stderr: e.to_string(),
-    })?;
+    let mut child = child?;
     let mut stderr = child.stderr.take().expect("piped");
     let stderr_thread = std::thread::spawn(move || {
         let mut text = String::new();

@@ -203,7 +203,7 @@ fn run_unrecorded(
         let manifest = Manifest {
             format: 1,
             status: "complete".into(),
-            engine: facts.engine.to_string(),
+            engine: facts.engine,
             flavour: facts.flavour.clone(),
             server_version: facts.version.clone(),
             tool: dumped.tool,

@@ -144,7 +144,7 @@ pub struct Manifest {
     /// complete; anything else is not a usable backup.
     pub status: String,
     /// postgresql or mysql.
-    pub engine: String,
+    pub engine: crate::connection::EngineKind,
     /// postgresql, mariadb or mysql.
     pub flavour: String,
     /// Version of the server backed up.

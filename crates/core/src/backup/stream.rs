@@ -94,26 +94,7 @@ pub(super) fn write_compressed(
 
 /// Runs a dump tool that writes its own files (directory format) and waits for it.
 pub(super) fn run_dump_to_directory(plan: &DumpPlan) -> Result<()> {
-    let tool = crate::util::program_name(&plan.program);
-    let output = plan
-        .command()
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| Error::Command {
-            command: tool.clone(),
-            code: "not started".into(),
-            stderr: e.to_string(),
-        })?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(crate::process::failed(
-        &tool,
-        output.status,
-        &String::from_utf8_lossy(&output.stderr),
-    ))
+    plan.tool().run()
 }
 
 /// Compresses every file of a dump directory in place (`x` becomes `x.zst`), a few files at a
@@ -190,18 +171,9 @@ pub(super) fn stream_dump(
     threads: u32,
     access: Access,
 ) -> Result<Streamed> {
-    let tool = crate::util::program_name(&plan.program);
-    let mut child = plan
-        .command()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Command {
-            command: tool.clone(),
-            code: "not started".into(),
-            stderr: format!("{e}; install the package that provides it"),
-        })?;
+    let dump_tool = plan.tool();
+    let tool = dump_tool.name();
+    let mut child = dump_tool.spawn(Stdio::null(), Stdio::piped(), Stdio::piped())?;
     let mut stderr = child.stderr.take().expect("piped");
     let stderr_thread = std::thread::spawn(move || {
         let mut text = Vec::new();

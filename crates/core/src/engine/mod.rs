@@ -161,24 +161,20 @@ pub struct GlobalsDump {
 }
 
 impl DumpPlan {
-    /// The dump tool as a command: its arguments and environment (where the secrets are).
-    pub fn command(&self) -> std::process::Command {
-        let mut command = std::process::Command::new(&self.program);
-        command
+    /// The dump tool: its arguments and environment (where the secrets are).
+    pub fn tool(&self) -> crate::process::Tool {
+        crate::process::Tool::new(&self.program)
             .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)));
-        command
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
     }
 }
 
 impl RestorePlan {
-    /// The restore tool as a command: its arguments and environment (where the secrets are).
-    pub fn command(&self) -> std::process::Command {
-        let mut command = std::process::Command::new(&self.program);
-        command
+    /// The restore tool: its arguments and environment (where the secrets are).
+    pub fn tool(&self) -> crate::process::Tool {
+        crate::process::Tool::new(&self.program)
             .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)));
-        command
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
     }
 }
 

@@ -557,14 +557,7 @@ impl Engine for PostgresEngine {
             // name is given as one, quoted: `--x=y` stays a name.
             .operands([format!("dbname={}", conninfo_value(database))])
             .envs(libpq_env(&self.args, database))
-            .command()
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| Error::Command {
-                command: "pg_amcheck".into(),
-                code: "not started".into(),
-                stderr: e.to_string(),
-            })?;
+            .capture()?;
         if output.status.success() {
             return Ok(vec![]);
         }
