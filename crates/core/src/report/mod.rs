@@ -362,26 +362,9 @@ struct FleetDatabase {
     copy_of: Option<String>,
 }
 
-/// A fast, deterministic hasher for the run index (keys are our own ledger's strings, so
-/// SipHash's protection against hostile keys buys nothing here).
-#[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type RunIndex = HashMap<String, Vec<compliance::Run>, std::hash::BuildHasherDefault<FxHasher>>;
+/// The run index: keys are our own ledger's strings, so SipHash's protection against hostile
+/// keys buys nothing here and rustc's Fx hash is faster.
+type RunIndex = rustc_hash::FxHashMap<String, Vec<compliance::Run>>;
 
 /// The run index key of (task, instance, db).
 fn run_key(buffer: &mut String, task: &str, instance: &str, db: Option<&str>) {
@@ -469,7 +452,7 @@ struct Gathered {
     /// Backup paths, as 64-bit hashes: 430,000 backups need no strings to be matched with
     /// their verifications.
     backups_in_period: Vec<u64>,
-    verified_backups: std::collections::HashSet<u64, std::hash::BuildHasherDefault<FxHasher>>,
+    verified_backups: rustc_hash::FxHashSet<u64>,
     incidents: u32,
     /// Endpoint -> currently unreachable (an outage counts once, however many runs saw it).
     outages: HashMap<String, bool>,
@@ -700,7 +683,7 @@ struct DetailFields<'a> {
 
 fn path_hash(path: &str) -> u64 {
     use std::hash::Hasher;
-    let mut h = FxHasher::default();
+    let mut h = rustc_hash::FxHasher::default();
     h.write(path.as_bytes());
     h.write_u8(0xff);
     h.finish()
