@@ -209,69 +209,33 @@ impl Store {
     /// AWX job output): it comes from `password`, e.g. $DBCADENCE_LEDGER_PASSWORD.
     pub fn postgres(url: &str, password: Option<SecretString>) -> Result<Self> {
         let bad = |detail: String| Error::invalid("ledger_url", detail);
-        let rest = url
-            .strip_prefix("postgresql://")
-            .or_else(|| url.strip_prefix("postgres://"))
-            .ok_or_else(|| bad("it must start with postgresql://".into()))?;
-        let (authority_path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (authority, path) = authority_path
-            .split_once('/')
-            .unwrap_or((authority_path, ""));
-        let (user, host_port) = match authority.rsplit_once('@') {
-            Some((user, host)) => (Some(user), host),
-            None => (None, authority),
-        };
-        if user.is_some_and(|u| u.contains(':')) {
-            return Err(bad(
-                "it holds a password; remove it from the URL and set DBCADENCE_LEDGER_PASSWORD (or ledger_password) instead"
-                    .into(),
-            ));
+        if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+            return Err(bad("it must start with postgresql://".into()));
         }
-        let (host, port) = match host_port.rsplit_once(':') {
-            Some((host, port)) => (
-                host,
-                Some(
-                    port.parse::<u16>()
-                        .map_err(|_| bad(format!("'{port}' is not a port")))?,
-                ),
-            ),
-            None => (host_port, None),
-        };
-        let mut connection = ConnectionArgs {
-            engine: Some(EngineKind::Postgresql),
-            login_host: Some(if host.is_empty() { "localhost" } else { host }.to_string()),
-            login_port: port,
-            login_user: user.map(percent_decode),
-            login_password: password,
-            login_db: Some(if path.is_empty() {
-                "postgres".to_string()
-            } else {
-                percent_decode(path)
-            }),
-            connect_timeout: crate::connection::default_connect_timeout(),
-            ..ConnectionArgs::default()
-        };
+        // The driver's own parser reads the URL (user, hosts with IPv6 brackets, port,
+        // database, percent-encoding); the parameters it does not know are ours, taken out
+        // first: TLS verification (which the driver leaves to its TLS connector) and the table.
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut table = DEFAULT_TABLE.to_string();
+        let (mut ssl_mode, mut ca_cert) = (SslMode::Prefer, None);
+        let mut passed_on = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(value);
+            let decoded = percent_decode(value);
             match key {
                 "sslmode" => {
-                    connection.ssl_mode = serde_json::from_value(Value::String(value.clone()))
-                        .map_err(|_| bad(format!("sslmode '{value}' is not one of disable, prefer, require, verify-ca, verify-full")))?
+                    ssl_mode = serde_json::from_value(Value::String(decoded.clone())).map_err(|_| {
+                        bad(format!("sslmode '{decoded}' is not one of disable, prefer, require, verify-ca, verify-full"))
+                    })?
                 }
-                "sslrootcert" => connection.ca_cert = Some(value.into()),
-                "connect_timeout" => {
-                    connection.connect_timeout = value
-                        .parse()
-                        .map_err(|_| bad(format!("connect_timeout '{value}' is not a number")))?
-                }
-                "table" => table = value,
+                "sslrootcert" => ca_cert = Some(PathBuf::from(decoded)),
+                "table" => table = decoded,
                 "password" => {
                     return Err(bad(
                         "it holds a password; set DBCADENCE_LEDGER_PASSWORD (or ledger_password) instead".into(),
                     ));
                 }
+                "connect_timeout" => passed_on.push(pair),
                 other => {
                     return Err(bad(format!(
                         "unknown parameter '{other}'; known: sslmode, sslrootcert, connect_timeout, table"
@@ -279,6 +243,46 @@ impl Store {
                 }
             }
         }
+        let driver_url = if passed_on.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", passed_on.join("&"))
+        };
+        let config: postgres::Config = driver_url
+            .parse()
+            .map_err(|e: postgres::Error| bad(format!("it is not a PostgreSQL URL: {e}")))?;
+        if config.get_password().is_some() {
+            return Err(bad(
+                "it holds a password; remove it from the URL and set DBCADENCE_LEDGER_PASSWORD (or ledger_password) instead"
+                    .into(),
+            ));
+        }
+        let host = match config.get_hosts() {
+            [] => "localhost".to_string(),
+            [postgres::config::Host::Tcp(host)] => host.clone(),
+            [postgres::config::Host::Unix(_)] => {
+                return Err(bad(
+                    "a socket directory is not supported here; give a host".into()
+                ));
+            }
+            _ => return Err(bad("give one host".into())),
+        };
+        let connection = ConnectionArgs {
+            engine: Some(EngineKind::Postgresql),
+            login_host: Some(host),
+            login_port: config.get_ports().first().copied(),
+            login_user: config.get_user().map(str::to_string),
+            login_password: password,
+            login_db: Some(config.get_dbname().unwrap_or("postgres").to_string()),
+            ssl_mode,
+            ca_cert,
+            connect_timeout: config
+                .get_connect_timeout()
+                .map_or(crate::connection::default_connect_timeout(), |t| {
+                    t.as_secs().max(1)
+                }),
+            ..ConnectionArgs::default()
+        };
         if connection.ssl_mode == SslMode::VerifyCa && connection.ca_cert.is_none() {
             return Err(bad("sslmode=verify-ca needs sslrootcert=<CA file>".into()));
         }
@@ -553,6 +557,15 @@ mod tests {
         ] {
             assert!(Store::postgres(bad, None).is_err(), "{bad}");
         }
+        // IPv6 hosts in brackets (the hand-written parser split them at the first ':').
+        let Store::Postgres { connection, .. } =
+            Store::postgres("postgresql://ops@[::1]:6432/ledger?connect_timeout=3", None).unwrap()
+        else {
+            panic!("not postgres")
+        };
+        assert_eq!(connection.login_host.as_deref(), Some("::1"));
+        assert_eq!(connection.login_port, Some(6432));
+        assert_eq!(connection.connect_timeout, 3);
     }
 
     #[test]
