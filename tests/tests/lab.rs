@@ -21,6 +21,25 @@ fn a_server_that_cannot_start_quotes_its_log_and_down_is_idempotent() {
     let pg = lab.instance("pg1").unwrap().clone();
     assert!(pg.running());
     assert!(dir.path().join("inventory.yml").exists() && dir.path().join("sources.yml").exists());
+    // The lab's inventory uses the group names of the inventory script and of schedule
+    // assignments (env_development, not development).
+    let inventory: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(dir.path().join("inventory.yml")).unwrap(),
+    )
+    .unwrap();
+    let children = &inventory["all"]["children"];
+    for group in [
+        "postgresql",
+        "env_development",
+        "instance_pg1",
+        "tier_bronze",
+    ] {
+        assert!(
+            children[group]["hosts"]["pg1"].is_null() && children.get(group).is_some(),
+            "{group} in {children:?}"
+        );
+    }
+    assert!(children.get("development").is_none(), "{children:?}");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&pg.password_file).unwrap().permissions(),
     );

@@ -13,7 +13,7 @@ use dbcadence_core::engine::DatabaseKind;
 use dbcadence_core::inventory::InventoryReport;
 // Group names come from the core, so that schedule assignments by group (`env_production`,
 // `tier_gold`...) select exactly the hosts Ansible sees in those groups.
-use dbcadence_core::report::group_safe as safe;
+use dbcadence_core::schedule::assign::group_safe as safe;
 use serde_json::{Map, Value, json};
 
 /// Host names stay unique when sanitising merges two names: a short hash of the real name

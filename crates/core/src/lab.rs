@@ -869,7 +869,15 @@ fn ansible_inventory(lab: &Lab) -> serde_json::Value {
                 "dbcadence_login_password": format!("{{{{ lookup('ansible.builtin.file', '{}') }}}}", i.password_file.display()),
             }),
         );
-        for group in [i.engine.as_str(), i.env.as_str()] {
+        // The same group names as the inventory script and schedule assignments.
+        let member_of = crate::schedule::assign::groups_of(
+            &i.name,
+            i.engine.as_str(),
+            &i.env,
+            &labels(i),
+            false,
+        );
+        for group in member_of.iter().filter(|g| *g != "all") {
             groups
                 .entry(group.to_string())
                 .or_default()
@@ -893,6 +901,20 @@ fn ansible_inventory(lab: &Lab) -> serde_json::Value {
     })
 }
 
+/// The labels of a lab server: its environment, a tier (gold in production) and an owner.
+fn labels(instance: &LabInstance) -> BTreeMap<String, String> {
+    let tier = if instance.env == "production" {
+        "gold"
+    } else {
+        "bronze"
+    };
+    BTreeMap::from([
+        ("env".to_string(), instance.env.clone()),
+        ("tier".to_string(), tier.to_string()),
+        ("owner".to_string(), "dba-team".to_string()),
+    ])
+}
+
 /// The lab's servers as `dbcadence inventory` sources (credentials by file reference).
 fn sources(lab: &Lab) -> serde_json::Value {
     let endpoints: Vec<serde_json::Value> = lab
@@ -908,7 +930,7 @@ fn sources(lab: &Lab) -> serde_json::Value {
                 "login_password_file": i.password_file,
                 "ssl_mode": "verify-full",
                 "ca_cert": i.ca_cert,
-                "labels": {"env": i.env, "tier": if i.env == "production" { "gold" } else { "bronze" }, "owner": "dba-team"},
+                "labels": labels(i),
             })
         })
         .collect();

@@ -17,8 +17,8 @@ use serde::Serialize;
 use crate::backup::{self, BackupRequest};
 use crate::engine::{DatabaseKind, Role};
 use crate::inventory::{self, InventoryRequest};
-use crate::report::{self, template_for_database};
 use crate::run::RunOptions;
+use crate::schedule::assign;
 use crate::schedule::calendar::{self, CronSpec};
 use crate::schedule::{ScheduleFile, TaskSchedule, parse_duration};
 use crate::task::Task;
@@ -109,14 +109,15 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
             .iter()
             .filter(|d| d.kind == DatabaseKind::User)
         {
-            let follows = template_for_database(
+            let follows = assign::template_for(
                 &request.schedule,
-                &instance.id,
-                &db.name,
-                instance.engine.as_str(),
-                &db.env,
-                &instance.labels,
-                db.copy.is_some(),
+                &assign::Member {
+                    instance: &instance.id,
+                    engine: instance.engine.as_str(),
+                    env: &db.env,
+                    labels: &instance.labels,
+                    copy: db.copy.is_some(),
+                },
             );
             if follows.map(|t| t.name.as_str()) != Some(template.name.as_str()) {
                 continue;
@@ -287,7 +288,7 @@ pub fn plan(request: &InstallRequest) -> Result<InstallPlan> {
             }
             let unit = format!(
                 "dbcadence-{}-{task_name}",
-                report::group_safe(&template.name).replace('_', "-")
+                assign::group_safe(&template.name).replace('_', "-")
             );
             let run_args = [
                 "run",

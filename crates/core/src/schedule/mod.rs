@@ -18,6 +18,7 @@ use crate::retention::RetentionPolicy;
 /// A maintenance task a schedule can ask for (one enum for schedules and the ledger).
 use crate::task::Task;
 
+pub mod assign;
 pub mod calendar;
 
 /// When a task may run: a daily window in a time zone.
