@@ -19,7 +19,10 @@ use crate::secret::ExposeSecret;
 use crate::{Error, Result};
 
 pub mod ledger;
+mod physical;
 pub mod server;
+
+pub use physical::{PhysicalCopy, start_physical_copy};
 
 /// Settings reported in the inventory: WAL archiving, logging, TLS and the basics.
 const SETTINGS: &[&str] = &[
@@ -644,101 +647,6 @@ fn tool_version(program: &Path) -> String {
         .arg("--version")
         .read()
         .unwrap_or_else(|_| program.display().to_string())
-}
-
-/// A postgres started on a restored base backup: socket only, local trust, durability off.
-pub struct PhysicalCopy {
-    dir: tempfile::TempDir,
-    connection: ConnectionArgs,
-}
-
-impl crate::engine::PhysicalScratch for PhysicalCopy {
-    fn connection(&self) -> &ConnectionArgs {
-        &self.connection
-    }
-}
-
-impl Drop for PhysicalCopy {
-    fn drop(&mut self) {
-        server::stop(
-            &self.dir.path().join("data"),
-            std::time::Duration::from_secs(30),
-        );
-    }
-}
-
-/// Unpacks a pg_basebackup tar, checks it with pg_verifybackup, and starts postgres on it.
-pub fn start_physical_copy(
-    stream: &mut dyn std::io::Read,
-    work_dir: &Path,
-    user: &str,
-) -> Result<PhysicalCopy> {
-    let bin = bin_dir()?;
-    let dir = tempfile::Builder::new()
-        .prefix("dbc-phys.")
-        .tempdir_in(work_dir)
-        .map_err(|e| Error::io("create the scratch directory", work_dir, e))?;
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).map_err(|e| Error::io("create", &data, e))?;
-    let tar = crate::util::find_program("tar")?;
-    crate::util::feed_command(
-        &tar,
-        &["-x".as_ref(), "-C".as_ref(), data.as_os_str()],
-        stream,
-    )?;
-    // The source's configuration may point at files that are not here (certificates, hba):
-    // a minimal configuration of our own, local trust on a private socket.
-    let conf = data.join("postgresql.conf");
-    if !conf.exists() {
-        std::fs::write(&conf, "").map_err(|e| Error::io("write", &conf, e))?;
-    }
-    let hba = dir.path().join("hba.conf");
-    std::fs::write(&hba, "local all all trust\n").map_err(|e| Error::io("write", &hba, e))?;
-    crate::util::chown_recursive(dir.path(), "postgres")?;
-    let _ = std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700));
-    // pg_verifybackup runs pg_waldump through /bin/sh with the path it was given: a relative
-    // "." from inside the data directory keeps the scratch path (quotes, spaces) out of it.
-    crate::process::Tool::new(bin.join("pg_verifybackup"))
-        .package("postgresql-client")
-        .arg(".")
-        .current_dir(&data)
-        .as_user("postgres")
-        .run()?;
-    let socket_dir = dir.path().display().to_string();
-    let settings = [
-        ("listen_addresses", ""),
-        ("unix_socket_directories", socket_dir.as_str()),
-        ("port", "5432"),
-        ("hba_file", &hba.display().to_string()),
-        ("ssl", "off"),
-        ("fsync", "off"),
-        ("full_page_writes", "off"),
-        ("archive_mode", "off"),
-        ("logging_collector", "off"),
-        ("max_wal_senders", "0"),
-        ("wal_level", "minimal"),
-    ]
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .to_vec();
-    server::start(&server::ServerSpec {
-        data_dir: data.clone(),
-        log_file: dir.path().join("server.log"),
-        settings,
-        timeout: std::time::Duration::from_secs(120),
-    })
-    .map_err(|e| Error::lab("start postgres on the restored backup", e.to_string()))?;
-    Ok(PhysicalCopy {
-        connection: ConnectionArgs {
-            engine: Some(EngineKind::Postgresql),
-            login_user: Some(user.to_string()),
-            login_unix_socket: Some(dir.path().to_path_buf()),
-            login_port: Some(5432),
-            ssl_mode: SslMode::Disable,
-            connect_timeout: 5,
-            ..ConnectionArgs::default()
-        },
-        dir,
-    })
 }
 
 #[cfg(test)]
