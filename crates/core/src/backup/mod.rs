@@ -7,10 +7,10 @@
 //! dump streams through this process once: zstd compression (multi-threaded), sha256 of the
 //! compressed file and, for text dumps, row counts per table.
 //!
-//! - [`model`]: request, manifest, report and listed backup types.
-//! - [`layout`]: directory layout, listing, manifest writing, leftovers.
-//! - [`stream`]: the dump's pass through zstd and sha256.
-//! - [`lock`]: the database lock and the per-backup verification lock.
+//! - `model`: request, manifest, report and listed backup types.
+//! - `layout`: directory layout, listing, manifest writing, leftovers.
+//! - `stream`: the dump's pass through zstd and sha256.
+//! - `lock`: the database lock and the per-backup verification lock.
 
 mod layout;
 pub(crate) mod lock;
