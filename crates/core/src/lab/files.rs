@@ -1,0 +1,118 @@
+//! What the lab writes for its users: lab.json, an Ansible inventory with the inventory
+//! script's group names, and a sources file for `dbcadence inventory`.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::*;
+use crate::{Error, Result};
+
+pub(super) fn write_files(lab: &Lab) -> Result<()> {
+    let dir = &lab.dir;
+    let json =
+        serde_json::to_vec_pretty(lab).map_err(|e| Error::invalid("lab.json", e.to_string()))?;
+    crate::files::write_atomically(&dir.join("lab.json"), &json, crate::files::PUBLIC_FILE)?;
+    let yaml = |v: &serde_json::Value| {
+        serde_yaml_ng::to_string(v).map_err(|e| Error::invalid("lab YAML", e.to_string()))
+    };
+    crate::files::write_atomically(
+        &dir.join("inventory.yml"),
+        yaml(&ansible_inventory(lab))?.as_bytes(),
+        crate::files::PUBLIC_FILE,
+    )?;
+    crate::files::write_atomically(
+        &dir.join("sources.yml"),
+        yaml(&sources(lab))?.as_bytes(),
+        crate::files::PUBLIC_FILE,
+    )?;
+    Ok(())
+}
+
+/// An Ansible inventory of the lab: one host per server, groups per engine and environment.
+/// The password is a file lookup, never the value.
+pub(super) fn ansible_inventory(lab: &Lab) -> serde_json::Value {
+    let mut hosts = serde_json::Map::new();
+    let mut groups: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    for i in &lab.instances {
+        hosts.insert(
+            i.name.clone(),
+            json!({
+                "dbcadence_engine": i.engine,
+                "dbcadence_env": i.env,
+                "dbcadence_login_host": i.host,
+                "dbcadence_login_port": i.port,
+                "dbcadence_login_user": i.user,
+                "dbcadence_login_unix_socket": i.socket,
+                "dbcadence_ssl_mode": "verify-full",
+                "dbcadence_ca_cert": i.ca_cert,
+                "dbcadence_login_password": format!("{{{{ lookup('ansible.builtin.file', '{}') }}}}", i.password_file.display()),
+            }),
+        );
+        // The same group names as the inventory script and schedule assignments.
+        let member_of = crate::schedule::assign::groups_of(
+            &i.name,
+            i.engine.as_str(),
+            &i.env,
+            &labels(i),
+            false,
+        );
+        for group in member_of.iter().filter(|g| *g != "all") {
+            groups
+                .entry(group.to_string())
+                .or_default()
+                .insert(i.name.clone(), serde_json::Value::Null);
+        }
+    }
+    let children: serde_json::Map<String, serde_json::Value> = groups
+        .into_iter()
+        .map(|(name, members)| (name, json!({"hosts": members})))
+        .collect();
+    json!({
+        "all": {
+            "vars": {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                "dbcadence_lab_dir": lab.dir,
+            },
+            "hosts": hosts,
+            "children": children,
+        }
+    })
+}
+
+/// The labels of a lab server: its environment, a tier (gold in production) and an owner.
+pub(super) fn labels(instance: &LabInstance) -> BTreeMap<String, String> {
+    let tier = if instance.env == "production" {
+        "gold"
+    } else {
+        "bronze"
+    };
+    BTreeMap::from([
+        ("env".to_string(), instance.env.clone()),
+        ("tier".to_string(), tier.to_string()),
+        ("owner".to_string(), "dba-team".to_string()),
+    ])
+}
+
+/// The lab's servers as `dbcadence inventory` sources (credentials by file reference).
+pub(super) fn sources(lab: &Lab) -> serde_json::Value {
+    let endpoints: Vec<serde_json::Value> = lab
+        .instances
+        .iter()
+        .map(|i| {
+            json!({
+                "name": i.name,
+                "engine": i.engine,
+                "login_host": i.host,
+                "login_port": i.port,
+                "login_user": i.user,
+                "login_password_file": i.password_file,
+                "ssl_mode": "verify-full",
+                "ca_cert": i.ca_cert,
+                "labels": labels(i),
+            })
+        })
+        .collect();
+    json!({"endpoints": endpoints})
+}
