@@ -214,6 +214,43 @@ impl Tool {
     }
 }
 
+/// A child's stderr read on a thread while the child runs (so a full pipe never blocks it),
+/// keeping at most the last 64 KiB: enough for the tool's own words in an error.
+pub struct StderrTail(Option<std::thread::JoinHandle<String>>);
+
+impl StderrTail {
+    const KEEP: usize = 64 * 1024;
+
+    /// Starts reading the child's piped stderr (nothing to read when it was not piped).
+    pub fn collect(child: &mut Child) -> StderrTail {
+        StderrTail(child.stderr.take().map(|mut stderr| {
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut tail: Vec<u8> = Vec::new();
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = stderr.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    tail.extend_from_slice(&buf[..n]);
+                    if tail.len() > 2 * Self::KEEP {
+                        tail.drain(..tail.len() - Self::KEEP);
+                    }
+                }
+                let start = tail.len().saturating_sub(Self::KEEP);
+                String::from_utf8_lossy(&tail[start..]).into_owned()
+            })
+        }))
+    }
+
+    /// What the child wrote (its end), once it has closed stderr.
+    pub fn text(self) -> String {
+        self.0
+            .and_then(|handle| handle.join().ok())
+            .unwrap_or_default()
+    }
+}
+
 /// The error for a child process that exited badly: its exit code and the last lines of its
 /// stderr, where tools say what went wrong.
 pub fn failed(command: &str, status: ExitStatus, stderr: &str) -> Error {
@@ -291,6 +328,22 @@ mod tests {
             stderr.starts_with("line3") && stderr.ends_with("line10"),
             "{stderr}"
         );
+    }
+
+    #[test]
+    fn the_stderr_tail_is_bounded_and_keeps_the_end() {
+        let mut child = Tool::new("/bin/sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 20000 ]; do echo line$i >&2; i=$((i+1)); done",
+            ])
+            .spawn(Stdio::null(), Stdio::null(), Stdio::piped())
+            .unwrap();
+        let tail = StderrTail::collect(&mut child);
+        child.wait().unwrap();
+        let text = tail.text();
+        assert!(text.len() <= StderrTail::KEEP, "{}", text.len());
+        assert!(text.ends_with("line19999\n"));
     }
 
     #[test]

@@ -409,12 +409,7 @@ fn restore(
         RestoreInput::Stdin => spawn(None, Stdio::piped()),
     };
     let mut child = child?;
-    let mut stderr = child.stderr.take().expect("piped");
-    let stderr_thread = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
+    let stderr = crate::process::StderrTail::collect(&mut child);
     let mut feed_error = None;
     if let Some(mut stdin) = child.stdin.take() {
         let mut decoder = open()?;
@@ -427,7 +422,7 @@ fn restore(
         code: "wait".into(),
         stderr: e.to_string(),
     })?;
-    let stderr_text = stderr_thread.join().unwrap_or_default();
+    let stderr_text = stderr.text();
     drop(plan);
     if !status.success() || feed_error.is_some() {
         let mut error = crate::process::failed(&tool, status, &stderr_text);

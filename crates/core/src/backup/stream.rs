@@ -66,30 +66,78 @@ pub(super) fn write_error(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
-/// Compresses what `source` yields into `out`, hashed like the main dump (globals, and the
-/// files of a directory-format dump, streamed: a table file can be large).
+/// The one sink every stream a backup writes goes through: zstd, then a sha256 and a byte
+/// count of what lands on disk; fsync'd when finished.
+pub(super) struct CompressedFile {
+    encoder: zstd::stream::write::Encoder<'static, HashingFile>,
+    raw_bytes: u64,
+    path: PathBuf,
+}
+
+impl CompressedFile {
+    /// A new file at `out` with `access`; `threads` > 1 compresses on that many threads.
+    pub(super) fn create(out: &Path, level: i32, threads: u32, access: Access) -> Result<Self> {
+        let file = access.create_file(out).map_err(|e| write_error(out, e))?;
+        let sink = HashingFile {
+            file,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        let mut encoder =
+            zstd::stream::write::Encoder::new(sink, level).map_err(|e| write_error(out, e))?;
+        if threads > 1 {
+            encoder
+                .multithread(threads)
+                .map_err(|e| write_error(out, e))?;
+        }
+        Ok(CompressedFile {
+            encoder,
+            raw_bytes: 0,
+            path: out.to_path_buf(),
+        })
+    }
+
+    pub(super) fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.encoder
+            .write_all(bytes)
+            .map_err(|e| write_error(&self.path, e))?;
+        self.raw_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes the compressor, fsyncs the file and says what was written.
+    pub(super) fn finish(self) -> Result<Streamed> {
+        let path = self.path;
+        let sink = self.encoder.finish().map_err(|e| write_error(&path, e))?;
+        sink.file.sync_all().map_err(|e| write_error(&path, e))?;
+        Ok(Streamed {
+            raw_bytes: self.raw_bytes,
+            bytes: sink.bytes,
+            sha256: format!("{:x}", sink.hasher.finalize()),
+        })
+    }
+}
+
+/// Compresses what `source` yields into `out` (globals, and the files of a directory-format
+/// dump, streamed: a table file can be large).
 pub(super) fn write_compressed(
     source: &mut dyn Read,
     out: &Path,
     level: i32,
     access: Access,
 ) -> Result<Streamed> {
-    let file = access.create_file(out).map_err(|e| write_error(out, e))?;
-    let sink = HashingFile {
-        file,
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
-    let mut encoder =
-        zstd::stream::write::Encoder::new(sink, level).map_err(|e| write_error(out, e))?;
-    let raw_bytes = std::io::copy(source, &mut encoder).map_err(|e| write_error(out, e))?;
-    let sink = encoder.finish().map_err(|e| write_error(out, e))?;
-    sink.file.sync_all().map_err(|e| write_error(out, e))?;
-    Ok(Streamed {
-        raw_bytes,
-        bytes: sink.bytes,
-        sha256: format!("{:x}", sink.hasher.finalize()),
-    })
+    let mut file = CompressedFile::create(out, level, 1, access)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = source
+            .read(&mut buf)
+            .map_err(|e| Error::io("read", out, e))?;
+        if n == 0 {
+            break;
+        }
+        file.write(&buf[..n])?;
+    }
+    file.finish()
 }
 
 /// Runs a dump tool that writes its own files (directory format) and waits for it.
@@ -174,32 +222,16 @@ pub(super) fn stream_dump(
     let dump_tool = plan.tool();
     let tool = dump_tool.name();
     let mut child = dump_tool.spawn(Stdio::null(), Stdio::piped(), Stdio::piped())?;
-    let mut stderr = child.stderr.take().expect("piped");
-    let stderr_thread = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = stderr.read_to_end(&mut text);
-        String::from_utf8_lossy(&text).into_owned()
-    });
+    let stderr = crate::process::StderrTail::collect(&mut child);
     let stdout = child.stdout.take().expect("piped");
     let result = (|| -> Result<Streamed> {
-        let file = access.create_file(out).map_err(|e| write_error(out, e))?;
-        let sink = HashingFile {
-            file,
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
-        let mut encoder =
-            zstd::stream::write::Encoder::new(sink, level).map_err(|e| write_error(out, e))?;
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
         } else {
             threads
         };
-        encoder
-            .multithread(threads)
-            .map_err(|e| write_error(out, e))?;
+        let mut file = CompressedFile::create(out, level, threads, access)?;
         let mut reader = BufReader::with_capacity(1 << 20, stdout);
-        let mut raw_bytes = 0u64;
         let read_error = |e: std::io::Error| Error::Command {
             command: tool.clone(),
             code: "read".into(),
@@ -215,8 +247,7 @@ pub(super) fn stream_dump(
                         break;
                     }
                     observer.line(&line);
-                    encoder.write_all(&line).map_err(|e| write_error(out, e))?;
-                    raw_bytes += n as u64;
+                    file.write(&line)?;
                 }
             }
             None => {
@@ -226,20 +257,11 @@ pub(super) fn stream_dump(
                     if n == 0 {
                         break;
                     }
-                    encoder
-                        .write_all(&buf[..n])
-                        .map_err(|e| write_error(out, e))?;
-                    raw_bytes += n as u64;
+                    file.write(&buf[..n])?;
                 }
             }
         }
-        let sink = encoder.finish().map_err(|e| write_error(out, e))?;
-        sink.file.sync_all().map_err(|e| write_error(out, e))?;
-        Ok(Streamed {
-            raw_bytes,
-            bytes: sink.bytes,
-            sha256: format!("{:x}", sink.hasher.finalize()),
-        })
+        file.finish()
     })();
     if result.is_err() {
         let _ = child.kill();
@@ -249,7 +271,7 @@ pub(super) fn stream_dump(
         code: "wait".into(),
         stderr: e.to_string(),
     })?;
-    let stderr_text = stderr_thread.join().unwrap_or_default();
+    let stderr_text = stderr.text();
     let streamed = result?;
     if !status.success() {
         return Err(crate::process::failed(&tool, status, &stderr_text));
