@@ -143,6 +143,16 @@ fn one_cycle_of_the_timer_commands_then_the_report_metrics_and_charts() {
     );
     assert!(ok, "{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
+    // The CLI report is the same operation as db_compliance: it leaves the same record.
+    let records = dbcadence_core::ledger::Ledger::new(&ledger)
+        .read()
+        .unwrap()
+        .records;
+    assert_eq!(
+        records.last().map(|r| r.task),
+        Some(dbcadence_core::task::Task::Compliance),
+        "{records:?}"
+    );
     let verified = report["scorecard"]
         .as_array()
         .unwrap()

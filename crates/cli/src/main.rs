@@ -499,22 +499,20 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                 lock_timeout: 60,
                 run: run.options()?,
             };
-            let (report, warnings) = backup::run(&request, check)?;
-            for w in &warnings {
+            let done = backup::run(&request, check)?;
+            for w in &done.warnings {
                 eprintln!("dbcadence: warning: {w}");
             }
-            match (format, &report.path) {
-                (Format::Json, _) => print_json(&report),
+            match (format, &done.output.path) {
+                (Format::Json, _) => print_json(&done.output),
+                // The path alone on stdout, for scripts; what happened on stderr.
                 (Format::Table, Some(path)) => {
+                    eprintln!("dbcadence: {}", done.msg);
                     println!("{}", path.display());
                     Ok(())
                 }
                 (Format::Table, None) => {
-                    println!(
-                        "would back up '{}' ({} bytes on the server)",
-                        request.database,
-                        report.database_bytes.unwrap_or(0)
-                    );
+                    println!("{}", done.msg);
                     Ok(())
                 }
             }
@@ -646,7 +644,7 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                 for w in &outcome.warnings {
                     eprintln!("dbcadence: warning: {w}");
                 }
-                let ansible = inventory_script::ansible_inventory(&outcome.report);
+                let ansible = inventory_script::ansible_inventory(&outcome.output);
                 return match host {
                     Some(name) => print_json(
                         &ansible["_meta"]["hostvars"]
@@ -662,9 +660,9 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                 eprintln!("dbcadence: warning: {w}");
             }
             match format {
-                Format::Json => print_json(&outcome.report),
+                Format::Json => print_json(&outcome.output),
                 Format::Table => {
-                    print!("{}", table::inventory(&outcome.report));
+                    print!("{}", table::inventory(&outcome.output));
                     if outcome.changed {
                         println!("\nthe fleet changed since the last snapshot");
                     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
 use dbcadence_core::ledger::{Outcome, Record, Target};
-use dbcadence_core::report::{self, Goals, Period};
+use dbcadence_core::report::{self, Goals};
 use dbcadence_core::task::Task;
 use dbcadence_core::{Error, Result};
 use serde_json::json;
@@ -246,43 +246,35 @@ pub fn ledger(action: LedgerAction) -> Result<()> {
 }
 
 pub fn report(args: ReportArgs) -> Result<()> {
-    let schedule = report::load_schedule(args.schedule.as_ref())?;
-    let now = time_arg(&args.now)?.unwrap_or_else(jiff::Timestamp::now);
-    let period = Period::resolve(args.days, args.from.as_deref(), args.to.as_deref(), now)?;
-    let options = args.run.options()?;
-    let report = report::build(&options.ledger()?, &schedule, period, &Goals::default())?;
-    if let Some(metrics) = options.metrics() {
-        for w in report::write_metrics(&metrics, &report, &schedule)? {
-            eprintln!("dbcadence: warning: {w}");
-        }
-    }
-    let text = report::render(
-        &report,
-        match args.format {
-            ReportFormat::Json => report::ReportFormat::Json,
-            ReportFormat::Markdown => report::ReportFormat::Markdown,
-            ReportFormat::Html => report::ReportFormat::Html,
-        },
-    );
+    let format = match args.format {
+        ReportFormat::Json => report::ReportFormat::Json,
+        ReportFormat::Markdown => report::ReportFormat::Markdown,
+        ReportFormat::Html => report::ReportFormat::Html,
+    };
+    // The same operation as db_compliance: the same ledger record, metrics and file. The goal
+    // is checked here, after the report is shown, so that a failing fleet still sees it.
+    let request = report::ComplianceRequest {
+        schedule_file: args.schedule,
+        period_days: args.days,
+        from: args.from,
+        to: args.to,
+        now: args.now,
+        output_path: args.output.clone(),
+        output_format: format,
+        fail_under: None,
+        goals: Goals::default(),
+        run: args.run.options()?,
+        ..Default::default()
+    };
+    let done = report::run(&request, false)?;
     match &args.output {
-        Some(path) => {
-            dbcadence_core::files::write_atomically(
-                path,
-                text.as_bytes(),
-                dbcadence_core::files::PUBLIC_FILE,
-            )?;
-            eprintln!(
-                "dbcadence: report written to {} (fleet {})",
-                path.display(),
-                report.fleet.headline()
-            );
-        }
-        None => print!("{text}"),
+        Some(_) => eprintln!("dbcadence: {}", done.msg),
+        None => print!("{}", report::render(&done.output.report, format)),
     }
-    for w in &report.warnings {
+    for w in &done.warnings {
         eprintln!("dbcadence: warning: {w}");
     }
-    report::check_goal(&report, args.fail_under)
+    report::check_goal(&done.output.report, args.fail_under)
 }
 
 /// Appends a record people make (incident, alert feedback) and says where it went.

@@ -86,6 +86,48 @@ pub fn default_ledger_path() -> PathBuf {
     home.join(".local/state/dbcadence/ledger.jsonl")
 }
 
+/// What one operation did, the same for every front end: the module turns it into Ansible's
+/// result, the CLI prints it, the timers log it. The operation decides `changed` and says
+/// what it did in `msg`; nobody downstream recomputes either.
+#[derive(Debug, Clone)]
+pub struct Done<T> {
+    pub changed: bool,
+    pub msg: String,
+    /// Before and after, where something changed and can be shown.
+    pub diff: Option<Change>,
+    /// What the user should know although the run succeeded (ledger not written, damaged
+    /// backup directories, a scratch database left behind...).
+    pub warnings: Vec<String>,
+    pub output: T,
+}
+
+/// The before/after of what a run changed (or would change, in check mode).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// What is compared, e.g. "backups" or "inventory".
+    pub what: &'static str,
+    pub before: String,
+    pub after: String,
+}
+
+impl Change {
+    /// A change when both sides are known and differ.
+    pub fn between(
+        what: &'static str,
+        before: Option<String>,
+        after: Option<String>,
+    ) -> Option<Change> {
+        match (before, after) {
+            (Some(before), Some(after)) if before != after => Some(Change {
+                what,
+                before,
+                after,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Times one run and records it when it ends.
 pub struct Recorder {
     task: Task,

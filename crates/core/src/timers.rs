@@ -85,7 +85,7 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
             ok: true,
             detail: format!(
                 "{} instances, {} databases",
-                outcome.report.summary.instances, outcome.report.summary.databases
+                outcome.output.summary.instances, outcome.output.summary.databases
             ),
         }]);
     }
@@ -93,7 +93,7 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
     let fleet = inventory::run(&inventory_request, true)?;
     let (endpoints, _) = inventory::endpoints_of(&inventory_request)?;
     let mut items = Vec::new();
-    for instance in &fleet.report.instances {
+    for instance in &fleet.output.instances {
         if instance.role == Role::Replica {
             continue;
         }
@@ -141,7 +141,7 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
                         },
                         false,
                     )
-                    .map(|(r, _)| r.path.map(|p| p.display().to_string()).unwrap_or_default()),
+                    .map(|done| done.msg),
                     _ => verify::run(
                         &VerifyRequest {
                             backup_dir: request.backup_dir.clone(),

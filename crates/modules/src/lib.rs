@@ -4,8 +4,9 @@
 //! dbcadence-core; dbcadence-protocol does the rest (arguments, check mode, secrets, JSON).
 //! This library holds the little glue they share.
 
+use dbcadence_core::run::Done;
 use dbcadence_protocol::docs::options_for;
-use dbcadence_protocol::{Diff, Fragment};
+use dbcadence_protocol::{Diff, Fragment, Report};
 
 /// The connection options every module that reaches a server takes (doc fragment).
 pub const CONNECTION: Fragment = Fragment {
@@ -19,15 +20,18 @@ pub const LEDGER: Fragment = Fragment {
     options: || options_for::<dbcadence_core::run::RunOptions>(),
 };
 
-/// A diff for Ansible when both sides are known and differ.
-pub fn diff(before: Option<String>, after: Option<String>, header: &str) -> Option<Diff> {
-    match (before, after) {
-        (Some(before), Some(after)) if before != after => Some(Diff {
-            before,
-            after,
-            before_header: format!("{header} (before)"),
-            after_header: format!("{header} (after)"),
+/// Ansible's result for what a core operation did: the one conversion every module uses.
+pub fn report<T>(done: Done<T>) -> Report<T> {
+    Report {
+        changed: done.changed,
+        msg: done.msg,
+        diff: done.diff.map(|change| Diff {
+            before: change.before,
+            after: change.after,
+            before_header: format!("{} (before)", change.what),
+            after_header: format!("{} (after)", change.what),
         }),
-        _ => None,
+        warnings: done.warnings,
+        output: done.output,
     }
 }

@@ -17,6 +17,7 @@ pub(crate) mod lock;
 mod model;
 mod stream;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -33,11 +34,62 @@ use crate::files::{Access, sync_dir};
 use crate::ledger::{Outcome, Target};
 use crate::metrics::Sample;
 use crate::retention;
-use crate::run::Recorder;
+use crate::run::{Change, Done, Recorder};
 use crate::{Error, Result};
 
-/// Runs one backup and records it.
-pub fn run(request: &BackupRequest, check_mode: bool) -> Result<(BackupReport, Vec<String>)> {
+/// Runs one backup (or, with action prune, only retention) and records it.
+pub fn run(request: &BackupRequest, check_mode: bool) -> Result<Done<BackupReport>> {
+    let (report, warnings) = run_recorded(request, check_mode)?;
+    Ok(done(request, report, warnings, check_mode))
+}
+
+/// What a backup run says it did: the backup written (or that would be), retention's
+/// removals, and the backups kept before and after retention as the diff.
+fn done(
+    request: &BackupRequest,
+    report: BackupReport,
+    warnings: Vec<String>,
+    check_mode: bool,
+) -> Done<BackupReport> {
+    let names = |paths: &[PathBuf]| -> String {
+        let mut lines: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        lines.sort();
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    };
+    let all: Vec<PathBuf> = report.kept.iter().chain(&report.pruned).cloned().collect();
+    let diff = Change::between("backups", Some(names(&all)), Some(names(&report.kept)));
+    let pruned = match (report.pruned.len(), check_mode) {
+        (0, _) => String::new(),
+        (n, true) => format!("; retention would remove {n} backups"),
+        (n, false) => format!("; retention removed {n} backups"),
+    };
+    let msg = match (&report.path, &report.manifest) {
+        (Some(path), Some(m)) => format!(
+            "backed up '{}' ({} tables, {} bytes) to {}",
+            m.database,
+            m.tables.len(),
+            m.files.iter().map(|f| f.bytes).sum::<u64>(),
+            path.display()
+        ),
+        _ if request.action == BackupAction::Prune => {
+            format!("pruned backups of '{}'", request.database)
+        }
+        _ => format!(
+            "would back up '{}' ({} bytes on the server)",
+            request.database,
+            report.database_bytes.unwrap_or(0)
+        ),
+    } + &pruned;
+    Done {
+        changed: report.changed,
+        msg,
+        diff,
+        warnings,
+        output: report,
+    }
+}
+
+fn run_recorded(request: &BackupRequest, check_mode: bool) -> Result<(BackupReport, Vec<String>)> {
     let instance_id = request
         .instance_id
         .clone()

@@ -35,7 +35,7 @@ use crate::connection::{ConnectionArgs, EngineKind};
 use crate::engine::{AtRestEncryption, DatabaseKind, Role};
 use crate::ledger::{Outcome, Target};
 use crate::metrics::Sample;
-use crate::run::{Recorder, RunOptions};
+use crate::run::{Change, Done, Recorder, RunOptions};
 use crate::{Error, Result};
 
 /// What to inventory (arguments of db_inventory and `dbcadence inventory`).
@@ -254,7 +254,7 @@ pub fn snapshot_text(report: &InventoryReport) -> String {
 }
 
 /// Runs an inventory and records it. `check_mode` only affects the snapshot file (never written).
-pub fn run(request: &InventoryRequest, check_mode: bool) -> Result<InventoryOutcome> {
+pub fn run(request: &InventoryRequest, check_mode: bool) -> Result<Done<InventoryReport>> {
     let recorder = Recorder::start(crate::task::Task::Inventory, &request.run, check_mode)
         .hiding(request.connection.login_password.as_ref());
     let target = Target {
@@ -341,7 +341,16 @@ pub fn run(request: &InventoryRequest, check_mode: bool) -> Result<InventoryOutc
                     detail: reasons.join("; "),
                 });
             }
-            Ok(outcome)
+            Ok(Done {
+                changed: outcome.changed,
+                msg: format!(
+                    "{} instances ({} aliases merged), {} databases ({} copies), {} unreachable",
+                    s.instances, s.aliases_merged, s.databases, s.copies, s.unreachable
+                ),
+                diff: Change::between("inventory", outcome.before, outcome.after),
+                warnings: outcome.warnings,
+                output: outcome.report,
+            })
         }
         Err(e) => {
             recorder.fail(target, &e);

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 use crate::ledger::Outcome;
+use crate::run::{Change, Done};
 use crate::schedule::{self, ScheduleFile};
 use crate::task::Task;
 use crate::{Error, Result};
@@ -46,6 +47,10 @@ pub struct ComplianceRequest {
     /// End of the period. Default: now.
     #[serde(default)]
     pub to: Option<String>,
+    /// Judge as of this moment (occurrences whose deadline is later are pending), for reports
+    /// about the past. Default: now.
+    #[serde(default)]
+    pub now: Option<String>,
     /// Write the report here (atomically). Rewritten only when its content changed.
     #[serde(default)]
     #[schemars(extend("x-path" = true))]
@@ -125,7 +130,7 @@ pub(super) fn digest_in(text: &str) -> Option<&str> {
 
 /// Builds the report, updates the compliance metrics, writes the file when asked and
 /// records the run. Check mode builds the report and writes nothing.
-pub fn run(request: &ComplianceRequest, check_mode: bool) -> Result<ComplianceOutcome> {
+pub fn run(request: &ComplianceRequest, check_mode: bool) -> Result<Done<ComplianceOutcome>> {
     let recorder = crate::run::Recorder::start(Task::Compliance, &request.run, check_mode);
     let target = crate::ledger::Target {
         instance: "fleet".into(),
@@ -145,7 +150,23 @@ pub fn run(request: &ComplianceRequest, check_mode: bool) -> Result<ComplianceOu
                 details,
                 vec![],
             ));
-            Ok(outcome)
+            let verb = match (&outcome.output_path, outcome.changed, check_mode) {
+                (Some(path), true, true) => format!("; would write {}", path.display()),
+                (Some(path), true, false) => format!("; wrote {}", path.display()),
+                (Some(path), false, _) => format!("; {} is up to date", path.display()),
+                (None, _, _) => String::new(),
+            };
+            Ok(Done {
+                changed: outcome.changed,
+                msg: format!("fleet compliance {}{verb}", outcome.report.fleet.headline()),
+                diff: Change::between(
+                    "compliance report",
+                    outcome.before.clone(),
+                    outcome.after.clone(),
+                ),
+                warnings: outcome.warnings.clone(),
+                output: outcome,
+            })
         }
         Err(e) => {
             recorder.fail(target, &e);
@@ -175,7 +196,10 @@ pub(super) fn run_unrecorded(
         }
         None => load_schedule(request.schedule_file.as_ref())?,
     };
-    let now = Timestamp::now();
+    let now = match &request.now {
+        Some(text) => parse_time(text)?,
+        None => Timestamp::now(),
+    };
     let period = Period::resolve(
         request.period_days,
         request.from.as_deref(),

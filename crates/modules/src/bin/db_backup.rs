@@ -1,6 +1,6 @@
 //! db_backup: a logical backup with zstd, checksums, a manifest and atomic completion.
 
-use dbcadence_core::backup::{self, BackupAction, BackupReport, BackupRequest};
+use dbcadence_core::backup::{self, BackupReport, BackupRequest};
 use dbcadence_protocol::{Context, Module, ModuleDoc, Report, Support, run_main};
 
 struct DbBackup;
@@ -64,52 +64,10 @@ impl Module for DbBackup {
     }
 
     fn run(args: BackupRequest, ctx: &Context) -> Result<Report<BackupReport>, Self::Error> {
-        let (report, warnings) = backup::run(&args, ctx.check_mode)?;
-        let names = |paths: &[std::path::PathBuf]| -> String {
-            let mut lines: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-            lines.sort();
-            lines.iter().map(|l| format!("{l}\n")).collect()
-        };
-        let all: Vec<std::path::PathBuf> =
-            report.kept.iter().chain(&report.pruned).cloned().collect();
-        let diff = dbcadence_modules::diff(Some(names(&all)), Some(names(&report.kept)), "backups");
-        let pruned = if report.pruned.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; retention {} {} backups",
-                if ctx.check_mode {
-                    "would remove"
-                } else {
-                    "removed"
-                },
-                report.pruned.len()
-            )
-        };
-        let msg = match (&report.path, &report.manifest) {
-            (Some(path), Some(m)) => format!(
-                "backed up '{}' ({} tables, {} bytes) to {}",
-                m.database,
-                m.tables.len(),
-                m.files.iter().map(|f| f.bytes).sum::<u64>(),
-                path.display()
-            ),
-            _ if args.action == BackupAction::Prune => {
-                format!("pruned backups of '{}'", args.database)
-            }
-            _ => format!(
-                "would back up '{}' ({} bytes on the server)",
-                args.database,
-                report.database_bytes.unwrap_or(0)
-            ),
-        } + &pruned;
-        Ok(Report {
-            changed: report.changed,
-            msg,
-            diff,
-            warnings,
-            output: report,
-        })
+        Ok(dbcadence_modules::report(backup::run(
+            &args,
+            ctx.check_mode,
+        )?))
     }
 }
 

@@ -53,29 +53,10 @@ impl Module for DbCompliance {
         args: ComplianceRequest,
         ctx: &Context,
     ) -> Result<Report<ComplianceOutcome>, dbcadence_core::Error> {
-        let outcome = report::run(&args, ctx.check_mode)?;
-        let fleet = &outcome.report.fleet;
-        let verb = match (&outcome.output_path, outcome.changed, ctx.check_mode) {
-            (Some(path), true, true) => format!("; would write {}", path.display()),
-            (Some(path), true, false) => format!("; wrote {}", path.display()),
-            (Some(path), false, _) => format!("; {} is up to date", path.display()),
-            (None, _, _) => String::new(),
-        };
-        Ok(Report {
-            changed: outcome.changed,
-            msg: format!("fleet compliance {}{verb}", fleet.headline()),
-            diff: if ctx.diff {
-                dbcadence_modules::diff(
-                    outcome.before.clone(),
-                    outcome.after.clone(),
-                    "compliance report",
-                )
-            } else {
-                None
-            },
-            warnings: outcome.warnings.clone(),
-            output: outcome,
-        })
+        Ok(dbcadence_modules::report(report::run(
+            &args,
+            ctx.check_mode,
+        )?))
     }
 }
 

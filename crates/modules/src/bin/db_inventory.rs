@@ -51,18 +51,10 @@ impl Module for DbInventory {
     }
 
     fn run(args: InventoryRequest, ctx: &Context) -> Result<Report<InventoryReport>, Self::Error> {
-        let outcome = inventory::run(&args, ctx.check_mode)?;
-        let s = &outcome.report.summary;
-        Ok(Report {
-            changed: outcome.changed,
-            msg: format!(
-                "{} instances ({} aliases merged), {} databases ({} copies), {} unreachable",
-                s.instances, s.aliases_merged, s.databases, s.copies, s.unreachable
-            ),
-            diff: dbcadence_modules::diff(outcome.before, outcome.after, "inventory"),
-            warnings: outcome.warnings,
-            output: outcome.report,
-        })
+        Ok(dbcadence_modules::report(inventory::run(
+            &args,
+            ctx.check_mode,
+        )?))
     }
 }
 
