@@ -535,7 +535,8 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
                 run: run.options()?,
                 ..Default::default()
             };
-            let (report, warnings) = dbcadence_core::verify::run(&request, false)?;
+            let done = dbcadence_core::verify::run(&request, false)?;
+            let (report, warnings) = (done.output, done.warnings);
             for w in &warnings {
                 eprintln!("dbcadence: warning: {w}");
             }

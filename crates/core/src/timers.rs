@@ -153,10 +153,11 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
                         },
                         false,
                     )
-                    .and_then(|(r, _)| {
+                    .and_then(|done| {
                         // The newest backup already proven is the work done, not a failure.
+                        let r = &done.output;
                         if r.verified || r.nothing_to_verify {
-                            Ok(r.reason)
+                            Ok(done.msg)
                         } else {
                             Err(Error::invalid(
                                 "backup",

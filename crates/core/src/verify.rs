@@ -23,7 +23,7 @@ use crate::engine::{self, Engine, RestoreInput};
 use crate::lab::{self, LabRequest};
 use crate::ledger::{Outcome, Target};
 use crate::metrics::Sample;
-use crate::run::{Recorder, RunOptions};
+use crate::run::{Done, Recorder, RunOptions};
 use crate::{Error, Result};
 
 /// Arguments of db_verify and `dbcadence verify`.
@@ -436,7 +436,23 @@ fn restore(
 
 /// Verifies one backup and records the outcome. An unverified backup is an `Ok` report with
 /// `verified: false`; errors are reserved for not being able to try.
-pub fn run(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyReport, Vec<String>)> {
+pub fn run(request: &VerifyRequest, check_mode: bool) -> Result<Done<VerifyReport>> {
+    let (report, warnings) = run_recorded(request, check_mode)?;
+    let msg = if report.verified {
+        format!("verified {}: {}", report.backup.display(), report.reason)
+    } else {
+        report.reason.clone()
+    };
+    Ok(Done {
+        changed: report.changed,
+        msg,
+        diff: None,
+        warnings,
+        output: report,
+    })
+}
+
+fn run_recorded(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyReport, Vec<String>)> {
     let recorder = Recorder::start(crate::task::Task::Verify, &request.run, check_mode)
         .hiding(request.target.login_password.as_ref());
     let filters = Target {

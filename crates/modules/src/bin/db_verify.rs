@@ -67,22 +67,13 @@ impl Module for DbVerify {
     }
 
     fn run(args: VerifyRequest, ctx: &Context) -> Result<Report<VerifyReport>, VerifyError> {
-        let (report, warnings) = verify::run(&args, ctx.check_mode).map_err(VerifyError::Core)?;
+        let done = verify::run(&args, ctx.check_mode).map_err(VerifyError::Core)?;
+        // A verification that ran and said no fails the task, with its findings.
+        let report = &done.output;
         if !report.verified && !report.nothing_to_verify && !ctx.check_mode {
-            return Err(VerifyError::NotVerified(Box::new(report)));
+            return Err(VerifyError::NotVerified(Box::new(done.output)));
         }
-        let msg = if report.verified {
-            format!("verified {}: {}", report.backup.display(), report.reason)
-        } else {
-            report.reason.clone()
-        };
-        Ok(Report {
-            changed: report.changed,
-            msg,
-            diff: None,
-            warnings,
-            output: report,
-        })
+        Ok(dbcadence_modules::report(done))
     }
 
     fn failure_fields(error: &VerifyError) -> Map<String, Value> {
