@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use dbcadence_core::engine::{self, Engine};
+use dbcadence_core::engine::{self, LabEngine};
 use dbcadence_core::lab::{self, Lab, LabInstance, LabRequest};
 use serde_json::Value;
 
@@ -71,8 +71,9 @@ pub fn my() -> &'static LabInstance {
     shared_lab().instance("my1").expect("my1 in the lab")
 }
 
-pub fn connect(instance: &LabInstance) -> Box<dyn Engine> {
-    engine::connect(&instance.connection().unwrap())
+/// A lab connection with the lab-only operations (execute_in, ensure_admin_login).
+pub fn connect(instance: &LabInstance) -> Box<dyn LabEngine> {
+    engine::connect_lab(&instance.connection().unwrap())
         .unwrap_or_else(|e| panic!("connect {}: {e}", instance.name))
 }
 

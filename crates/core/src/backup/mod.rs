@@ -29,7 +29,7 @@ pub(crate) use lock::lock_database;
 pub use model::*;
 use stream::{compress_directory, run_dump_to_directory, stream_dump, write_compressed};
 
-use crate::engine::{self, DatabaseFacts, DatabaseKind, DumpOutput, Engine};
+use crate::engine::{self, DatabaseFacts, DatabaseKind, DumpFormat, DumpOutput, Engine};
 use crate::files::{Access, sync_dir};
 use crate::ledger::{Outcome, Target};
 use crate::metrics::Sample;
@@ -191,6 +191,16 @@ fn run_unrecorded(
         return Err(Error::invalid(
             "compression_level",
             format!("{} is outside 1..19", request.compression_level),
+        ));
+    }
+    // What the engine cannot do is refused before connecting.
+    let kind = request.connection.engine()?;
+    if request.format == DumpFormat::Directory
+        && !engine::supports(kind, engine::Capability::DirectoryFormat)
+    {
+        return Err(Error::invalid(
+            "format",
+            format!("directory is a PostgreSQL format; use custom (SQL text) for {kind}"),
         ));
     }
     let mut engine = engine::connect(&request.connection)?;

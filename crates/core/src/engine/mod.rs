@@ -196,9 +196,29 @@ pub struct RestorePlan {
     pub keep_alive: Vec<Box<dyn std::any::Any + Send>>,
 }
 
+/// What an engine can do beyond the common seam, known without connecting: a request the
+/// engine cannot serve fails before any connection is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// A dump as a directory of files written by parallel jobs (pg_dump -Fd).
+    DirectoryFormat,
+}
+
+/// Whether engines of `kind` can do `capability`.
+pub fn supports(kind: EngineKind, capability: Capability) -> bool {
+    match (kind, capability) {
+        (EngineKind::Postgresql, Capability::DirectoryFormat) => true,
+        (EngineKind::Mysql, Capability::DirectoryFormat) => false,
+    }
+}
+
 /// One open connection to one server. Object safe: orchestration holds `Box<dyn Engine>`.
 pub trait Engine: Send {
     fn kind(&self) -> EngineKind;
+    /// Whether this engine can do `capability` (see [`supports`]).
+    fn supports(&self, capability: Capability) -> bool {
+        supports(self.kind(), capability)
+    }
     /// Version, identity, role, settings, encryption facts.
     fn server_facts(&mut self) -> Result<ServerFacts>;
     /// Every database, system ones included.
@@ -207,11 +227,6 @@ pub trait Engine: Send {
     fn create_database(&mut self, name: &str) -> Result<bool>;
     /// Drops a database if it exists.
     fn drop_database(&mut self, name: &str) -> Result<bool>;
-    /// Runs statements that return nothing, in one database (None: the connection's default).
-    /// For lab seeding and tests; the SQL must come from the engine's own helpers or fixtures.
-    fn execute_in(&mut self, database: Option<&str>, sql: &str) -> Result<()>;
-    /// Makes sure `user` exists with `password` and full privileges (lab bootstrap).
-    fn ensure_admin_login(&mut self, user: &str, password: &str) -> Result<()>;
     /// Prepares a consistent logical dump of `database`; a directory-format dump is written
     /// into `work_dir`.
     fn dump_plan(
@@ -235,6 +250,24 @@ pub trait Engine: Send {
     fn row_counts(&mut self, database: &str) -> Result<Vec<TableRows>>;
     /// Integrity checks of `database` (pg_amcheck, CHECK TABLE); returns the problems found.
     fn check_integrity(&mut self, database: &str) -> Result<Vec<String>>;
+}
+
+/// What only the lab and the tests do to a server, kept off the production seam: run
+/// arbitrary SQL, create an all-powerful login.
+pub trait LabEngine: Engine {
+    /// Runs statements that return nothing, in one database (None: the connection's default).
+    /// For lab seeding and tests; the SQL must come from the engine's own helpers or fixtures.
+    fn execute_in(&mut self, database: Option<&str>, sql: &str) -> Result<()>;
+    /// Makes sure `user` exists with `password` and full privileges (lab bootstrap).
+    fn ensure_admin_login(&mut self, user: &str, password: &str) -> Result<()>;
+}
+
+/// Opens a connection for the lab and the tests, with the lab-only operations.
+pub fn connect_lab(args: &ConnectionArgs) -> Result<Box<dyn LabEngine>> {
+    match args.engine()? {
+        EngineKind::Postgresql => Ok(Box::new(postgres::PostgresEngine::connect(args)?)),
+        EngineKind::Mysql => Ok(Box::new(mysql::MysqlEngine::connect(args)?)),
+    }
 }
 
 /// Opens a connection with the shared connection arguments.

@@ -213,7 +213,7 @@ pub(super) fn start_mysql(instance: &LabInstance) -> Result<()> {
             let _ = engine.databases()?;
             return Ok(());
         }
-        match engine::connect(&root_args) {
+        match engine::connect_lab(&root_args) {
             Ok(mut engine) => {
                 engine
                     .ensure_admin_login(&instance.user, &instance.password()?)
@@ -265,7 +265,7 @@ pub(super) fn stop_instance(instance: &LabInstance) -> String {
 /// Sample data for the demo: an application database with a few rows and a dated copy of it,
 /// the kind of forgotten backup copy the inventory must flag.
 pub(super) fn seed_instance(instance: &LabInstance) -> Result<()> {
-    let mut engine = engine::connect(&instance.connection()?)?;
+    let mut engine = engine::connect_lab(&instance.connection()?)?;
     for db in ["app", "app_bak_20260101"] {
         if engine.create_database(db)? {
             engine.execute_in(

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::connection::EngineKind;
 use crate::engine::{
     AtRestEncryption, DatabaseFacts, DatabaseKind, DumpFormat, DumpOutput, DumpPlan, Engine,
-    GlobalsDump, RestoreInput, RestorePlan, Role, ServerFacts, TableRows,
+    GlobalsDump, LabEngine, RestoreInput, RestorePlan, Role, ServerFacts, TableRows,
 };
 use crate::{Error, Result};
 
@@ -237,16 +237,6 @@ impl Engine for MysqlEngine {
             &format!("DROP DATABASE IF EXISTS {}", quote_ident(name)),
         )?;
         Ok(existed)
-    }
-
-    fn execute_in(&mut self, database: Option<&str>, sql: &str) -> Result<()> {
-        if let Some(db) = database {
-            self.run(
-                &format!("use database '{db}'"),
-                &format!("USE {}", quote_ident(db)),
-            )?;
-        }
-        self.run("run SQL", sql)
     }
 
     fn dump_plan(
@@ -514,6 +504,18 @@ impl Engine for MysqlEngine {
             }
         }
         Ok(problems)
+    }
+}
+
+impl LabEngine for MysqlEngine {
+    fn execute_in(&mut self, database: Option<&str>, sql: &str) -> Result<()> {
+        if let Some(db) = database {
+            self.run(
+                &format!("use database '{db}'"),
+                &format!("USE {}", quote_ident(db)),
+            )?;
+        }
+        self.run("run SQL", sql)
     }
 
     fn ensure_admin_login(&mut self, user: &str, password: &str) -> Result<()> {

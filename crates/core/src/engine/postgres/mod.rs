@@ -13,7 +13,7 @@ use postgres_native_tls::MakeTlsConnector;
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
 use crate::engine::{
     AtRestEncryption, DatabaseFacts, DatabaseKind, DumpFormat, DumpOutput, DumpPlan, Engine,
-    GlobalsDump, RestoreInput, RestorePlan, Role, ServerFacts, TableRows, connect_hint,
+    GlobalsDump, LabEngine, RestoreInput, RestorePlan, Role, ServerFacts, TableRows, connect_hint,
 };
 use crate::secret::ExposeSecret;
 use crate::{Error, Result};
@@ -365,19 +365,6 @@ impl Engine for PostgresEngine {
         Ok(existed)
     }
 
-    fn execute_in(&mut self, database: Option<&str>, sql: &str) -> Result<()> {
-        match database {
-            Some(db) if Some(db) != self.args.login_db.as_deref() => {
-                let mut other = self.connect_to(db)?;
-                other.execute_in(None, sql)
-            }
-            _ => self
-                .client
-                .batch_execute(sql)
-                .map_err(|e| self.query_err("run SQL", &e)),
-        }
-    }
-
     fn dump_plan(
         &mut self,
         database: &str,
@@ -572,6 +559,21 @@ impl Engine for PostgresEngine {
             .take(20)
             .map(str::to_string)
             .collect())
+    }
+}
+
+impl LabEngine for PostgresEngine {
+    fn execute_in(&mut self, database: Option<&str>, sql: &str) -> Result<()> {
+        match database {
+            Some(db) if Some(db) != self.args.login_db.as_deref() => {
+                let mut other = self.connect_to(db)?;
+                other.execute_in(None, sql)
+            }
+            _ => self
+                .client
+                .batch_execute(sql)
+                .map_err(|e| self.query_err("run SQL", &e)),
+        }
     }
 
     fn ensure_admin_login(&mut self, user: &str, password: &str) -> Result<()> {
