@@ -213,6 +213,91 @@ pub struct InventoryReport {
     pub summary: Summary,
 }
 
+/// The ledger details of an inventory run: written by the inventory, read by the compliance
+/// report (which databases exist, since when, and which endpoints were down). One type for
+/// both sides, so that they cannot drift apart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InventoryDetails {
+    #[serde(default)]
+    pub instances: usize,
+    #[serde(default)]
+    pub databases: usize,
+    #[serde(default)]
+    pub copies: usize,
+    /// Endpoints that did not answer.
+    #[serde(default)]
+    pub unreachable: Vec<String>,
+    #[serde(default)]
+    pub fleet: Vec<FleetInstance>,
+}
+
+/// One instance as an inventory record carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetInstance {
+    pub instance: String,
+    pub engine: EngineKind,
+    #[serde(default)]
+    pub env: String,
+    #[serde(default = "unknown_role")]
+    pub role: Role,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// User databases only.
+    #[serde(default)]
+    pub databases: Vec<FleetDatabase>,
+}
+
+fn unknown_role() -> Role {
+    Role::Unknown
+}
+
+/// One user database as an inventory record carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetDatabase {
+    pub name: String,
+    pub env: String,
+    /// The original, when the database is a backup or shadow copy.
+    #[serde(default)]
+    pub copy_of: Option<String>,
+}
+
+impl InventoryDetails {
+    pub fn of(report: &InventoryReport) -> InventoryDetails {
+        let s = &report.summary;
+        InventoryDetails {
+            instances: s.instances,
+            databases: s.databases,
+            copies: s.copies,
+            unreachable: report
+                .unreachable
+                .iter()
+                .map(|u| u.endpoint.clone())
+                .collect(),
+            fleet: report
+                .instances
+                .iter()
+                .map(|i| FleetInstance {
+                    instance: i.id.clone(),
+                    engine: i.engine,
+                    env: i.env.clone(),
+                    role: i.role,
+                    labels: i.labels.clone(),
+                    databases: i
+                        .databases
+                        .iter()
+                        .filter(|d| d.kind == DatabaseKind::User)
+                        .map(|d| FleetDatabase {
+                            name: d.name.clone(),
+                            env: d.env.clone(),
+                            copy_of: d.copy.as_ref().map(|c| c.original.clone()),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The inventory plus what the run means for the caller.
 #[derive(Debug, Clone)]
 pub struct InventoryOutcome {
@@ -268,26 +353,8 @@ pub fn run(request: &InventoryRequest, check_mode: bool) -> Result<Done<Inventor
             let failed = (request.fail_on_unreachable && s.unreachable > 0) || s.instances == 0;
             // The fleet as seen now: the compliance report learns from these records which
             // databases exist and since when (a database added mid-period owes nothing before).
-            let fleet: Vec<serde_json::Value> = outcome
-                .report
-                .instances
-                .iter()
-                .map(|i| {
-                    json!({
-                        "instance": i.id, "engine": i.engine, "env": i.env, "role": i.role,
-                        "labels": i.labels,
-                        "databases": i.databases.iter()
-                            .filter(|d| d.kind == DatabaseKind::User)
-                            .map(|d| json!({"name": d.name, "env": d.env, "copy_of": d.copy.as_ref().map(|c| &c.original)}))
-                            .collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            let details = json!({
-                "instances": s.instances, "databases": s.databases, "copies": s.copies,
-                "unreachable": outcome.report.unreachable.iter().map(|u| &u.endpoint).collect::<Vec<_>>(),
-                "fleet": fleet,
-            });
+            let details =
+                serde_json::to_value(InventoryDetails::of(&outcome.report)).unwrap_or_default();
             let mut samples = vec![
                 Sample::gauge(
                     "dbcadence_inventory_instances",

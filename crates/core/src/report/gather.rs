@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::*;
 use crate::compliance::{self};
+use crate::inventory::InventoryDetails;
 use crate::ledger::{Outcome, RecordView};
 use crate::task::Task;
 
@@ -24,34 +25,6 @@ pub(super) struct FleetDb {
     pub(super) replica: bool,
     pub(super) first_seen: Timestamp,
     pub(super) last_seen: Timestamp,
-}
-
-#[derive(Deserialize)]
-pub(super) struct InventoryDetails {
-    #[serde(default)]
-    fleet: Vec<FleetInstance>,
-    #[serde(default)]
-    unreachable: Vec<String>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct FleetInstance {
-    instance: String,
-    engine: String,
-    #[serde(default)]
-    role: String,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
-    databases: Vec<FleetDatabase>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct FleetDatabase {
-    name: String,
-    env: String,
-    #[serde(default)]
-    copy_of: Option<String>,
 }
 
 /// The run index: keys are our own ledger's strings, so SipHash's protection against hostile
@@ -330,7 +303,7 @@ impl Gathered {
                 let entry = self.fleet.entry(key).or_insert_with(|| FleetDb {
                     instance: instance.instance.clone(),
                     db: db.name.clone(),
-                    engine: instance.engine.clone(),
+                    engine: instance.engine.as_str().to_string(),
                     env: db.env.clone(),
                     labels: BTreeMap::new(),
                     copy: false,
@@ -342,11 +315,11 @@ impl Gathered {
                 if at >= entry.last_seen {
                     // The newest observation describes the database.
                     entry.last_seen = at;
-                    entry.engine = instance.engine.clone();
+                    entry.engine = instance.engine.as_str().to_string();
                     entry.env = db.env.clone();
                     entry.labels = instance.labels.clone();
                     entry.copy = db.copy_of.is_some();
-                    entry.replica = instance.role == "replica";
+                    entry.replica = instance.role == crate::engine::Role::Replica;
                 }
             }
         }
