@@ -5,7 +5,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
-use dbcadence_core::ledger::{Outcome, Record, Target};
+use dbcadence_core::ledger::{FeedbackKind, Outcome, Record, Target};
 use dbcadence_core::report::{self, Goals};
 use dbcadence_core::task::Task;
 use dbcadence_core::{Error, Result};
@@ -107,14 +107,10 @@ pub enum IncidentAction {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum FeedbackKind {
-    /// The alert fired and should not have.
-    FalsePositive,
-    /// Something broke and the alert stayed silent.
-    FalseNegative,
-    /// The alert fired for a real problem.
-    TruePositive,
+fn parse_feedback(text: &str) -> std::result::Result<FeedbackKind, String> {
+    FeedbackKind::parse(text).ok_or_else(|| {
+        "the kind is one of false-positive, false-negative, true-positive".to_string()
+    })
 }
 
 #[derive(Subcommand)]
@@ -124,7 +120,9 @@ pub enum AlertAction {
         /// Alert name, e.g. DbcadenceBackupFailed.
         #[arg(long)]
         alert: String,
-        #[arg(long, value_enum)]
+        /// false-positive (fired, should not have), false-negative (stayed silent when something
+        /// broke) or true-positive.
+        #[arg(long, value_parser = parse_feedback)]
         kind: FeedbackKind,
         #[arg(long, default_value = "fleet")]
         instance: String,
@@ -337,11 +335,6 @@ pub fn alert(action: AlertAction) -> Result<()> {
         note,
         run,
     } = action;
-    let kind = match kind {
-        FeedbackKind::FalsePositive => "false_positive",
-        FeedbackKind::FalseNegative => "false_negative",
-        FeedbackKind::TruePositive => "true_positive",
-    };
     let now = jiff::Timestamp::now().to_string();
     append_manual(
         Task::AlertFeedback,

@@ -34,6 +34,47 @@ pub enum Outcome {
     Skipped,
 }
 
+/// What a person says of an alert (`dbcadence alert feedback`): the scorecard counts the
+/// false ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackKind {
+    /// The alert fired and should not have.
+    FalsePositive,
+    /// Something broke and the alert stayed silent.
+    FalseNegative,
+    /// The alert fired for a real problem.
+    TruePositive,
+}
+
+impl FeedbackKind {
+    pub const ALL: [FeedbackKind; 3] = [
+        FeedbackKind::FalsePositive,
+        FeedbackKind::FalseNegative,
+        FeedbackKind::TruePositive,
+    ];
+
+    /// The one string form (ledger details).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedbackKind::FalsePositive => "false_positive",
+            FeedbackKind::FalseNegative => "false_negative",
+            FeedbackKind::TruePositive => "true_positive",
+        }
+    }
+
+    /// Reads the string form; `false-positive` is accepted too (command-line habit).
+    pub fn parse(text: &str) -> Option<FeedbackKind> {
+        let text = text.replace('-', "_");
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// Whether the alert was wrong (counted against alert accuracy).
+    pub fn is_error(self) -> bool {
+        self != FeedbackKind::TruePositive
+    }
+}
+
 /// What a run was about: an instance, and a database when the task is per database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Target {
@@ -566,6 +607,20 @@ mod tests {
         assert_eq!(connection.login_host.as_deref(), Some("::1"));
         assert_eq!(connection.login_port, Some(6432));
         assert_eq!(connection.connect_timeout, 3);
+    }
+
+    #[test]
+    fn feedback_kinds_have_one_string_form() {
+        for kind in FeedbackKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(
+                FeedbackKind::parse(&kind.as_str().replace('_', "-")),
+                Some(kind)
+            );
+        }
+        assert!(FeedbackKind::FalseNegative.is_error() && !FeedbackKind::TruePositive.is_error());
+        assert_eq!(FeedbackKind::parse("maybe"), None);
     }
 
     #[test]

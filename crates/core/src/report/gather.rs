@@ -217,8 +217,9 @@ impl Gathered {
             }
             ("alert_feedback", _) => {
                 self.alert_feedback += 1;
-                if let Some(kind) = detail_string(record, "kind")
-                    && (kind == "false_positive" || kind == "false_negative")
+                if detail_string(record, "kind")
+                    .and_then(|k| crate::ledger::FeedbackKind::parse(&k))
+                    .is_some_and(|k| k.is_error())
                 {
                     self.alert_errors += 1;
                 }

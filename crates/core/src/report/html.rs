@@ -179,7 +179,7 @@ pub fn html(report: &Report) -> String {
     let fleet_class = report
         .scorecard
         .iter()
-        .find(|c| c.name == "maintenance on schedule")
+        .find(|c| c.id == super::CriterionId::Compliance)
         .map_or("none", |c| status_class(c).0);
     let _ = write!(
         out,

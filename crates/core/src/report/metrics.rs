@@ -59,16 +59,12 @@ pub fn samples(report: &Report, schedule: &ScheduleFile, now: Timestamp) -> Vec<
             }
         }
     }
-    for (i, criterion) in report.scorecard.iter().enumerate() {
+    for criterion in &report.scorecard {
         if let Some(met) = criterion.met {
-            let id = ["compliance", "incidents", "verified", "alerts", "tuning"]
-                .get(i)
-                .copied()
-                .unwrap_or("other");
             out.push(Sample::gauge(
                 "dbcadence_scorecard_met",
                 "Success criterion of the scorecard met (1) or not (0).",
-                &[("criterion", id)],
+                &[("criterion", criterion.id.as_str())],
                 if met { 1.0 } else { 0.0 },
             ));
         }

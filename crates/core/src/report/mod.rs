@@ -255,7 +255,7 @@ mod tests {
         let on_schedule = report
             .scorecard
             .iter()
-            .find(|c| c.name == "maintenance on schedule")
+            .find(|c| c.id == CriterionId::Compliance)
             .unwrap();
         assert_eq!((on_schedule.value, on_schedule.met), (None, None));
         let md = markdown(&report);

@@ -231,7 +231,9 @@ pub(super) const HEATMAP_COLUMNS: usize = 120;
 /// One success criterion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Criterion {
-    /// The criterion.
+    /// Which criterion: its one machine name (also the metric label).
+    pub id: CriterionId,
+    /// The criterion, for people.
     pub name: String,
     /// Its goal, e.g. ">= 95%".
     pub goal: String,
@@ -241,6 +243,46 @@ pub struct Criterion {
     pub met: Option<bool>,
     /// How the value was measured, in one sentence.
     pub detail: String,
+}
+
+/// The success criteria of the scorecard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CriterionId {
+    /// Maintenance done on schedule.
+    Compliance,
+    /// Unplanned downtime incidents per quarter.
+    Incidents,
+    /// Backups verified by a restore.
+    Verified,
+    /// Alert false positives and negatives.
+    Alerts,
+    /// Query-time reduction after tuning.
+    Tuning,
+}
+
+impl CriterionId {
+    /// The one machine name (ledger, JSON, metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CriterionId::Compliance => "compliance",
+            CriterionId::Incidents => "incidents",
+            CriterionId::Verified => "verified",
+            CriterionId::Alerts => "alerts",
+            CriterionId::Tuning => "tuning",
+        }
+    }
+
+    /// The name people read.
+    pub fn name(self) -> &'static str {
+        match self {
+            CriterionId::Compliance => "maintenance on schedule",
+            CriterionId::Incidents => "unplanned downtime incidents",
+            CriterionId::Verified => "backups verified by restore",
+            CriterionId::Alerts => "alert false positives + negatives",
+            CriterionId::Tuning => "query-time reduction after tuning",
+        }
+    }
 }
 
 /// The next due time of one task of one template.

@@ -14,7 +14,8 @@ pub(super) fn scorecard(
     let mut out = Vec::new();
     let ratio = fleet.ratio();
     out.push(Criterion {
-        name: "maintenance on schedule".into(),
+        id: CriterionId::Compliance,
+        name: CriterionId::Compliance.name().into(),
         goal: format!(">= {:.0}%", goals.compliance * 100.0),
         value: ratio.map(|r| round(r, 4)),
         met: ratio.map(|r| r >= goals.compliance),
@@ -31,7 +32,8 @@ pub(super) fn scorecard(
     let incidents = g.incidents + g.detected_outages;
     let per_quarter = f64::from(incidents) * 91.0 / days;
     out.push(Criterion {
-        name: "unplanned downtime incidents".into(),
+        id: CriterionId::Incidents,
+        name: CriterionId::Incidents.name().into(),
         goal: format!("<= {} per quarter", goals.incidents_per_quarter),
         value: Some(round(per_quarter, 2)),
         met: Some(per_quarter <= goals.incidents_per_quarter),
@@ -48,7 +50,8 @@ pub(super) fn scorecard(
         .count();
     let share = (backups > 0).then(|| verified as f64 / backups as f64);
     out.push(Criterion {
-        name: "backups verified by restore".into(),
+        id: CriterionId::Verified,
+        name: CriterionId::Verified.name().into(),
         goal: format!("{:.0}%", goals.verified_share * 100.0),
         value: share.map(|s| round(s, 4)),
         met: share.map(|s| s >= goals.verified_share),
@@ -60,7 +63,8 @@ pub(super) fn scorecard(
     });
     let per_30 = f64::from(g.alert_errors) * 30.0 / days;
     out.push(Criterion {
-        name: "alert false positives + negatives".into(),
+        id: CriterionId::Alerts,
+        name: CriterionId::Alerts.name().into(),
         goal: format!("< {} per 30 days", goals.alert_errors_per_30_days),
         value: Some(round(per_30, 2)),
         met: Some(per_30 < goals.alert_errors_per_30_days),
@@ -75,7 +79,8 @@ pub(super) fn scorecard(
     });
     let reduction = (g.tune_before > 0.0).then(|| 1.0 - g.tune_after / g.tune_before);
     out.push(Criterion {
-        name: "query-time reduction after tuning".into(),
+        id: CriterionId::Tuning,
+        name: CriterionId::Tuning.name().into(),
         goal: format!(">= {:.0}%", goals.tune_reduction * 100.0),
         value: reduction.map(|r| round(r, 4)),
         met: reduction.map(|r| r >= goals.tune_reduction),
