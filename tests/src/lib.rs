@@ -95,6 +95,45 @@ pub fn backup_args(instance: &LabInstance, database: &str, backup_dir: &Path) ->
     })
 }
 
+/// Samples the command line of every process on the machine while it runs, keeping those that
+/// mention one of `tools`: to prove a secret never reaches a child's argv (which any local user
+/// can read in /proc).
+pub struct ArgvSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl ArgvSampler {
+    pub fn start(tools: &[&str]) -> ArgvSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tools: Vec<String> = tools.iter().map(|t| t.to_string()).collect();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                    if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                        if tools.iter().any(|t| text.contains(t.as_str())) && !seen.contains(&text)
+                        {
+                            seen.push(text);
+                        }
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            seen
+        });
+        ArgvSampler { stop, thread }
+    }
+
+    /// Stops sampling; the command lines seen.
+    pub fn stop(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
 /// Asserts that every file below `dir` has `file_mode` and every directory `dir_mode`
 /// (permission bits only), naming the first that does not. Returns how many files it checked.
 pub fn assert_modes(dir: &Path, file_mode: u32, dir_mode: u32) -> usize {

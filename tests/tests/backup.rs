@@ -93,28 +93,9 @@ fn the_password_never_reaches_a_command_line_output_ledger_or_metrics() {
         make_database(instance, &name, 300_000);
         let password = instance.password().unwrap();
         // Sample every process's command line while the backup runs.
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let sampler = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut dumps_seen = Vec::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-                        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-                            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                            if text.contains("pg_dump") || text.contains("mariadb-dump") {
-                                dumps_seen.push(text);
-                            }
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                dumps_seen
-            })
-        };
+        let sampler = ArgvSampler::start(&["pg_dump", "mariadb-dump"]);
         let run = run_module("db_backup", &backup_args(instance, &name, dir.path()));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let seen = sampler.join().unwrap();
+        let seen = sampler.stop();
         assert_eq!(run.json["failed"], false, "{}", run.json);
         assert!(
             !seen.is_empty(),

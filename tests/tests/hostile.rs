@@ -223,3 +223,99 @@ fn admin_logins_are_created_without_the_password_in_logged_sql() {
         );
     }
 }
+
+/// A login whose password holds quotes, a backslash, '#', ':' and '$' backs up (logical with
+/// globals, and physical), and verifies into its own server: every child tool sees the
+/// password only through its environment or a 0600 file, never its command line.
+#[test]
+fn a_hostile_password_works_everywhere_and_never_reaches_a_command_line() {
+    let password = r#"p'w"\#:$x`y"#;
+    let work = tempfile::tempdir().unwrap();
+    let tools = [
+        "pg_dump",
+        "pg_dumpall",
+        "pg_restore",
+        "pg_amcheck",
+        "pg_basebackup",
+        "mariadb-dump",
+        "mariadb-backup",
+        "mariadb ",
+    ];
+    let sampler = ArgvSampler::start(&tools);
+    for instance in [pg(), my()] {
+        let user = unique("hostile");
+        connect(instance)
+            .ensure_admin_login(&user, password)
+            .unwrap();
+        let name = unique("hpw");
+        let mut engine = connect(instance);
+        engine.create_database(&name).unwrap();
+        let fill = match instance.engine {
+            dbcadence_core::connection::EngineKind::Postgresql => {
+                "CREATE TABLE t (id integer PRIMARY KEY, note text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 50000) g;"
+            }
+            dbcadence_core::connection::EngineKind::Mysql => {
+                "CREATE TABLE t (id integer PRIMARY KEY, note text); INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_50000;"
+            }
+        };
+        engine.execute_in(Some(&name), fill).unwrap();
+        let backups = work.path().join("backups");
+        let mut args = backup_args(instance, &name, &backups);
+        args["login_user"] = json!(user);
+        args["login_password"] = json!(password);
+        args["globals"] = json!(true);
+        let run = run_module("db_backup", &args);
+        assert_eq!(run.json["failed"], false, "{}: {}", instance.name, run.json);
+        // Restore into the same server (a scratch database), as that login.
+        let verify = run_module(
+            "db_verify",
+            &json!({
+                "backup": run.json["path"], "backup_dir": backups,
+                "engine": instance.engine, "login_host": instance.host,
+                "login_port": instance.port, "login_user": user, "login_password": password,
+                "ssl_mode": "verify-full", "ca_cert": instance.ca_cert,
+                "ledger_path": backups.join("ledger.jsonl"),
+            }),
+        );
+        assert_eq!(
+            verify.json["verified"], true,
+            "{}: {}",
+            instance.name, verify.json
+        );
+        let mut physical = args.clone();
+        physical["method"] = json!("physical");
+        physical["database"] = json!("*");
+        physical["globals"] = json!(false);
+        let run = run_module("db_backup", &physical);
+        assert_eq!(run.json["failed"], false, "{}: {}", instance.name, run.json);
+        for output in [&run.stdout, &verify.stdout] {
+            assert!(!output.contains(password));
+        }
+        engine.drop_database(&name).unwrap();
+    }
+    let seen = sampler.stop();
+    for tool in [
+        "pg_dump ",
+        "pg_restore",
+        "pg_basebackup",
+        "mariadb-dump",
+        "mariadb-backup",
+    ] {
+        assert!(
+            seen.iter().any(|c| c.contains(tool)),
+            "the sampler saw {tool}: {seen:#?}"
+        );
+    }
+    for cmdline in &seen {
+        assert!(
+            !cmdline.contains(password),
+            "password on a command line: {cmdline}"
+        );
+        assert!(
+            !cmdline.contains("p'w"),
+            "password on a command line: {cmdline}"
+        );
+    }
+    let ledger = std::fs::read_to_string(work.path().join("backups/ledger.jsonl")).unwrap();
+    assert!(!ledger.contains("p'w"));
+}
