@@ -721,11 +721,39 @@ fn cli_backup_verify_and_backups_list() {
         "--ledger",
         &ledger
     )
+    // Not a terminal: progress comes as plain lines on stderr (every 0 s here), never on
+    // stdout, which holds the backup's path alone.
+    .env("DBCADENCE_PROGRESS_SECONDS", "0")
+    .stderr_path(dir.path().join("progress.txt"))
     .read()
     .unwrap();
     assert!(
         Path::new(path.trim()).join("manifest.json").exists(),
         "{path}"
+    );
+    let progress = std::fs::read_to_string(dir.path().join("progress.txt")).unwrap();
+    assert!(
+        progress.contains(&format!("dbcadence: backup {name}: ")) && progress.contains("(done)"),
+        "{progress}"
+    );
+    // On a terminal (a pseudo-terminal from `script`): a bar with bytes, rate and ETA.
+    let command = format!(
+        "{} backup --engine mysql --host {} --port {} --user {} --password-file {} --database {name} --backup-dir {} --instance-id my1 --ledger {}",
+        bin("dbcadence").display(),
+        instance.host,
+        instance.port,
+        instance.user,
+        instance.password_file.display(),
+        dir.path().join("on-a-terminal").display(),
+        dir.path().join("terminal-ledger.jsonl").display()
+    );
+    let screen = duct::cmd!("script", "-qec", &command, "/dev/null")
+        .stderr_to_stdout()
+        .read()
+        .unwrap();
+    assert!(
+        screen.contains(&format!("backup {name} [")) && screen.contains("eta"),
+        "{screen}"
     );
     let verify = duct::cmd!(
         bin("dbcadence"),

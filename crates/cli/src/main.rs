@@ -4,6 +4,7 @@
 
 mod inventory_script;
 mod ops;
+mod progress;
 mod table;
 
 use std::path::PathBuf;
@@ -348,6 +349,7 @@ enum LabAction {
 }
 
 fn main() -> ExitCode {
+    progress::install();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -27,6 +27,7 @@ pub mod lab;
 pub mod ledger;
 pub mod metrics;
 pub mod process;
+pub mod progress;
 pub mod report;
 pub mod retention;
 pub mod run;

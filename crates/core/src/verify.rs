@@ -348,6 +348,21 @@ fn restore(
     jobs: u32,
 ) -> Result<()> {
     let plan = engine.restore_plan(&scratch.database, jobs)?;
+    // The bytes the restore reads: the dump decompressed (its size is in the manifest).
+    let raw: u64 = manifest.files.iter().map(|f| f.raw_bytes).sum();
+    crate::progress::start(&format!("restore {}", manifest.database), Some(raw));
+    let restored = restore_with(plan, backup_dir, manifest);
+    crate::progress::finish();
+    restored
+}
+
+/// Feeds the dump to the restore tool (on its stdin, or decompressed into a file or directory
+/// it reads).
+fn restore_with(
+    plan: crate::engine::RestorePlan,
+    backup_dir: &Path,
+    manifest: &Manifest,
+) -> Result<()> {
     let dump = if manifest.dump.is_empty() {
         manifest.files[0].path.clone()
     } else {
@@ -394,7 +409,7 @@ fn restore(
                 let mut decoder = zstd::stream::read::Decoder::new(f)
                     .map_err(|e| Error::io("decompress", &source, e))?;
                 let mut out = File::create(&target).map_err(|e| Error::io("write", &target, e))?;
-                std::io::copy(&mut decoder, &mut out)
+                std::io::copy(&mut crate::progress::Counting(&mut decoder), &mut out)
                     .map_err(|e| Error::io("decompress", &source, e))?;
             }
             spawn(Some(&raw_dir), Stdio::null())
@@ -402,7 +417,7 @@ fn restore(
         RestoreInput::File => {
             let raw = temp.path().join("dump");
             let mut out = File::create(&raw).map_err(|e| Error::io("write", &raw, e))?;
-            std::io::copy(&mut open()?, &mut out)
+            std::io::copy(&mut crate::progress::Counting(open()?), &mut out)
                 .map_err(|e| Error::io("decompress", &compressed, e))?;
             spawn(Some(&raw), Stdio::null())
         }
@@ -412,7 +427,7 @@ fn restore(
     let stderr = crate::process::StderrTail::collect(&mut child);
     let mut feed_error = None;
     if let Some(mut stdin) = child.stdin.take() {
-        let mut decoder = open()?;
+        let mut decoder = crate::progress::Counting(open()?);
         if let Err(e) = std::io::copy(&mut decoder, &mut stdin).and_then(|_| stdin.flush()) {
             feed_error = Some(e);
         }

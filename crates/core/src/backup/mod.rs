@@ -241,6 +241,9 @@ fn run_unrecorded(
     let stamp = started.strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
     let partial = db_dir.join(format!(".partial-{stamp}"));
     access.create_dir(&partial)?;
+    // The dump's size is not known before it ends: the database's size on the server is the
+    // estimate (a dump is usually somewhat smaller).
+    crate::progress::start(&format!("backup {}", request.database), database_bytes);
     let written = (|| -> Result<Manifest> {
         let mut dumped = dump_into(engine.as_mut(), request, &partial, access)?;
         let mut warnings = Vec::new();
@@ -289,6 +292,7 @@ fn run_unrecorded(
         sync_dir(&partial)?;
         Ok(manifest)
     })();
+    crate::progress::finish();
     let manifest = written.map_err(|e| discard_partial(&partial, e))?;
     let final_dir = db_dir.join(&stamp);
     std::fs::rename(&partial, &final_dir).map_err(|e| {

@@ -102,6 +102,7 @@ impl CompressedFile {
             .write_all(bytes)
             .map_err(|e| write_error(&self.path, e))?;
         self.raw_bytes += bytes.len() as u64;
+        crate::progress::advance(bytes.len() as u64);
         Ok(())
     }
 
