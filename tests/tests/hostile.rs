@@ -241,8 +241,10 @@ fn a_hostile_password_works_everywhere_and_never_reaches_a_command_line() {
         "mariadb-backup",
         "mariadb ",
     ];
+    // A lab of its own: a physical backup of the shared lab would race other tests' DDL.
+    let private = PrivateLab::start(1, 1, 0);
     let sampler = ArgvSampler::start(&tools);
-    for instance in [pg(), my()] {
+    for instance in [private.instance("pg1"), private.instance("my1")] {
         let user = unique("hostile");
         connect(instance)
             .ensure_admin_login(&user, password)

@@ -1,0 +1,361 @@
+//! Verification by restore: a backup nobody restored is a hope, not a backup.
+//!
+//! Picks a backup (default: the newest unverified), checks every file's sha256, restores it
+//! into a scratch server (default: a throwaway lab server of the same engine, tuned for
+//! loading, removed afterwards; or a given server, into a scratch database dropped afterwards),
+//! runs the engine's integrity checks, compares row counts with the manifest, and records the
+//! outcome in the manifest, the ledger and the metrics.
+//!
+//! - `choose`: the backup to verify, under its lock.
+//! - `restore`: the scratch server or database, the restore, the physical path.
+
+mod choose;
+mod restore;
+
+use choose::*;
+use restore::*;
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::backup::{self, Manifest};
+use crate::connection::ConnectionArgs;
+use crate::engine;
+use crate::ledger::{Outcome, Target};
+use crate::metrics::Sample;
+use crate::run::{Done, Recorder, RunOptions};
+use crate::{Error, Result};
+
+/// Arguments of db_verify and `dbcadence verify`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct VerifyRequest {
+    /// Root directory of the backups.
+    #[schemars(extend("x-path" = true))]
+    pub backup_dir: PathBuf,
+    /// Only backups of this instance id.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Only backups of this database.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// A given backup directory instead of the newest unverified one.
+    #[serde(default)]
+    #[schemars(extend("x-path" = true))]
+    pub backup: Option<PathBuf>,
+    /// Where the throwaway scratch server lives (short path: unix sockets); default under /tmp.
+    #[serde(default)]
+    #[schemars(extend("x-path" = true))]
+    pub scratch_dir: Option<PathBuf>,
+    /// Restore into this server instead of a throwaway one (into a scratch database).
+    #[serde(flatten)]
+    pub target: ConnectionArgs,
+    /// Parallel restore jobs where the format allows (PostgreSQL).
+    #[serde(default = "default_jobs")]
+    pub jobs: u32,
+    #[serde(flatten)]
+    pub run: RunOptions,
+}
+
+fn default_jobs() -> u32 {
+    2
+}
+
+/// Rows that differ between the manifest and the restored database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RowMismatch {
+    /// schema.table (MySQL: .table).
+    pub table: String,
+    /// Rows in the manifest (none: not in the backup).
+    pub expected: Option<u64>,
+    /// Rows restored (none: table missing).
+    pub found: Option<u64>,
+}
+
+/// The result of a verification.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct VerifyReport {
+    /// Whether a verification ran and was recorded in the manifest (false in check mode and
+    /// when there was nothing to verify).
+    pub changed: bool,
+    /// Nothing to do: every matching backup is already verified (or none exists). Not a
+    /// failure: a verify timer that finds the work done must not page anyone.
+    pub nothing_to_verify: bool,
+    /// The backup directory verified.
+    pub backup: PathBuf,
+    /// Instance id of the backup.
+    pub instance_id: String,
+    /// Database of the backup.
+    pub database: String,
+    /// True only when checksums, restore, integrity checks and row counts all passed.
+    pub verified: bool,
+    /// Why, in one sentence.
+    pub reason: String,
+    /// Files whose checksum did not match.
+    pub bad_files: Vec<String>,
+    /// Wall time of the restore (or unpack, prepare and start).
+    pub restore_seconds: f64,
+    /// What pg_amcheck or CHECK TABLE reported.
+    pub integrity_problems: Vec<String>,
+    /// Tables whose row count differs from the manifest.
+    pub row_mismatches: Vec<RowMismatch>,
+    /// Tables whose row counts were compared.
+    pub tables_checked: usize,
+    /// lab (a throwaway server) or target (a scratch database on a given server).
+    pub scratch: String,
+}
+
+/// Verifies one backup and records the outcome. An unverified backup is an `Ok` report with
+/// `verified: false`; errors are reserved for not being able to try.
+pub fn run(request: &VerifyRequest, check_mode: bool) -> Result<Done<VerifyReport>> {
+    let (report, warnings) = run_recorded(request, check_mode)?;
+    let msg = if report.verified {
+        format!("verified {}: {}", report.backup.display(), report.reason)
+    } else {
+        report.reason.clone()
+    };
+    Ok(Done {
+        changed: report.changed,
+        msg,
+        diff: None,
+        warnings,
+        output: report,
+    })
+}
+
+fn run_recorded(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyReport, Vec<String>)> {
+    let recorder = Recorder::start(crate::task::Task::Verify, &request.run, check_mode)
+        .hiding(request.target.login_password.as_ref());
+    let filters = Target {
+        instance: request.instance_id.clone().unwrap_or_else(|| "*".into()),
+        db: request.database.clone(),
+    };
+    let failed = |e: Error| {
+        recorder.fail(filters.clone(), &e);
+        Err(e)
+    };
+    let (choice, mut warnings) = match choose(request) {
+        Ok(chosen) => chosen,
+        Err(e) => return failed(e),
+    };
+    // The backup's lock is held until the verification is recorded.
+    let (dir, _backup_lock) = match choice {
+        Choice::Backup(dir, lock) => (dir, lock),
+        Choice::Nothing(reason) => {
+            // Skipped, not failed: the work is done (or there is none); it proves nothing new
+            // either, so compliance does not count it as a verification.
+            warnings.extend(recorder.finish(
+                filters.clone(),
+                Outcome::Skipped,
+                false,
+                json!({"nothing_to_verify": true, "reason": reason}),
+                vec![],
+            ));
+            let report = VerifyReport {
+                nothing_to_verify: true,
+                reason,
+                ..VerifyReport::default()
+            };
+            return Ok((report, warnings));
+        }
+    };
+    let manifest = match read_manifest(&dir) {
+        Ok(manifest) => manifest,
+        Err(e) => return failed(e),
+    };
+    let target = Target {
+        instance: manifest.instance_id.clone(),
+        db: Some(manifest.database.clone()),
+    };
+    if check_mode {
+        let reason = format!("check mode: would verify {}", dir.display());
+        warnings.extend(recorder.finish(
+            target,
+            Outcome::Ok,
+            false,
+            json!({"backup": dir, "would_verify": true}),
+            vec![],
+        ));
+        let report = VerifyReport {
+            backup: dir,
+            instance_id: manifest.instance_id,
+            database: manifest.database,
+            reason,
+            ..VerifyReport::default()
+        };
+        return Ok((report, warnings));
+    }
+    let started = std::time::Instant::now();
+    let report = verify_one(request, &dir, &manifest, &mut warnings);
+    let mut report = match report {
+        Ok(report) => report,
+        Err(e) => VerifyReport {
+            backup: dir.clone(),
+            instance_id: manifest.instance_id.clone(),
+            database: manifest.database.clone(),
+            reason: format!("the restore could not be completed: {e}"),
+            ..VerifyReport::default()
+        },
+    };
+    // The manifest records the outcome either way: the run changed it.
+    report.changed = true;
+    let verified_at = jiff::Timestamp::now();
+    let mut updated = manifest.clone();
+    updated.verification = Some(json!({
+        "verified": report.verified,
+        "verified_at": verified_at.to_string(),
+        "reason": report.reason,
+        "method": "restore",
+        "scratch": report.scratch,
+        "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+    }));
+    if let Err(e) = rewrite_manifest(&dir, &updated) {
+        warnings.push(format!(
+            "the verification could not be written into the manifest: {e}"
+        ));
+    }
+    report.restore_seconds = (report.restore_seconds * 1000.0).round() / 1000.0;
+    let labels = [
+        ("instance", manifest.instance_id.as_str()),
+        ("db", manifest.database.as_str()),
+    ];
+    let mut samples = vec![Sample::gauge(
+        "dbcadence_backup_verify_last_status",
+        "Outcome of the last verification by restore: 1 verified, 0 not.",
+        &labels,
+        if report.verified { 1.0 } else { 0.0 },
+    )];
+    if report.verified {
+        samples.push(Sample::gauge(
+            "dbcadence_backup_verified_timestamp_seconds",
+            "Unix time a backup of this database was last verified by a restore.",
+            &labels,
+            verified_at.as_second() as f64,
+        ));
+    }
+    let outcome = if report.verified {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    };
+    let details = json!({"backup": dir, "verified": report.verified, "reason": report.reason});
+    warnings.extend(recorder.finish(target, outcome, true, details, samples));
+    Ok((report, warnings))
+}
+
+/// Replaces manifest.json atomically (temp file, fsync, rename).
+fn rewrite_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| Error::invalid("manifest", e.to_string()))?;
+    // The manifest keeps the access its backup was given (private, or an operators' group).
+    let path = dir.join("manifest.json");
+    let mode = std::fs::metadata(&path)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap_or(0o600);
+    crate::files::write_atomically(&path, &bytes, mode)
+}
+
+fn verify_one(
+    request: &VerifyRequest,
+    dir: &Path,
+    manifest: &Manifest,
+    warnings: &mut Vec<String>,
+) -> Result<VerifyReport> {
+    let mut report = VerifyReport {
+        backup: dir.to_path_buf(),
+        instance_id: manifest.instance_id.clone(),
+        database: manifest.database.clone(),
+        ..VerifyReport::default()
+    };
+    for file in &manifest.files {
+        let found = sha256_of(&dir.join(&file.path))?;
+        if found != file.sha256 {
+            report.bad_files.push(file.path.clone());
+        }
+    }
+    if !report.bad_files.is_empty() {
+        report.reason = format!(
+            "checksum mismatch in {}: the backup is damaged; take a new backup",
+            report.bad_files.join(", ")
+        );
+        return Ok(report);
+    }
+    if manifest.method == backup::BackupMethod::Physical {
+        return verify_physical(request, dir, manifest, report);
+    }
+    let scratch = Scratch::open(request, manifest)?;
+    report.scratch = scratch.kind.into();
+    let mut engine = match engine::connect(&scratch.connection) {
+        Ok(engine) => engine,
+        Err(e) => {
+            warnings.extend(scratch.close(None));
+            return Err(e);
+        }
+    };
+    let result = (|| -> Result<()> {
+        engine.create_database(&scratch.database)?;
+        let started = std::time::Instant::now();
+        restore(&mut engine, &scratch, dir, manifest, request.jobs)?;
+        report.restore_seconds = started.elapsed().as_secs_f64();
+        report.integrity_problems = engine.check_integrity(&scratch.database)?;
+        let restored = engine.row_counts(&scratch.database)?;
+        let key = |schema: &Option<String>, name: &str| {
+            format!("{}.{name}", schema.as_deref().unwrap_or(""))
+        };
+        for expected in &manifest.tables {
+            let found = restored
+                .iter()
+                .find(|r| r.schema == expected.schema && r.name == expected.name)
+                .map(|r| r.rows);
+            if found != Some(expected.rows) {
+                report.row_mismatches.push(RowMismatch {
+                    table: key(&expected.schema, &expected.name),
+                    expected: Some(expected.rows),
+                    found,
+                });
+            }
+        }
+        for extra in restored.iter().filter(|r| {
+            !manifest
+                .tables
+                .iter()
+                .any(|e| e.schema == r.schema && e.name == r.name)
+        }) {
+            report.row_mismatches.push(RowMismatch {
+                table: key(&extra.schema, &extra.name),
+                expected: None,
+                found: Some(extra.rows),
+            });
+        }
+        report.tables_checked = manifest.tables.len();
+        Ok(())
+    })();
+    warnings.extend(scratch.close(Some(&mut engine)));
+    result?;
+    report.verified = report.integrity_problems.is_empty() && report.row_mismatches.is_empty();
+    report.reason = if report.verified {
+        format!(
+            "restored in {:.1}s; integrity checks passed; row counts of {} tables match the manifest",
+            report.restore_seconds, report.tables_checked
+        )
+    } else if !report.integrity_problems.is_empty() {
+        format!(
+            "integrity checks failed: {}",
+            report.integrity_problems.join("; ")
+        )
+    } else {
+        format!(
+            "row counts differ from the manifest in {} tables: {}",
+            report.row_mismatches.len(),
+            report
+                .row_mismatches
+                .iter()
+                .map(|m| m.table.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    Ok(report)
+}

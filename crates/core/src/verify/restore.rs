@@ -1,0 +1,254 @@
+//! Where and how a backup is restored: a throwaway lab server (or a scratch database of a
+//! given server), the dump fed to the engine's restore tool, and the physical path (unpack,
+//! prepare, start a private server, check).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use super::*;
+use crate::backup::Manifest;
+use crate::connection::ConnectionArgs;
+use crate::engine::{self, Engine, RestoreInput};
+use crate::lab::{self, LabRequest};
+use crate::{Error, Result};
+
+/// Where the restore happens, and how to clean it up.
+pub(super) struct Scratch {
+    pub(super) connection: ConnectionArgs,
+    pub(super) database: String,
+    pub(super) lab_dir: Option<tempfile::TempDir>,
+    pub(super) kind: &'static str,
+}
+
+impl Scratch {
+    pub(super) fn open(request: &VerifyRequest, manifest: &Manifest) -> Result<Scratch> {
+        if request.target.engine.is_some() {
+            // Never restore over a real database: a scratch name, dropped afterwards.
+            let database = format!("dbcadence_verify_{}", crate::util::random_hex(4)?);
+            return Ok(Scratch {
+                connection: request.target.clone(),
+                database,
+                lab_dir: None,
+                kind: "target",
+            });
+        }
+        let parent = request
+            .scratch_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| Error::io("create the scratch directory", &parent, e))?;
+        let dir = tempfile::Builder::new()
+            .prefix("dbc-verify.")
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io("create the scratch directory", &parent, e))?;
+        let lab = lab::up(&LabRequest::scratch(dir.path(), manifest.engine));
+        let lab = match lab {
+            Ok(lab) => lab,
+            Err(e) => {
+                let _ = lab::down(dir.path(), true);
+                return Err(e);
+            }
+        };
+        let connection = lab.instances[0].connection()?;
+        Ok(Scratch {
+            connection,
+            database: manifest.database.clone(),
+            lab_dir: Some(dir),
+            kind: "lab",
+        })
+    }
+
+    /// Removes the scratch server or database. A cleanup that fails is a warning (the proof
+    /// stands) that names what is left behind and how to remove it.
+    pub(super) fn close(self, engine: Option<&mut Box<dyn Engine>>) -> Option<String> {
+        match &self.lab_dir {
+            Some(dir) => lab::down(dir.path(), true).err().map(|e| {
+                format!(
+                    "the scratch server in '{}' could not be removed ({e}); stop it with: dbcadence lab down --dir '{}' --purge",
+                    dir.path().display(),
+                    dir.path().display()
+                )
+            }),
+            None => engine.and_then(|engine| engine.drop_database(&self.database).err()).map(|e| {
+                format!(
+                    "the scratch database '{}' could not be dropped ({e}); drop it by hand",
+                    self.database
+                )
+            }),
+        }
+    }
+}
+
+/// A physical backup: unpack, prepare and start a private server on the copy, then check every
+/// user database and count its rows.
+pub(super) fn verify_physical(
+    request: &VerifyRequest,
+    dir: &Path,
+    manifest: &Manifest,
+    mut report: VerifyReport,
+) -> Result<VerifyReport> {
+    let kind = manifest.engine;
+    let work = request
+        .scratch_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let file = dir.join(&manifest.dump);
+    let source = File::open(&file).map_err(|e| Error::io("read the backup file", &file, e))?;
+    let mut decoder =
+        zstd::stream::read::Decoder::new(source).map_err(|e| Error::io("decompress", &file, e))?;
+    let started = std::time::Instant::now();
+    let user = manifest
+        .snapshot
+        .get("user")
+        .and_then(|u| u.as_str())
+        .unwrap_or("postgres");
+    let copy = engine::start_physical_copy(kind, &mut decoder, &work, user)?;
+    report.restore_seconds = started.elapsed().as_secs_f64();
+    report.scratch = "physical copy".into();
+    let mut engine = engine::connect(copy.connection())?;
+    let databases: Vec<String> = engine
+        .databases()?
+        .into_iter()
+        .filter(|d| d.kind == crate::engine::DatabaseKind::User)
+        .map(|d| d.name)
+        .collect();
+    for database in &databases {
+        report.integrity_problems.extend(
+            engine
+                .check_integrity(database)?
+                .into_iter()
+                .map(|p| format!("{database}: {p}")),
+        );
+        report.tables_checked += engine.row_counts(database)?.len();
+    }
+    drop(engine);
+    drop(copy);
+    report.verified = report.integrity_problems.is_empty();
+    report.reason = if report.verified {
+        format!(
+            "prepared and started in {:.1}s; integrity checks passed on {} tables of {} databases",
+            report.restore_seconds,
+            report.tables_checked,
+            databases.len()
+        )
+    } else {
+        format!(
+            "integrity checks failed: {}",
+            report.integrity_problems.join("; ")
+        )
+    };
+    Ok(report)
+}
+
+/// Loads the dump file into the scratch database.
+pub(super) fn restore(
+    engine: &mut Box<dyn Engine>,
+    scratch: &Scratch,
+    backup_dir: &Path,
+    manifest: &Manifest,
+    jobs: u32,
+) -> Result<()> {
+    let plan = engine.restore_plan(&scratch.database, jobs)?;
+    // The bytes the restore reads: the dump decompressed (its size is in the manifest).
+    let raw: u64 = manifest.files.iter().map(|f| f.raw_bytes).sum();
+    crate::progress::start(&format!("restore {}", manifest.database), Some(raw));
+    let restored = restore_with(plan, backup_dir, manifest);
+    crate::progress::finish();
+    restored
+}
+
+/// Feeds the dump to the restore tool (on its stdin, or decompressed into a file or directory
+/// it reads).
+pub(super) fn restore_with(
+    plan: crate::engine::RestorePlan,
+    backup_dir: &Path,
+    manifest: &Manifest,
+) -> Result<()> {
+    let dump = if manifest.dump.is_empty() {
+        manifest.files[0].path.clone()
+    } else {
+        manifest.dump.clone()
+    };
+    let compressed = backup_dir.join(&dump);
+    let open = || -> Result<zstd::stream::read::Decoder<'static, std::io::BufReader<File>>> {
+        let f = File::open(&compressed)
+            .map_err(|e| Error::io("read the backup file", &compressed, e))?;
+        zstd::stream::read::Decoder::new(f).map_err(|e| Error::io("decompress", &compressed, e))
+    };
+    let restore_tool = plan.tool();
+    let tool = restore_tool.name();
+    let spawn = |extra: Option<&Path>, stdin: Stdio| {
+        restore_tool
+            .clone()
+            .args(extra)
+            .spawn(stdin, Stdio::null(), Stdio::piped())
+    };
+    // A decompressed copy for tools that want a seekable file (parallel pg_restore); it lives
+    // beside the scratch server, or in a temp dir for a target server.
+    let temp = tempfile::Builder::new()
+        .prefix("dbc-restore.")
+        .tempdir()
+        .map_err(|e| Error::io("create a temp dir", std::env::temp_dir(), e))?;
+    let child = match plan.input {
+        // A directory-format dump: every file of the directory, decompressed beside the others.
+        RestoreInput::File if !dump.ends_with(".zst") => {
+            let raw_dir = temp.path().join(&dump);
+            std::fs::create_dir_all(&raw_dir).map_err(|e| Error::io("create", &raw_dir, e))?;
+            for file in manifest
+                .files
+                .iter()
+                .filter(|f| f.path.starts_with(&format!("{dump}/")))
+            {
+                let source = backup_dir.join(&file.path);
+                let name = Path::new(&file.path)
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy();
+                let target = raw_dir.join(name.trim_end_matches(".zst"));
+                let f = File::open(&source)
+                    .map_err(|e| Error::io("read the backup file", &source, e))?;
+                let mut decoder = zstd::stream::read::Decoder::new(f)
+                    .map_err(|e| Error::io("decompress", &source, e))?;
+                let mut out = File::create(&target).map_err(|e| Error::io("write", &target, e))?;
+                std::io::copy(&mut crate::progress::Counting(&mut decoder), &mut out)
+                    .map_err(|e| Error::io("decompress", &source, e))?;
+            }
+            spawn(Some(&raw_dir), Stdio::null())
+        }
+        RestoreInput::File => {
+            let raw = temp.path().join("dump");
+            let mut out = File::create(&raw).map_err(|e| Error::io("write", &raw, e))?;
+            std::io::copy(&mut crate::progress::Counting(open()?), &mut out)
+                .map_err(|e| Error::io("decompress", &compressed, e))?;
+            spawn(Some(&raw), Stdio::null())
+        }
+        RestoreInput::Stdin => spawn(None, Stdio::piped()),
+    };
+    let mut child = child?;
+    let stderr = crate::process::StderrTail::collect(&mut child);
+    let mut feed_error = None;
+    if let Some(mut stdin) = child.stdin.take() {
+        let mut decoder = crate::progress::Counting(open()?);
+        if let Err(e) = std::io::copy(&mut decoder, &mut stdin).and_then(|_| stdin.flush()) {
+            feed_error = Some(e);
+        }
+    }
+    let status = child.wait().map_err(|e| Error::Command {
+        command: tool.clone(),
+        code: "wait".into(),
+        stderr: e.to_string(),
+    })?;
+    let stderr_text = stderr.text();
+    drop(plan);
+    if !status.success() || feed_error.is_some() {
+        let mut error = crate::process::failed(&tool, status, &stderr_text);
+        if let (Error::Command { stderr, .. }, Some(e)) = (&mut error, feed_error) {
+            stderr.push_str(&format!(" (feeding the dump: {e})"));
+        }
+        return Err(error);
+    }
+    Ok(())
+}
