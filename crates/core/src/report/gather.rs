@@ -142,25 +142,43 @@ impl Gathered {
             return;
         };
         let in_period = finished >= period.from && finished <= period.to;
-        let task = record.task.as_str();
-        if task == "inventory" && record.outcome != Outcome::Skipped {
-            // Most inventories see the same fleet as the one before: then only the times move
-            // (parsing 500 databases four times a day for years is what would cost).
-            let raw = record.details.map_or("", |d| d.get());
-            if raw == self.last_inventory_raw {
-                self.inventory_events.push((finished, in_period, None));
-            } else {
-                self.inventory_events
-                    .push((finished, in_period, Some(raw.to_string())));
-                self.last_inventory_raw = raw.to_string();
-            }
+        if record.task == Task::Inventory && record.outcome != Outcome::Skipped {
+            self.note_inventory(record, finished, in_period);
         }
         if record.check_mode {
             return;
         }
+        self.index_run(record, finished);
+        if in_period {
+            self.note_duration(record, finished);
+            self.note_evidence(record);
+        } else if record.task == Task::Verify
+            && record.outcome == Outcome::Ok
+            && let Some(path) = detail_string(record, "backup")
+        {
+            // Verifications after the period still prove backups taken in it.
+            self.verified_backups.insert(path_hash(&path));
+        }
+    }
+
+    /// Most inventories see the same fleet as the one before: then only the times move
+    /// (parsing 500 databases four times a day for years is what would cost).
+    fn note_inventory(&mut self, record: &RecordView, finished: Timestamp, in_period: bool) {
+        let raw = record.details.map_or("", |d| d.get());
+        if raw == self.last_inventory_raw {
+            self.inventory_events.push((finished, in_period, None));
+        } else {
+            self.inventory_events
+                .push((finished, in_period, Some(raw.to_string())));
+            self.last_inventory_raw = raw.to_string();
+        }
+    }
+
+    /// Files the run under (task, instance, db) for the judging.
+    fn index_run(&mut self, record: &RecordView, finished: Timestamp) {
         run_key(
             &mut self.key,
-            task,
+            record.task.as_str(),
             &record.target.instance,
             record.target.db.as_deref(),
         );
@@ -176,37 +194,37 @@ impl Gathered {
                 self.runs.insert(self.key.clone(), vec![run]);
             }
         }
-        if !in_period {
-            // Verifications after the period still prove backups taken in it.
-            if task == "verify"
-                && record.outcome == Outcome::Ok
-                && let Some(path) = detail_string(record, "backup")
-            {
-                self.verified_backups.insert(path_hash(&path));
-            }
+    }
+
+    fn note_duration(&mut self, record: &RecordView, finished: Timestamp) {
+        let Some(started) = parse_timestamp(&record.started_at) else {
             return;
-        }
-        if let Some(started) = parse_timestamp(&record.started_at) {
-            let seconds = finished.duration_since(started).as_secs_f64().max(0.0);
-            match self.durations.get_mut(task) {
-                Some(list) => list.push(seconds),
-                None => {
-                    self.durations.insert(task.to_string(), vec![seconds]);
-                }
+        };
+        let seconds = finished.duration_since(started).as_secs_f64().max(0.0);
+        let task = record.task.as_str();
+        match self.durations.get_mut(task) {
+            Some(list) => list.push(seconds),
+            None => {
+                self.durations.insert(task.to_string(), vec![seconds]);
             }
         }
-        match (task, record.outcome) {
-            ("backup", Outcome::Ok) => {
+    }
+
+    /// What a run in the period proves for the scorecard: backups and their verifications,
+    /// incidents, alert feedback, tuning gains.
+    fn note_evidence(&mut self, record: &RecordView) {
+        match (record.task, record.outcome) {
+            (Task::Backup, Outcome::Ok) => {
                 if let Some(path) = detail_string(record, "path") {
                     self.backups_in_period.push(path_hash(&path));
                 }
             }
-            ("verify", Outcome::Ok) => {
+            (Task::Verify, Outcome::Ok) => {
                 if let Some(path) = detail_string(record, "backup") {
                     self.verified_backups.insert(path_hash(&path));
                 }
             }
-            ("incident", _) => {
+            (Task::Incident, _) => {
                 let planned = record
                     .details::<serde_json::Value>()
                     .and_then(|d| d.get("planned")?.as_bool())
@@ -215,7 +233,7 @@ impl Gathered {
                     self.incidents += 1;
                 }
             }
-            ("alert_feedback", _) => {
+            (Task::AlertFeedback, _) => {
                 self.alert_feedback += 1;
                 if detail_string(record, "kind")
                     .and_then(|k| crate::ledger::FeedbackKind::parse(&k))
@@ -224,7 +242,7 @@ impl Gathered {
                     self.alert_errors += 1;
                 }
             }
-            ("tune", Outcome::Ok) => {
+            (Task::Tune, Outcome::Ok) => {
                 if let Some(d) = record.details::<serde_json::Value>() {
                     let before = d.get("query_time_before_ms").and_then(|v| v.as_f64());
                     let after = d.get("query_time_after_ms").and_then(|v| v.as_f64());
