@@ -95,6 +95,52 @@ pub fn backup_args(instance: &LabInstance, database: &str, backup_dir: &Path) ->
     })
 }
 
+/// A module started the way Ansible starts it (an args file, one JSON object back), in the
+/// background, for tests that act while it runs (kill it, stop its server).
+pub struct BackgroundModule {
+    handle: duct::Handle,
+    _dir: tempfile::TempDir,
+}
+
+pub fn start_module(name: &str, args: &Value) -> BackgroundModule {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("args.json");
+    std::fs::write(&path, serde_json::to_vec(args).unwrap()).unwrap();
+    let handle = duct::cmd(bin(name), [&path])
+        .stdout_capture()
+        .stderr_null()
+        .unchecked()
+        .start()
+        .unwrap();
+    BackgroundModule { handle, _dir: dir }
+}
+
+impl BackgroundModule {
+    /// kill -9, as a crash would.
+    pub fn kill(&self) {
+        self.handle.kill().unwrap();
+    }
+
+    /// Waits for it and returns its one JSON object.
+    pub fn finish(self) -> Value {
+        let output = self.handle.wait().unwrap();
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}): {:?}", output.stdout))
+    }
+}
+
+/// Polls `condition` every 5 ms until it holds; fails the test naming `what` after `seconds`.
+pub fn wait_until(seconds: u64, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not after {seconds}s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Samples the command line of every process on the machine while it runs, keeping those that
 /// mention one of `tools`: to prove a secret never reaches a child's argv (which any local user
 /// can read in /proc).

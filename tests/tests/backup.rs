@@ -174,37 +174,23 @@ fn a_killed_backup_leaves_nothing_listed_and_the_next_run_cleans_up() {
     let instance = my();
     let name = unique("killed");
     make_database(instance, &name, 400_000);
-    let args_file = dir.path().join("args.json");
-    std::fs::write(
-        &args_file,
-        serde_json::to_vec(&backup_args(instance, &name, dir.path())).unwrap(),
-    )
-    .unwrap();
-    let child = duct::cmd(bin("db_backup"), [&args_file])
-        .stdout_null()
-        .stderr_null()
-        .unchecked()
-        .start()
-        .unwrap();
+    let child = start_module("db_backup", &backup_args(instance, &name, dir.path()));
     // Wait for the partial directory to show up, then kill -9 the module mid-dump.
     let db_dir = dir
         .path()
         .join(instance.name.as_str())
         .join(dbcadence_core::backup::encode_name(&name));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let partial = loop {
-        let found = std::fs::read_dir(&db_dir)
+    let partial_of = |db_dir: &Path| {
+        std::fs::read_dir(db_dir)
             .into_iter()
             .flatten()
             .flatten()
-            .find(|e| e.file_name().to_string_lossy().starts_with(".partial-"));
-        if let Some(entry) = found {
-            break entry.path();
-        }
-        assert!(Instant::now() < deadline, "no partial directory appeared");
-        std::thread::sleep(Duration::from_millis(5));
+            .find(|e| e.file_name().to_string_lossy().starts_with(".partial-"))
+            .map(|e| e.path())
     };
-    child.kill().unwrap();
+    wait_until(30, "a partial directory", || partial_of(&db_dir).is_some());
+    let partial = partial_of(&db_dir).unwrap();
+    child.kill();
     assert!(partial.exists(), "the crash left its partial directory");
     assert!(
         complete_backups(dir.path()).is_empty(),
@@ -644,20 +630,8 @@ fn a_server_that_stops_mid_dump_fails_the_backup_and_leaves_nothing() {
     let name = unique("stopping");
     make_database(instance, &name, 1_500_000);
     let dir = tempfile::tempdir().unwrap();
-    let args_file = dir.path().join("args.json");
-    std::fs::write(
-        &args_file,
-        serde_json::to_vec(&backup_args(instance, &name, dir.path())).unwrap(),
-    )
-    .unwrap();
-    let handle = duct::cmd(bin("db_backup"), [&args_file])
-        .stdout_capture()
-        .stderr_null()
-        .unchecked()
-        .start()
-        .unwrap();
+    let handle = start_module("db_backup", &backup_args(instance, &name, dir.path()));
     // Stop the server once pg_dump itself runs (after the row counts), not before.
-    let deadline = Instant::now() + Duration::from_secs(60);
     let pg_dump = dbcadence_core::engine::postgres::bin_dir()
         .unwrap()
         .join("pg_dump")
@@ -674,13 +648,9 @@ fn a_server_that_stops_mid_dump_fails_the_backup_and_leaves_nothing() {
                     .is_ok_and(|env| String::from_utf8_lossy(&env).contains(&marker))
         })
     };
-    while !dump_running() {
-        assert!(Instant::now() < deadline, "the dump never started");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(60, "the dump started", dump_running);
     dbcadence_core::lab::down(&private.lab.dir, false).unwrap();
-    let output = handle.wait().unwrap();
-    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let result = handle.finish();
     assert_eq!(result["failed"], true, "{result}");
     let msg = result["msg"].as_str().unwrap();
     assert!(msg.contains("pg_dump"), "the failing tool is named: {msg}");
