@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::{Criterion, Report};
+use super::{Criterion, CriterionId, Goals, Report};
 
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -149,17 +149,12 @@ const SCRIPT: &str = r#"
 /// The report's JSON for the script: only what the charts use, `<` escaped so that no string
 /// can close the script element.
 fn chart_data(report: &Report) -> String {
+    // The dashed goal line: the compliance criterion's own typed goal.
     let goal = report
         .scorecard
-        .first()
-        .and_then(|c| {
-            c.goal
-                .trim_start_matches(">= ")
-                .trim_end_matches('%')
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(0.95, |g| g / 100.0);
+        .iter()
+        .find(|c| c.id == CriterionId::Compliance)
+        .map_or(Goals::default().compliance, |c| c.target);
     let data = serde_json::json!({
         "goal": goal,
         "daily": report.daily,
@@ -179,7 +174,7 @@ pub fn html(report: &Report) -> String {
     let fleet_class = report
         .scorecard
         .iter()
-        .find(|c| c.id == super::CriterionId::Compliance)
+        .find(|c| c.id == CriterionId::Compliance)
         .map_or("none", |c| status_class(c).0);
     let _ = write!(
         out,

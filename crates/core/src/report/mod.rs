@@ -288,6 +288,24 @@ mod tests {
     }
 
     #[test]
+    fn the_page_draws_the_goal_it_is_given() {
+        let (_dir, store) = ledger(&fixture());
+        let schedule = schedule::parse(SCHEDULE).unwrap();
+        let goals = Goals {
+            compliance: 0.9,
+            ..Goals::default()
+        };
+        let report = build(&store, &schedule, period(), &goals).unwrap();
+        let on_schedule = report
+            .scorecard
+            .iter()
+            .find(|c| c.id == CriterionId::Compliance)
+            .unwrap();
+        assert_eq!(on_schedule.target, 0.9);
+        assert!(html(&report).contains(r#""goal":0.9"#));
+    }
+
+    #[test]
     fn a_prune_is_never_a_backup() {
         // Every night a prune-only job runs where the backup should have: nothing is on time.
         let mut lines = vec![inventory("2026-10-31T00:00:00Z", &["app"], &[])];

@@ -237,6 +237,8 @@ pub struct Criterion {
     pub name: String,
     /// Its goal, e.g. ">= 95%".
     pub goal: String,
+    /// The goal as a number: a share (0.95) for percentages, a count otherwise.
+    pub target: f64,
     /// The measured value; None when the ledger holds nothing to measure it with.
     pub value: Option<f64>,
     /// Met, not met, or unknown (no data).

@@ -17,6 +17,7 @@ pub(super) fn scorecard(
         id: CriterionId::Compliance,
         name: CriterionId::Compliance.name().into(),
         goal: format!(">= {:.0}%", goals.compliance * 100.0),
+        target: goals.compliance,
         value: ratio.map(|r| round(r, 4)),
         met: ratio.map(|r| r >= goals.compliance),
         detail: format!(
@@ -35,6 +36,7 @@ pub(super) fn scorecard(
         id: CriterionId::Incidents,
         name: CriterionId::Incidents.name().into(),
         goal: format!("<= {} per quarter", goals.incidents_per_quarter),
+        target: goals.incidents_per_quarter,
         value: Some(round(per_quarter, 2)),
         met: Some(per_quarter <= goals.incidents_per_quarter),
         detail: format!(
@@ -53,6 +55,7 @@ pub(super) fn scorecard(
         id: CriterionId::Verified,
         name: CriterionId::Verified.name().into(),
         goal: format!("{:.0}%", goals.verified_share * 100.0),
+        target: goals.verified_share,
         value: share.map(|s| round(s, 4)),
         met: share.map(|s| s >= goals.verified_share),
         detail: if backups == 0 {
@@ -66,6 +69,7 @@ pub(super) fn scorecard(
         id: CriterionId::Alerts,
         name: CriterionId::Alerts.name().into(),
         goal: format!("< {} per 30 days", goals.alert_errors_per_30_days),
+        target: goals.alert_errors_per_30_days,
         value: Some(round(per_30, 2)),
         met: Some(per_30 < goals.alert_errors_per_30_days),
         detail: if g.alert_feedback == 0 {
@@ -82,6 +86,7 @@ pub(super) fn scorecard(
         id: CriterionId::Tuning,
         name: CriterionId::Tuning.name().into(),
         goal: format!(">= {:.0}%", goals.tune_reduction * 100.0),
+        target: goals.tune_reduction,
         value: reduction.map(|r| round(r, 4)),
         met: reduction.map(|r| r >= goals.tune_reduction),
         detail: if g.tune_runs == 0 {
