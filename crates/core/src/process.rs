@@ -194,6 +194,15 @@ impl Tool {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     }
 
+    /// Waits for a child started from this tool.
+    pub fn wait(&self, child: &mut Child) -> Result<ExitStatus> {
+        child.wait().map_err(|e| Error::Command {
+            command: self.name(),
+            code: "wait".into(),
+            stderr: e.to_string(),
+        })
+    }
+
     /// The error for this tool exiting badly.
     pub fn failed(&self, status: ExitStatus, stderr: &str) -> Error {
         failed(&self.name(), status, stderr)

@@ -267,11 +267,7 @@ pub(super) fn stream_dump(
     if result.is_err() {
         let _ = child.kill();
     }
-    let status = child.wait().map_err(|e| Error::Command {
-        command: tool.clone(),
-        code: "wait".into(),
-        stderr: e.to_string(),
-    })?;
+    let status = dump_tool.wait(&mut child)?;
     let stderr_text = stderr.text();
     let streamed = result?;
     if !status.success() {

@@ -278,10 +278,38 @@ pub fn connect(args: &ConnectionArgs) -> Result<Box<dyn Engine>> {
     }
 }
 
-/// A server started on a restored physical backup, for checks; stopped and deleted on drop.
-pub trait PhysicalScratch {
+/// A server started on a restored physical backup, for checks; stopped, then deleted with its
+/// directory, on drop. Each engine says how to stop its own server.
+pub struct PhysicalCopy {
+    connection: ConnectionArgs,
+    stop: Box<dyn Fn() + Send>,
+    /// Removed after the server stopped (fields drop after Drop::drop).
+    _dir: tempfile::TempDir,
+}
+
+impl PhysicalCopy {
+    pub(crate) fn new(
+        dir: tempfile::TempDir,
+        connection: ConnectionArgs,
+        stop: Box<dyn Fn() + Send>,
+    ) -> Self {
+        PhysicalCopy {
+            connection,
+            stop,
+            _dir: dir,
+        }
+    }
+
     /// Connection to the started server, with full rights.
-    fn connection(&self) -> &ConnectionArgs;
+    pub fn connection(&self) -> &ConnectionArgs {
+        &self.connection
+    }
+}
+
+impl Drop for PhysicalCopy {
+    fn drop(&mut self) {
+        (self.stop)();
+    }
 }
 
 /// Unpacks a physical backup stream into `work_dir`, makes it consistent (prepare) and starts
@@ -292,12 +320,10 @@ pub fn start_physical_copy(
     stream: &mut dyn std::io::Read,
     work_dir: &std::path::Path,
     user: &str,
-) -> Result<Box<dyn PhysicalScratch>> {
+) -> Result<PhysicalCopy> {
     match kind {
-        EngineKind::Mysql => Ok(Box::new(mysql::start_physical_copy(stream, work_dir)?)),
-        EngineKind::Postgresql => Ok(Box::new(postgres::start_physical_copy(
-            stream, work_dir, user,
-        )?)),
+        EngineKind::Mysql => mysql::start_physical_copy(stream, work_dir),
+        EngineKind::Postgresql => postgres::start_physical_copy(stream, work_dir, user),
     }
 }
 

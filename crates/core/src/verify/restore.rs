@@ -236,11 +236,7 @@ pub(super) fn restore_with(
             feed_error = Some(e);
         }
     }
-    let status = child.wait().map_err(|e| Error::Command {
-        command: tool.clone(),
-        code: "wait".into(),
-        stderr: e.to_string(),
-    })?;
+    let status = restore_tool.wait(&mut child)?;
     let stderr_text = stderr.text();
     drop(plan);
     if !status.success() || feed_error.is_some() {

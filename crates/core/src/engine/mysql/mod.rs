@@ -20,7 +20,7 @@ pub mod server;
 
 pub use conn::MysqlEngine;
 pub use dump_parser::{DumpRowCounter, count_tuples};
-pub use physical::{PhysicalCopy, start_physical_copy};
+pub use physical::start_physical_copy;
 
 use conn::*;
 

@@ -5,33 +5,11 @@ use super::*;
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
 use crate::{Error, Result};
 
-/// A mariadbd started on a prepared physical backup: socket only, no grant checks (the source's
-/// passwords are unknown here and nobody else can reach the socket), tuned for checks.
-pub struct PhysicalCopy {
-    /// Removed (with the copy) when dropped, after the server has stopped.
-    _dir: tempfile::TempDir,
-    pid_file: std::path::PathBuf,
-    connection: ConnectionArgs,
-}
-
-impl crate::engine::PhysicalScratch for PhysicalCopy {
-    fn connection(&self) -> &ConnectionArgs {
-        &self.connection
-    }
-}
-
-impl Drop for PhysicalCopy {
-    fn drop(&mut self) {
-        // The directory itself is removed by TempDir's own drop, after this.
-        server::stop(&self.pid_file, std::time::Duration::from_secs(60));
-    }
-}
-
 /// Unpacks an mbstream, runs mariadb-backup --prepare and starts mariadbd on the result.
 pub fn start_physical_copy(
     stream: &mut dyn std::io::Read,
     work_dir: &std::path::Path,
-) -> Result<PhysicalCopy> {
+) -> Result<crate::engine::PhysicalCopy> {
     let dir = tempfile::Builder::new()
         .prefix("dbc-phys.")
         .tempdir_in(work_dir)
@@ -76,16 +54,16 @@ pub fn start_physical_copy(
         timeout: std::time::Duration::from_secs(90),
     })
     .map_err(|e| Error::lab("start mariadbd on the restored backup", e.to_string()))?;
-    Ok(PhysicalCopy {
-        _dir: dir,
-        pid_file,
-        connection: ConnectionArgs {
-            engine: Some(EngineKind::Mysql),
-            login_user: Some("root".into()),
-            login_unix_socket: Some(socket),
-            ssl_mode: SslMode::Disable,
-            connect_timeout: 2,
-            ..ConnectionArgs::default()
-        },
-    })
+    let connection = ConnectionArgs {
+        engine: Some(EngineKind::Mysql),
+        login_user: Some("root".into()),
+        login_unix_socket: Some(socket),
+        ssl_mode: SslMode::Disable,
+        connect_timeout: 2,
+        ..ConnectionArgs::default()
+    };
+    let stop = Box::new(move || {
+        server::stop(&pid_file, std::time::Duration::from_secs(60));
+    });
+    Ok(crate::engine::PhysicalCopy::new(dir, connection, stop))
 }

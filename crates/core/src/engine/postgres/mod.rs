@@ -22,7 +22,7 @@ pub mod ledger;
 mod physical;
 pub mod server;
 
-pub use physical::{PhysicalCopy, start_physical_copy};
+pub use physical::start_physical_copy;
 
 /// Settings reported in the inventory: WAL archiving, logging, TLS and the basics.
 const SETTINGS: &[&str] = &[

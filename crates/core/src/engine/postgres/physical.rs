@@ -8,33 +8,12 @@ use super::{bin_dir, server};
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
 use crate::{Error, Result};
 
-/// A postgres started on a restored base backup: socket only, local trust, durability off.
-pub struct PhysicalCopy {
-    dir: tempfile::TempDir,
-    connection: ConnectionArgs,
-}
-
-impl crate::engine::PhysicalScratch for PhysicalCopy {
-    fn connection(&self) -> &ConnectionArgs {
-        &self.connection
-    }
-}
-
-impl Drop for PhysicalCopy {
-    fn drop(&mut self) {
-        server::stop(
-            &self.dir.path().join("data"),
-            std::time::Duration::from_secs(30),
-        );
-    }
-}
-
 /// Unpacks a pg_basebackup tar, checks it with pg_verifybackup, and starts postgres on it.
 pub fn start_physical_copy(
     stream: &mut dyn std::io::Read,
     work_dir: &Path,
     user: &str,
-) -> Result<PhysicalCopy> {
+) -> Result<crate::engine::PhysicalCopy> {
     let bin = bin_dir()?;
     let dir = tempfile::Builder::new()
         .prefix("dbc-phys.")
@@ -89,16 +68,19 @@ pub fn start_physical_copy(
         timeout: std::time::Duration::from_secs(120),
     })
     .map_err(|e| Error::lab("start postgres on the restored backup", e.to_string()))?;
-    Ok(PhysicalCopy {
-        connection: ConnectionArgs {
-            engine: Some(EngineKind::Postgresql),
-            login_user: Some(user.to_string()),
-            login_unix_socket: Some(dir.path().to_path_buf()),
-            login_port: Some(5432),
-            ssl_mode: SslMode::Disable,
-            connect_timeout: 5,
-            ..ConnectionArgs::default()
-        },
-        dir,
-    })
+    let connection = ConnectionArgs {
+        engine: Some(EngineKind::Postgresql),
+        login_user: Some(user.to_string()),
+        login_unix_socket: Some(dir.path().to_path_buf()),
+        login_port: Some(5432),
+        ssl_mode: SslMode::Disable,
+        connect_timeout: 5,
+        ..ConnectionArgs::default()
+    };
+    // A postgres started on the copy: socket only, local trust, durability off; stopped on
+    // drop.
+    let stop = Box::new(move || {
+        server::stop(&data, std::time::Duration::from_secs(30));
+    });
+    Ok(crate::engine::PhysicalCopy::new(dir, connection, stop))
 }
