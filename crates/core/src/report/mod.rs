@@ -16,16 +16,14 @@
 
 mod build;
 mod gather;
-mod html;
-mod markdown;
+mod render;
 mod metrics;
 mod model;
 mod run;
 mod scorecard;
 
 pub use build::build;
-pub use html::html;
-pub use markdown::markdown;
+pub use render::{html, markdown};
 pub use metrics::{REPORT_METRICS, samples, write_metrics};
 pub use model::*;
 pub use run::*;

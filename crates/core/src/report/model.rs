@@ -264,6 +264,22 @@ pub enum CriterionId {
 }
 
 impl CriterionId {
+    pub const ALL: [CriterionId; 5] = [
+        CriterionId::Compliance,
+        CriterionId::Incidents,
+        CriterionId::Verified,
+        CriterionId::Alerts,
+        CriterionId::Tuning,
+    ];
+
+    /// Whether the criterion measures a share (shown as a percentage) rather than a count.
+    pub fn is_share(self) -> bool {
+        matches!(
+            self,
+            CriterionId::Compliance | CriterionId::Verified | CriterionId::Tuning
+        )
+    }
+
     /// The one machine name (ledger, JSON, metric label).
     pub fn as_str(self) -> &'static str {
         match self {
