@@ -1,6 +1,7 @@
 //! The one engine seam. Every piece of per-engine SQL lives below this folder; orchestration
 //! (inventory, backup, ...) is written once against [`Engine`] and never matches on the kind.
 
+pub mod lab;
 pub mod mysql;
 pub mod postgres;
 

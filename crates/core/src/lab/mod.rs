@@ -38,6 +38,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
+use crate::engine::lab::ServerFiles;
 use crate::process::Tool;
 use crate::util::{effective_uid, process_alive, random_hex, tail_file};
 use crate::{Error, Result};
@@ -64,10 +65,8 @@ pub struct LabRequest {
 impl LabRequest {
     /// One throwaway server of `engine`, tuned for loading: verification restores into it.
     pub fn scratch(dir: &Path, engine: EngineKind) -> LabRequest {
-        let (postgres, mysql) = match engine {
-            EngineKind::Postgresql => (1, 0),
-            EngineKind::Mysql => (0, 1),
-        };
+        let postgres = usize::from(engine == EngineKind::Postgresql);
+        let mysql = usize::from(engine == EngineKind::Mysql);
         LabRequest {
             dir: dir.to_path_buf(),
             postgres,
@@ -160,13 +159,18 @@ impl LabInstance {
             .unwrap_or_default()
     }
 
-    fn pid(&self) -> Option<u32> {
-        match self.engine {
-            EngineKind::Postgresql => crate::engine::postgres::server::pid(&self.data_dir),
-            EngineKind::Mysql => {
-                crate::engine::mysql::server::pid(&self.instance_dir().join("mysqld.pid"))
-            }
+    /// The server's files, in the engine's layout.
+    fn files(&self) -> ServerFiles {
+        ServerFiles {
+            data_dir: self.data_dir.clone(),
+            socket: self.socket.clone(),
+            log_file: self.log_file.clone(),
+            ..ServerFiles::in_dir(self.engine, &self.instance_dir())
         }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        crate::engine::lab::pid(self.engine, &self.files())
     }
 
     /// An error for a server that failed, quoting the end of its own log: the server's words
@@ -438,24 +442,18 @@ fn plan_instance(
             .map_err(|e| Error::io("write the password file", &password_file, e))?;
     }
     let port = free_port(lab)?;
-    let (socket, log_file) = match engine {
-        EngineKind::Postgresql => (instance_dir.join("sock"), instance_dir.join("server.log")),
-        EngineKind::Mysql => (
-            instance_dir.join("mysqld.sock"),
-            instance_dir.join("error.log"),
-        ),
-    };
+    let files = ServerFiles::in_dir(engine, &instance_dir);
     Ok(LabInstance {
         name: name.into(),
         engine,
         env: LAB_ENVS[(index - 1) % LAB_ENVS.len()].into(),
         host: "127.0.0.1".into(),
         port,
-        socket,
+        socket: files.socket,
         user: LAB_USER.into(),
         password_file,
-        data_dir: instance_dir.join("data"),
-        log_file,
+        data_dir: files.data_dir,
+        log_file: files.log_file,
         ca_cert: dir.join("tls/ca.pem"),
         replica_of: None,
         tuned_for_loading: false,

@@ -16,16 +16,16 @@
 
 mod build;
 mod gather;
-mod render;
 mod metrics;
 mod model;
+mod render;
 mod run;
 mod scorecard;
 
 pub use build::build;
-pub use render::{html, markdown};
 pub use metrics::{REPORT_METRICS, samples, write_metrics};
 pub use model::*;
+pub use render::{html, markdown};
 pub use run::*;
 
 use build::round;

@@ -15,6 +15,7 @@ use crate::{Error, Result};
 
 mod conn;
 mod dump_parser;
+pub(crate) mod lab;
 mod physical;
 pub mod server;
 

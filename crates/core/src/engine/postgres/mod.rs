@@ -18,6 +18,7 @@ use crate::engine::{
 use crate::secret::ExposeSecret;
 use crate::{Error, Result};
 
+pub(crate) mod lab;
 pub mod ledger;
 mod physical;
 pub mod server;
