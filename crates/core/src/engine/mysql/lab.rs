@@ -71,7 +71,14 @@ pub(crate) fn start(server: &LabServer) -> Result<()> {
             timeout: Duration::from_secs(90),
         })?;
     }
-    // Bootstrap over the socket as root (no password yet), then log in as the lab user.
+    bootstrap(server)
+}
+
+/// Waits for the server to answer, then creates the admin login over the socket as root (no
+/// password yet). A server that already answers the admin login was bootstrapped before.
+fn bootstrap(server: &LabServer) -> Result<()> {
+    let files = &server.files;
+    let running = || pid(&files.pid_file).is_some_and(process_alive);
     let deadline = Instant::now() + Duration::from_secs(90);
     let root_args = ConnectionArgs {
         engine: Some(EngineKind::Mysql),

@@ -3,10 +3,11 @@
 //! started with TLS on its own port and socket.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::time::Duration;
 
 use super::server::{ServerSpec, pid};
-use crate::engine::lab::LabServer;
+use crate::engine::lab::{LabServer, Primary};
 use crate::process::Tool;
 use crate::util::{chown_recursive, process_alive};
 use crate::{Error, Result};
@@ -17,82 +18,102 @@ pub(crate) const SERVICE_USER: &str = "postgres";
 /// Brings the server up; a running one is left alone.
 pub(crate) fn start(server: &LabServer) -> Result<()> {
     let bin = super::bin_dir()?;
-    let dir = server.instance_dir;
     let files = &server.files;
-    if let Some(primary) = server
-        .primary
-        .as_ref()
-        .filter(|_| !files.data_dir.join("PG_VERSION").exists())
-    {
-        let _ = std::fs::remove_dir_all(&files.data_dir);
-        std::fs::create_dir_all(&files.socket)
-            .map_err(|e| Error::io("create the socket directory", &files.socket, e))?;
-        chown_recursive(dir, SERVICE_USER)?;
-        // -R writes standby.signal and primary_conninfo: the copy starts as a streaming replica.
-        let args = vec![
-            "-h".to_string(),
-            primary.socket.to_string_lossy().into_owned(),
-            "-p".into(),
-            primary.port.to_string(),
-            "-U".into(),
-            primary.user.to_string(),
-            "-D".into(),
-            files.data_dir.to_string_lossy().into_owned(),
-            "-R".into(),
-            "-X".into(),
-            "stream".into(),
-            "--no-sync".into(),
-        ];
-        Tool::new(bin.join("pg_basebackup"))
-            .args(args)
-            .as_user("postgres")
-            .run()
-            .map_err(|e| {
-                Error::lab(
-                    format!("{} pg_basebackup from {}", server.name, primary.name),
-                    e.to_string(),
-                )
-            })?;
+    let initialised = || files.data_dir.join("PG_VERSION").exists();
+    if let Some(primary) = server.primary.as_ref().filter(|_| !initialised()) {
+        copy_from_primary(server, primary, &bin)?;
     }
-    if !files.data_dir.join("PG_VERSION").exists() {
-        let _ = std::fs::remove_dir_all(&files.data_dir);
-        std::fs::create_dir_all(&files.socket)
-            .map_err(|e| Error::io("create the socket directory", &files.socket, e))?;
-        // initdb reads the superuser's password from a file: never on a command line.
-        let pwfile = dir.join(".initdb-password");
-        std::fs::write(&pwfile, server.password).map_err(|e| Error::io("write", &pwfile, e))?;
-        std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io("set permissions on", &pwfile, e))?;
-        chown_recursive(dir, SERVICE_USER)?;
-        let result = Tool::new(bin.join("initdb"))
-            .package("postgresql")
-            .as_user("postgres")
-            .args::<Vec<String>, String>(vec![
-                "-D".into(),
-                files.data_dir.to_string_lossy().into_owned(),
-                "-U".into(),
-                server.user.to_string(),
-                format!("--pwfile={}", pwfile.display()),
-                "--auth-local=trust".into(),
-                "--auth-host=scram-sha-256".into(),
-                "-E".into(),
-                "UTF8".into(),
-                "--locale=C.UTF-8".into(),
-                "--no-sync".into(),
-            ])
-            .run();
-        let _ = std::fs::remove_file(&pwfile);
-        result.map_err(|e| Error::lab(format!("{} initdb", server.name), e.to_string()))?;
+    if !initialised() {
+        init_cluster(server, &bin)?;
     }
     if pid(&files.data_dir).is_some_and(process_alive) {
         return Ok(());
     }
+    super::server::start(&ServerSpec {
+        data_dir: files.data_dir.clone(),
+        log_file: files.log_file.clone(),
+        settings: settings(server),
+        timeout: Duration::from_secs(60),
+    })
+}
+
+/// A new data directory copied from a running primary; -R writes standby.signal and
+/// primary_conninfo, so the copy starts as a streaming replica.
+fn copy_from_primary(server: &LabServer, primary: &Primary, bin: &Path) -> Result<()> {
+    let files = &server.files;
+    let _ = std::fs::remove_dir_all(&files.data_dir);
+    std::fs::create_dir_all(&files.socket)
+        .map_err(|e| Error::io("create the socket directory", &files.socket, e))?;
+    chown_recursive(server.instance_dir, SERVICE_USER)?;
+    let args = vec![
+        "-h".to_string(),
+        primary.socket.to_string_lossy().into_owned(),
+        "-p".into(),
+        primary.port.to_string(),
+        "-U".into(),
+        primary.user.to_string(),
+        "-D".into(),
+        files.data_dir.to_string_lossy().into_owned(),
+        "-R".into(),
+        "-X".into(),
+        "stream".into(),
+        "--no-sync".into(),
+    ];
+    Tool::new(bin.join("pg_basebackup"))
+        .args(args)
+        .as_user("postgres")
+        .run()
+        .map_err(|e| {
+            Error::lab(
+                format!("{} pg_basebackup from {}", server.name, primary.name),
+                e.to_string(),
+            )
+        })
+}
+
+/// A new cluster from initdb, with the admin login and its password.
+fn init_cluster(server: &LabServer, bin: &Path) -> Result<()> {
+    let files = &server.files;
+    let dir = server.instance_dir;
+    let _ = std::fs::remove_dir_all(&files.data_dir);
+    std::fs::create_dir_all(&files.socket)
+        .map_err(|e| Error::io("create the socket directory", &files.socket, e))?;
+    // initdb reads the superuser's password from a file: never on a command line.
+    let pwfile = dir.join(".initdb-password");
+    std::fs::write(&pwfile, server.password).map_err(|e| Error::io("write", &pwfile, e))?;
+    std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io("set permissions on", &pwfile, e))?;
+    chown_recursive(dir, SERVICE_USER)?;
+    let result = Tool::new(bin.join("initdb"))
+        .package("postgresql")
+        .as_user("postgres")
+        .args::<Vec<String>, String>(vec![
+            "-D".into(),
+            files.data_dir.to_string_lossy().into_owned(),
+            "-U".into(),
+            server.user.to_string(),
+            format!("--pwfile={}", pwfile.display()),
+            "--auth-local=trust".into(),
+            "--auth-host=scram-sha-256".into(),
+            "-E".into(),
+            "UTF8".into(),
+            "--locale=C.UTF-8".into(),
+            "--no-sync".into(),
+        ])
+        .run();
+    let _ = std::fs::remove_file(&pwfile);
+    result.map_err(|e| Error::lab(format!("{} initdb", server.name), e.to_string()))
+}
+
+/// The server's settings: its port, socket and TLS; for a scratch server durability traded
+/// for loading speed.
+fn settings(server: &LabServer) -> Vec<(String, String)> {
     let tls = server.tls_dir;
     let mut settings: Vec<(String, String)> = [
         ("port", server.port.to_string()),
         (
             "unix_socket_directories",
-            files.socket.display().to_string(),
+            server.files.socket.display().to_string(),
         ),
         ("listen_addresses", server.host.to_string()),
         ("logging_collector", "off".into()),
@@ -121,10 +142,5 @@ pub(crate) fn start(server: &LabServer) -> Result<()> {
             .map(|(k, v)| (k.to_string(), v.to_string())),
         );
     }
-    super::server::start(&ServerSpec {
-        data_dir: files.data_dir.clone(),
-        log_file: files.log_file.clone(),
-        settings,
-        timeout: Duration::from_secs(60),
-    })
+    settings
 }
