@@ -1,0 +1,100 @@
+//! `dbcadence lab`: throwaway PostgreSQL and MariaDB servers on 127.0.0.1 for tests and demos.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use dbcadence_core::Result;
+use dbcadence_core::lab::{self, LabRequest};
+
+use crate::{Format, print_json};
+
+#[derive(Subcommand)]
+pub(crate) enum LabAction {
+    /// Start (or reuse) servers; writes DIR/lab.json, DIR/inventory.yml and DIR/sources.yml.
+    Up {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        postgres: usize,
+        #[arg(long, default_value_t = 1)]
+        mysql: usize,
+        /// PostgreSQL streaming replicas (pg<i>r follows pg<i>).
+        #[arg(long, default_value_t = 0)]
+        pg_replicas: usize,
+        /// Create sample databases (app and a dated backup copy of it).
+        #[arg(long)]
+        seed: bool,
+    },
+    /// Show which servers run.
+    Status {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Stop every server (idempotent).
+    Down {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Also delete the directory.
+        #[arg(long)]
+        purge: bool,
+    },
+}
+
+pub(crate) fn lab(action: LabAction) -> Result<()> {
+    match action {
+        LabAction::Up {
+            dir,
+            postgres,
+            mysql,
+            pg_replicas,
+            seed,
+        } => {
+            let lab = lab::up(&LabRequest {
+                dir,
+                postgres,
+                mysql,
+                pg_replicas,
+                seed,
+                tuned_for_loading: false,
+            })?;
+            for i in &lab.instances {
+                println!(
+                    "{:<5} {:<10} {:<12} 127.0.0.1:{:<6} user {} (password in {})",
+                    i.name,
+                    i.engine,
+                    i.env,
+                    i.port,
+                    i.user,
+                    i.password_file.display()
+                );
+            }
+            println!("inventory: {}", lab.dir.join("inventory.yml").display());
+            println!("sources:   {}", lab.dir.join("sources.yml").display());
+            Ok(())
+        }
+        LabAction::Status { dir, format } => {
+            let status = lab::status(&dir)?;
+            if format == Format::Json {
+                return print_json(&status);
+            }
+            for s in status {
+                println!(
+                    "{:<5} {:<10} 127.0.0.1:{:<6} {}",
+                    s.name,
+                    s.engine,
+                    s.port,
+                    if s.running { "running" } else { "stopped" }
+                );
+            }
+            Ok(())
+        }
+        LabAction::Down { dir, purge } => {
+            for line in lab::down(&dir, purge)? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+    }
+}

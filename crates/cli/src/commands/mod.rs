@@ -1,0 +1,14 @@
+//! One file per group of commands: flags as clap structs and a function that calls the core
+//! operation and prints its outcome for people.
+
+mod backup;
+mod inventory;
+mod lab;
+mod schedule;
+
+pub(crate) use backup::{
+    BackupArgs, BackupsAction, PruneArgs, VerifyArgs, backup, backups, prune, verify,
+};
+pub(crate) use inventory::{InventoryArgs, inventory};
+pub(crate) use lab::{LabAction, lab};
+pub(crate) use schedule::{ScheduleAction, schedule};
