@@ -16,6 +16,7 @@
 //! A module is a type implementing [`Module`]; its binary is one line: `run_main::<M>()`.
 
 pub mod args;
+mod coerce;
 pub mod docs;
 pub mod schema;
 
