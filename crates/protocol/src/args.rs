@@ -160,6 +160,7 @@ pub fn as_bool(value: &Value) -> Option<bool> {
 mod tests {
     #![allow(dead_code)] // schema-only test types
     use super::*;
+    use crate::MASK;
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize, JsonSchema, PartialEq)]
