@@ -187,22 +187,7 @@ fn run_unrecorded(
     instance_id: &str,
     check_mode: bool,
 ) -> Result<BackupReport> {
-    if !(1..=19).contains(&request.compression_level) {
-        return Err(Error::invalid(
-            "compression_level",
-            format!("{} is outside 1..19", request.compression_level),
-        ));
-    }
-    // What the engine cannot do is refused before connecting.
-    let kind = request.connection.engine()?;
-    if request.format == DumpFormat::Directory
-        && !engine::supports(kind, engine::Capability::DirectoryFormat)
-    {
-        return Err(Error::invalid(
-            "format",
-            format!("directory is a PostgreSQL format; use custom (SQL text) for {kind}"),
-        ));
-    }
+    refuse_before_connecting(request)?;
     let mut engine = engine::connect(&request.connection)?;
     let facts = engine.server_facts()?;
     let database_bytes = database_size(request, &engine.databases()?)?;
@@ -244,54 +229,15 @@ fn run_unrecorded(
     // The dump's size is not known before it ends: the database's size on the server is the
     // estimate (a dump is usually somewhat smaller).
     crate::progress::start(&format!("backup {}", request.database), database_bytes);
-    let written = (|| -> Result<Manifest> {
-        let mut dumped = dump_into(engine.as_mut(), request, &partial, access)?;
-        let mut warnings = Vec::new();
-        if request.globals {
-            let globals = engine.dump_globals()?;
-            let name = "globals.sql.zst".to_string();
-            let out = write_compressed(
-                &mut globals.sql.as_slice(),
-                &partial.join(&name),
-                request.compression_level,
-                access,
-            )?;
-            dumped.files.push(out.into_file(name));
-            warnings.extend(
-                globals
-                    .skipped
-                    .into_iter()
-                    .map(|s| format!("globals: skipped {s}")),
-            );
-        }
-        let finished = jiff::Timestamp::now();
-        let manifest = Manifest {
-            format: 1,
-            status: "complete".into(),
-            engine: facts.engine,
-            flavour: facts.flavour.clone(),
-            server_version: facts.version.clone(),
-            tool: dumped.tool,
-            instance_id: instance_id.to_string(),
-            database: request.database.clone(),
-            started_at: started.to_string(),
-            finished_at: finished.to_string(),
-            duration_seconds: (finished - started).get_milliseconds() as f64 / 1000.0,
-            snapshot: dumped.snapshot,
-            tables: dumped.tables,
-            dump: dumped.dump,
-            method: request.method,
-            files: dumped.files,
-            compression: json!({"algorithm": "zstd", "level": request.compression_level}),
-            verification: None,
-            warnings,
-        };
-        write_manifest(&partial, &manifest, access)?;
-        // What the dump tools wrote themselves (a directory-format dump) gets the same access.
-        access.apply_recursive(&partial)?;
-        sync_dir(&partial)?;
-        Ok(manifest)
-    })();
+    let written = write_backup(
+        engine.as_mut(),
+        request,
+        &facts,
+        instance_id,
+        &partial,
+        started,
+        access,
+    );
     crate::progress::finish();
     let manifest = written.map_err(|e| discard_partial(&partial, e))?;
     let final_dir = db_dir.join(&stamp);
@@ -306,6 +252,85 @@ fn run_unrecorded(
     report.manifest = Some(manifest);
     report.changed = true;
     Ok(report)
+}
+
+/// What the request or the engine cannot do is refused before connecting.
+fn refuse_before_connecting(request: &BackupRequest) -> Result<()> {
+    if !(1..=19).contains(&request.compression_level) {
+        return Err(Error::invalid(
+            "compression_level",
+            format!("{} is outside 1..19", request.compression_level),
+        ));
+    }
+    let kind = request.connection.engine()?;
+    if request.format == DumpFormat::Directory
+        && !engine::supports(kind, engine::Capability::DirectoryFormat)
+    {
+        return Err(Error::invalid(
+            "format",
+            format!("directory is a PostgreSQL format; use custom (SQL text) for {kind}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes the dump, the globals and the manifest into the partial directory; the caller
+/// renames it into place (or discards it) afterwards.
+fn write_backup(
+    engine: &mut dyn engine::Engine,
+    request: &BackupRequest,
+    facts: &engine::ServerFacts,
+    instance_id: &str,
+    partial: &std::path::Path,
+    started: jiff::Timestamp,
+    access: Access,
+) -> Result<Manifest> {
+    let mut dumped = dump_into(engine, request, partial, access)?;
+    let mut warnings = Vec::new();
+    if request.globals {
+        let globals = engine.dump_globals()?;
+        let name = "globals.sql.zst".to_string();
+        let out = write_compressed(
+            &mut globals.sql.as_slice(),
+            &partial.join(&name),
+            request.compression_level,
+            access,
+        )?;
+        dumped.files.push(out.into_file(name));
+        warnings.extend(
+            globals
+                .skipped
+                .into_iter()
+                .map(|s| format!("globals: skipped {s}")),
+        );
+    }
+    let finished = jiff::Timestamp::now();
+    let manifest = Manifest {
+        format: 1,
+        status: "complete".into(),
+        engine: facts.engine,
+        flavour: facts.flavour.clone(),
+        server_version: facts.version.clone(),
+        tool: dumped.tool,
+        instance_id: instance_id.to_string(),
+        database: request.database.clone(),
+        started_at: started.to_string(),
+        finished_at: finished.to_string(),
+        duration_seconds: (finished - started).get_milliseconds() as f64 / 1000.0,
+        snapshot: dumped.snapshot,
+        tables: dumped.tables,
+        dump: dumped.dump,
+        method: request.method,
+        files: dumped.files,
+        compression: json!({"algorithm": "zstd", "level": request.compression_level}),
+        verification: None,
+        warnings,
+    };
+    write_manifest(partial, &manifest, access)?;
+    // What the dump tools wrote themselves (a directory-format dump) gets the same access.
+    access.apply_recursive(partial)?;
+    sync_dir(partial)?;
+    Ok(manifest)
 }
 
 /// Removes a partial backup after `error`; if even that fails, the error says so (the next

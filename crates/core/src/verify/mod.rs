@@ -202,6 +202,66 @@ fn run_recorded(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyRepo
     // The manifest records the outcome either way: the run changed it.
     report.changed = true;
     let verified_at = jiff::Timestamp::now();
+    if let Err(e) = record_in_manifest(&dir, &manifest, &report, verified_at, started.elapsed()) {
+        warnings.push(format!(
+            "the verification could not be written into the manifest: {e}"
+        ));
+    }
+    report.restore_seconds = (report.restore_seconds * 1000.0).round() / 1000.0;
+    let samples = verify_samples(&manifest, &report, verified_at);
+    let outcome = if report.verified {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    };
+    let details = json!({"backup": dir, "verified": report.verified, "reason": report.reason});
+    warnings.extend(recorder.finish(target, outcome, true, details, samples));
+    Ok((report, warnings))
+}
+
+/// Tables whose restored row count differs from the manifest's, or that only one side has.
+fn row_mismatches(
+    expected: &[engine::TableRows],
+    restored: &[engine::TableRows],
+) -> Vec<RowMismatch> {
+    let key =
+        |schema: &Option<String>, name: &str| format!("{}.{name}", schema.as_deref().unwrap_or(""));
+    let mut mismatches = Vec::new();
+    for wanted in expected {
+        let found = restored
+            .iter()
+            .find(|r| r.schema == wanted.schema && r.name == wanted.name)
+            .map(|r| r.rows);
+        if found != Some(wanted.rows) {
+            mismatches.push(RowMismatch {
+                table: key(&wanted.schema, &wanted.name),
+                expected: Some(wanted.rows),
+                found,
+            });
+        }
+    }
+    for extra in restored.iter().filter(|r| {
+        !expected
+            .iter()
+            .any(|e| e.schema == r.schema && e.name == r.name)
+    }) {
+        mismatches.push(RowMismatch {
+            table: key(&extra.schema, &extra.name),
+            expected: None,
+            found: Some(extra.rows),
+        });
+    }
+    mismatches
+}
+
+/// Writes the verification's outcome into the backup's manifest.
+fn record_in_manifest(
+    dir: &Path,
+    manifest: &Manifest,
+    report: &VerifyReport,
+    verified_at: jiff::Timestamp,
+    took: std::time::Duration,
+) -> Result<()> {
     let mut updated = manifest.clone();
     updated.verification = Some(json!({
         "verified": report.verified,
@@ -209,14 +269,17 @@ fn run_recorded(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyRepo
         "reason": report.reason,
         "method": "restore",
         "scratch": report.scratch,
-        "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        "seconds": (took.as_secs_f64() * 1000.0).round() / 1000.0,
     }));
-    if let Err(e) = rewrite_manifest(&dir, &updated) {
-        warnings.push(format!(
-            "the verification could not be written into the manifest: {e}"
-        ));
-    }
-    report.restore_seconds = (report.restore_seconds * 1000.0).round() / 1000.0;
+    rewrite_manifest(dir, &updated)
+}
+
+/// The verification's metrics: its status, and the time of the last success.
+fn verify_samples(
+    manifest: &Manifest,
+    report: &VerifyReport,
+    verified_at: jiff::Timestamp,
+) -> Vec<Sample> {
     let labels = [
         ("instance", manifest.instance_id.as_str()),
         ("db", manifest.database.as_str()),
@@ -235,14 +298,7 @@ fn run_recorded(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyRepo
             verified_at.as_second() as f64,
         ));
     }
-    let outcome = if report.verified {
-        Outcome::Ok
-    } else {
-        Outcome::Failed
-    };
-    let details = json!({"backup": dir, "verified": report.verified, "reason": report.reason});
-    warnings.extend(recorder.finish(target, outcome, true, details, samples));
-    Ok((report, warnings))
+    samples
 }
 
 /// Replaces manifest.json atomically (temp file, fsync, rename).
@@ -301,34 +357,7 @@ fn verify_one(
         report.restore_seconds = started.elapsed().as_secs_f64();
         report.integrity_problems = engine.check_integrity(&scratch.database)?;
         let restored = engine.row_counts(&scratch.database)?;
-        let key = |schema: &Option<String>, name: &str| {
-            format!("{}.{name}", schema.as_deref().unwrap_or(""))
-        };
-        for expected in &manifest.tables {
-            let found = restored
-                .iter()
-                .find(|r| r.schema == expected.schema && r.name == expected.name)
-                .map(|r| r.rows);
-            if found != Some(expected.rows) {
-                report.row_mismatches.push(RowMismatch {
-                    table: key(&expected.schema, &expected.name),
-                    expected: Some(expected.rows),
-                    found,
-                });
-            }
-        }
-        for extra in restored.iter().filter(|r| {
-            !manifest
-                .tables
-                .iter()
-                .any(|e| e.schema == r.schema && e.name == r.name)
-        }) {
-            report.row_mismatches.push(RowMismatch {
-                table: key(&extra.schema, &extra.name),
-                expected: None,
-                found: Some(extra.rows),
-            });
-        }
+        report.row_mismatches = row_mismatches(&manifest.tables, &restored);
         report.tables_checked = manifest.tables.len();
         Ok(())
     })();
