@@ -18,9 +18,9 @@ use crate::backup::{self, BackupRequest};
 use crate::engine::{DatabaseKind, Role};
 use crate::inventory::{self, InventoryRequest};
 use crate::run::RunOptions;
-use crate::schedule::assign;
 use crate::schedule::calendar::{self, CronSpec};
 use crate::schedule::{ScheduleFile, TaskSchedule, parse_duration};
+use crate::schedule::{Template, assign};
 use crate::task::Task;
 use crate::verify::{self, VerifyRequest};
 use crate::{Error, Result};
@@ -122,51 +122,9 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
             if follows.map(|t| t.name.as_str()) != Some(template.name.as_str()) {
                 continue;
             }
-            let result = match inventory::connection_of(endpoint, None, 10) {
-                Err(e) => Err(e),
-                Ok(connection) => match request.task {
-                    Task::Backup => backup::run(
-                        &BackupRequest {
-                            connection,
-                            database: db.name.clone(),
-                            backup_dir: request.backup_dir.clone(),
-                            instance_id: Some(instance.id.clone()),
-                            retention: template
-                                .tasks
-                                .iter()
-                                .find(|t| t.task == Task::Backup)
-                                .and_then(|t| t.retention.clone()),
-                            run: request.run.clone(),
-                            ..BackupRequest::default()
-                        },
-                        false,
-                    )
-                    .map(|done| done.msg),
-                    _ => verify::run(
-                        &VerifyRequest {
-                            backup_dir: request.backup_dir.clone(),
-                            instance_id: Some(instance.id.clone()),
-                            database: Some(db.name.clone()),
-                            jobs: 2,
-                            run: request.run.clone(),
-                            ..VerifyRequest::default()
-                        },
-                        false,
-                    )
-                    .and_then(|done| {
-                        // The newest backup already proven is the work done, not a failure.
-                        let r = &done.output;
-                        if r.verified || r.nothing_to_verify {
-                            Ok(done.msg)
-                        } else {
-                            Err(Error::invalid(
-                                "backup",
-                                format!("not verified: {}", r.reason),
-                            ))
-                        }
-                    }),
-                },
-            };
+            let result = inventory::connection_of(endpoint, None, 10).and_then(|connection| {
+                run_on_database(request, template, connection, &instance.id, &db.name)
+            });
             items.push(TaskRunItem {
                 instance: instance.id.clone(),
                 db: Some(db.name.clone()),
@@ -176,6 +134,58 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
         }
     }
     Ok(items)
+}
+
+/// Runs the task on one database that follows the template; Ok holds what happened.
+fn run_on_database(
+    request: &TaskRun,
+    template: &Template,
+    connection: crate::connection::ConnectionArgs,
+    instance: &str,
+    database: &str,
+) -> Result<String> {
+    match request.task {
+        Task::Backup => backup::run(
+            &BackupRequest {
+                connection,
+                database: database.to_string(),
+                backup_dir: request.backup_dir.clone(),
+                instance_id: Some(instance.to_string()),
+                retention: template
+                    .tasks
+                    .iter()
+                    .find(|t| t.task == Task::Backup)
+                    .and_then(|t| t.retention.clone()),
+                run: request.run.clone(),
+                ..BackupRequest::default()
+            },
+            false,
+        )
+        .map(|done| done.msg),
+        _ => verify::run(
+            &VerifyRequest {
+                backup_dir: request.backup_dir.clone(),
+                instance_id: Some(instance.to_string()),
+                database: Some(database.to_string()),
+                jobs: 2,
+                run: request.run.clone(),
+                ..VerifyRequest::default()
+            },
+            false,
+        )
+        .and_then(|done| {
+            // The newest backup already proven is the work done, not a failure.
+            let r = &done.output;
+            if r.verified || r.nothing_to_verify {
+                Ok(done.msg)
+            } else {
+                Err(Error::invalid(
+                    "backup",
+                    format!("not verified: {}", r.reason),
+                ))
+            }
+        }),
+    }
 }
 
 /// Where and how timers are installed.
@@ -267,16 +277,14 @@ fn command(request: &InstallRequest, args: &[&str], escape: fn(&str) -> String) 
 /// The units (or cron file) for a schedule, compared with what is on disk.
 pub fn plan(request: &InstallRequest) -> Result<InstallPlan> {
     let mut plan = InstallPlan::default();
-    let schedule_file = request.schedule_file.display().to_string();
-    let sources = request.sources.display().to_string();
-    let backup_dir = request.backup_dir.display().to_string();
-    let mut cron_lines = vec![
-        "# Written by `dbcadence schedule install`; times are UTC (this host's zone).".to_string(),
-        "SHELL=/bin/sh".to_string(),
-        "CRON_TZ=UTC".to_string(),
-    ];
-    // What cron cannot express the way the timers and compliance do (checked in cron mode).
-    let mut cron_problems: Vec<String> = Vec::new();
+    let mut cron = CronFile {
+        lines: vec![
+            "# Written by `dbcadence schedule install`; times are UTC (this host's zone).".into(),
+            "SHELL=/bin/sh".into(),
+            "CRON_TZ=UTC".into(),
+        ],
+        problems: vec![],
+    };
     for template in &request.schedule.templates {
         for task in &template.tasks {
             let task_name = format!("{:?}", task.task).to_lowercase();
@@ -287,56 +295,117 @@ pub fn plan(request: &InstallRequest) -> Result<InstallPlan> {
                 ));
                 continue;
             }
-            let unit = format!(
-                "dbcadence-{}-{task_name}",
-                assign::group_safe(&template.name).replace('_', "-")
-            );
-            let run_args = [
-                "run",
-                "--task",
-                &task_name,
-                "--template",
-                &template.name,
-                "--schedule",
-                &schedule_file,
-                "--sources",
-                &sources,
-                "--backup-dir",
-                &backup_dir,
-            ];
-            let exec = command(request, &run_args, calendar::systemd_arg);
-            plan.files.insert(
-                format!("{unit}.service"),
-                format!(
-                    "# Written by `dbcadence schedule install`.\n[Unit]\nDescription=dbcadence {task_name} of the databases following {}\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\nExecStart={exec}\n",
-                    template.name
-                ),
-            );
-            plan.files.insert(
-                format!("{unit}.timer"),
-                format!(
-                    "# Written by `dbcadence schedule install`.\n[Unit]\nDescription=dbcadence {task_name} of {} ({})\n\n[Timer]\n{}Persistent=true\nUnit={unit}.service\n\n[Install]\nWantedBy=timers.target\n",
-                    template.name,
-                    task.cron.as_deref().map(|c| format!("cron {c}")).or(task.every.as_ref().map(|e| format!("every {e}"))).unwrap_or_default(),
-                    timer_lines(task)?
-                ),
-            );
-            plan.timers.push(format!("{unit}.timer"));
-            let (spec, zone) = calendar_of(task)?;
-            if zone != "UTC" {
-                cron_problems.push(format!(
-                    "{} {task_name} runs in {zone}: cron has no per-line time zone",
-                    template.name
-                ));
-            }
-            cron_lines.push(format!(
-                "{} root {}",
-                spec.cron_fields(),
-                command(request, &run_args, calendar::cron_arg)
-            ));
+            add_task_units(request, template, task, &mut plan, &mut cron)?;
         }
     }
-    // The daily compliance report refreshes the compliance metrics (and the page).
+    add_report_units(request, &mut plan, &mut cron);
+    if let Some(cron_file) = &request.cron_file {
+        plan.files = BTreeMap::from([(cron_file.display().to_string(), cron.into_text()?)]);
+        plan.timers.clear();
+    }
+    for (name, content) in &plan.files {
+        let path = target_path(request, name);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
+            plan.changed.push(name.clone());
+        }
+    }
+    Ok(plan)
+}
+
+/// The cron file that stands in for the timers, and what it could not express the way the
+/// timers and compliance do.
+struct CronFile {
+    lines: Vec<String>,
+    problems: Vec<String>,
+}
+
+impl CronFile {
+    /// The file's text, or an error naming what cron cannot run as scheduled.
+    fn into_text(self) -> Result<String> {
+        let mut cron = self;
+        if !host_is_utc() {
+            cron.problems.push(
+                "this host's local time is not UTC all year: cron would fire in local time, with its own daylight saving rules".into(),
+            );
+        }
+        if !cron.problems.is_empty() {
+            return Err(Error::invalid(
+                "cron_file",
+                format!(
+                    "a cron file cannot run this schedule as the timers and the compliance report count it: {}; install systemd timers instead, or use UTC windows on a UTC host",
+                    cron.problems.join("; ")
+                ),
+            ));
+        }
+        Ok(cron.lines.join("\n") + "\n")
+    }
+}
+
+/// The service and timer of one task of one template, and its cron line.
+fn add_task_units(
+    request: &InstallRequest,
+    template: &Template,
+    task: &crate::schedule::TaskSchedule,
+    plan: &mut InstallPlan,
+    cron: &mut CronFile,
+) -> Result<()> {
+    let task_name = format!("{:?}", task.task).to_lowercase();
+    let schedule_file = request.schedule_file.display().to_string();
+    let sources = request.sources.display().to_string();
+    let backup_dir = request.backup_dir.display().to_string();
+    let unit = format!(
+        "dbcadence-{}-{task_name}",
+        assign::group_safe(&template.name).replace('_', "-")
+    );
+    let run_args = [
+        "run",
+        "--task",
+        &task_name,
+        "--template",
+        &template.name,
+        "--schedule",
+        &schedule_file,
+        "--sources",
+        &sources,
+        "--backup-dir",
+        &backup_dir,
+    ];
+    let exec = command(request, &run_args, calendar::systemd_arg);
+    plan.files.insert(
+        format!("{unit}.service"),
+        format!(
+            "# Written by `dbcadence schedule install`.\n[Unit]\nDescription=dbcadence {task_name} of the databases following {}\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\nExecStart={exec}\n",
+            template.name
+        ),
+    );
+    plan.files.insert(
+        format!("{unit}.timer"),
+        format!(
+            "# Written by `dbcadence schedule install`.\n[Unit]\nDescription=dbcadence {task_name} of {} ({})\n\n[Timer]\n{}Persistent=true\nUnit={unit}.service\n\n[Install]\nWantedBy=timers.target\n",
+            template.name,
+            task.cron.as_deref().map(|c| format!("cron {c}")).or(task.every.as_ref().map(|e| format!("every {e}"))).unwrap_or_default(),
+            timer_lines(task)?
+        ),
+    );
+    plan.timers.push(format!("{unit}.timer"));
+    let (spec, zone) = calendar_of(task)?;
+    if zone != "UTC" {
+        cron.problems.push(format!(
+            "{} {task_name} runs in {zone}: cron has no per-line time zone",
+            template.name
+        ));
+    }
+    cron.lines.push(format!(
+        "{} root {}",
+        spec.cron_fields(),
+        command(request, &run_args, calendar::cron_arg)
+    ));
+    Ok(())
+}
+
+/// The daily compliance report refreshes the compliance metrics (and the page).
+fn add_report_units(request: &InstallRequest, plan: &mut InstallPlan, cron: &mut CronFile) {
+    let schedule_file = request.schedule_file.display().to_string();
     let mut report_args = vec!["report", "--schedule", &schedule_file, "--format", "html"];
     let report_path = request
         .report_path
@@ -355,36 +424,10 @@ pub fn plan(request: &InstallRequest) -> Result<InstallPlan> {
         "# Written by `dbcadence schedule install`.\n[Unit]\nDescription=dbcadence compliance report, hourly\n\n[Timer]\nOnCalendar=hourly\nPersistent=true\nUnit=dbcadence-report.service\n\n[Install]\nWantedBy=timers.target\n".into(),
     );
     plan.timers.push("dbcadence-report.timer".into());
-    cron_lines.push(format!(
+    cron.lines.push(format!(
         "0 * * * * root {}",
         command(request, &report_args, calendar::cron_arg)
     ));
-    if let Some(cron_file) = &request.cron_file {
-        if !host_is_utc() {
-            cron_problems.push(
-                "this host's local time is not UTC all year: cron would fire in local time, with its own daylight saving rules".into(),
-            );
-        }
-        if !cron_problems.is_empty() {
-            return Err(Error::invalid(
-                "cron_file",
-                format!(
-                    "a cron file cannot run this schedule as the timers and the compliance report count it: {}; install systemd timers instead, or use UTC windows on a UTC host",
-                    cron_problems.join("; ")
-                ),
-            ));
-        }
-        let name = cron_file.display().to_string();
-        plan.files = BTreeMap::from([(name, cron_lines.join("\n") + "\n")]);
-        plan.timers.clear();
-    }
-    for (name, content) in &plan.files {
-        let path = target_path(request, name);
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
-            plan.changed.push(name.clone());
-        }
-    }
-    Ok(plan)
 }
 
 fn target_path(request: &InstallRequest, name: &str) -> PathBuf {

@@ -78,21 +78,8 @@ pub(super) fn assemble(
         members.sort_by(|a, b| endpoints[a.0].name.cmp(&endpoints[b.0].name));
         let (first_index, probe) = members.remove(0);
         let first = &endpoints[first_index];
-        let mut labels = first.labels.clone();
-        for (index, _) in &members {
-            for (k, v) in &endpoints[*index].labels {
-                match labels.get(k) {
-                    Some(existing) if existing != v => warnings.push(format!(
-                        "endpoints '{}' and '{}' reach the same server but label {k} differently ('{existing}' vs '{v}'); keeping '{existing}'",
-                        first.name, endpoints[*index].name
-                    )),
-                    Some(_) => {}
-                    None => {
-                        labels.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
+        let others: Vec<&Endpoint> = members.iter().map(|(i, _)| &endpoints[*i]).collect();
+        let labels = merged_labels(first, &others, &mut warnings);
         let aliases: Vec<Alias> = std::iter::once(first_index)
             .chain(members.iter().map(|(i, _)| *i))
             .map(|i| Alias {
@@ -108,37 +95,7 @@ pub(super) fn assemble(
             .clone()
             .or(name_env.clone())
             .unwrap_or_else(|| "unknown".into());
-        let names: Vec<String> = probe.databases.iter().map(|d| d.name.clone()).collect();
-        let databases: Vec<Database> = probe
-            .databases
-            .into_iter()
-            .map(|d| {
-                let (env, env_source) =
-                    match (&label_env, classifier.env_of_name(&d.name), &name_env) {
-                        (Some(env), _, _) => (env.clone(), "label"),
-                        (None, Some(env), _) => (env, "naming_rule"),
-                        (None, None, Some(env)) => (env.clone(), "endpoint_name"),
-                        (None, None, None) => ("unknown".into(), "none"),
-                    };
-                let copy = match d.kind {
-                    DatabaseKind::User => {
-                        classifier.copy_of(&d.name, |original| names.iter().any(|n| n == original))
-                    }
-                    _ => None,
-                };
-                Database {
-                    name: d.name,
-                    kind: d.kind,
-                    env,
-                    env_source: env_source.into(),
-                    size_bytes: d.size_bytes,
-                    owner: d.owner,
-                    charset: d.charset,
-                    collation: d.collation,
-                    copy,
-                }
-            })
-            .collect();
+        let databases = classify_databases(probe.databases, classifier, &label_env, &name_env);
         let facts = probe.facts;
         let size_bytes = databases_size(&databases);
         instances.push(Instance {
@@ -167,6 +124,70 @@ pub(super) fn assemble(
     }
     instances.sort_by(|a, b| a.id.cmp(&b.id));
     (instances, unreachable, warnings)
+}
+
+/// The labels of every endpoint that reaches one server; the first endpoint's value wins a
+/// disagreement, which is warned about.
+fn merged_labels(
+    first: &Endpoint,
+    others: &[&Endpoint],
+    warnings: &mut Vec<String>,
+) -> BTreeMap<String, String> {
+    let mut labels = first.labels.clone();
+    for other in others {
+        for (k, v) in &other.labels {
+            match labels.get(k) {
+                Some(existing) if existing != v => warnings.push(format!(
+                    "endpoints '{}' and '{}' reach the same server but label {k} differently ('{existing}' vs '{v}'); keeping '{existing}'",
+                    first.name, other.name
+                )),
+                Some(_) => {}
+                None => {
+                    labels.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    labels
+}
+
+/// Each database with its environment (label, naming rule, endpoint name, in that order) and,
+/// for user databases, whether it is a copy of another.
+fn classify_databases(
+    databases: Vec<crate::engine::DatabaseFacts>,
+    classifier: &Classifier,
+    label_env: &Option<String>,
+    name_env: &Option<String>,
+) -> Vec<Database> {
+    let names: Vec<String> = databases.iter().map(|d| d.name.clone()).collect();
+    databases
+        .into_iter()
+        .map(|d| {
+            let (env, env_source) = match (label_env, classifier.env_of_name(&d.name), name_env) {
+                (Some(env), _, _) => (env.clone(), "label"),
+                (None, Some(env), _) => (env, "naming_rule"),
+                (None, None, Some(env)) => (env.clone(), "endpoint_name"),
+                (None, None, None) => ("unknown".into(), "none"),
+            };
+            let copy = match d.kind {
+                DatabaseKind::User => {
+                    classifier.copy_of(&d.name, |original| names.iter().any(|n| n == original))
+                }
+                _ => None,
+            };
+            Database {
+                name: d.name,
+                kind: d.kind,
+                env,
+                env_source: env_source.into(),
+                size_bytes: d.size_bytes,
+                owner: d.owner,
+                charset: d.charset,
+                collation: d.collation,
+                copy,
+            }
+        })
+        .collect()
 }
 
 /// Sum of the readable database sizes; None when none is readable.

@@ -219,86 +219,7 @@ pub fn check(file: &ScheduleFile) -> Vec<Problem> {
             );
         }
         for (k, task) in template.tasks.iter().enumerate() {
-            let at = format!("templates[{t}].tasks[{k}]");
-            match (&task.cron, &task.every) {
-                (Some(_), Some(_)) => {
-                    push(at.clone(), "give either cron or every, not both".into())
-                }
-                (None, None) => push(
-                    at.clone(),
-                    "give cron (e.g. \"0 2 * * *\") or every (e.g. 1d)".into(),
-                ),
-                // One calendar (calendar.rs): accepted here only if the timers can fire on
-                // it and compliance counts it the same way.
-                (Some(cron), None) => match calendar::CronSpec::parse(cron) {
-                    Err(e) => push(format!("{at}.cron"), e),
-                    Ok(spec) => {
-                        let now = jiff::Timestamp::now();
-                        if spec
-                            .next_after(&jiff::tz::TimeZone::UTC, now, 366 * 5)
-                            .is_none()
-                        {
-                            push(
-                                format!("{at}.cron"),
-                                format!(
-                                    "'{cron}' never fires (no such date in the next five years)"
-                                ),
-                            );
-                        }
-                    }
-                },
-                (None, Some(every)) => match parse_duration(every) {
-                    None => push(
-                        format!("{at}.every"),
-                        format!("'{every}' is not an interval; use 30m, 6h, 1d or 1w"),
-                    ),
-                    Some(seconds) => {
-                        if let Err(e) = calendar::interval(seconds) {
-                            push(format!("{at}.every"), format!("'{every}': {e}"));
-                        }
-                    }
-                },
-            }
-            if parse_duration(&task.grace).is_none() {
-                push(
-                    format!("{at}.grace"),
-                    format!("'{}' is not a duration; use 30m, 2h or 1d", task.grace),
-                );
-            }
-            if let Some(window) = &task.window {
-                for (key, value) in [("start", &window.start), ("end", &window.end)] {
-                    if parse_clock(value).is_none() {
-                        push(
-                            format!("{at}.window.{key}"),
-                            format!("'{value}' is not a time; use HH:MM"),
-                        );
-                    }
-                }
-                if jiff::tz::TimeZone::get(&window.time_zone).is_err() {
-                    push(
-                        format!("{at}.window.time_zone"),
-                        format!(
-                            "'{}' is not a known time zone (IANA names such as Europe/Paris)",
-                            window.time_zone
-                        ),
-                    );
-                }
-            }
-            if !task.task.schedulable() {
-                push(
-                    format!("{at}.task"),
-                    format!(
-                        "'{}' is recorded by people (dbcadence incident/alert), not scheduled",
-                        task.task
-                    ),
-                );
-            }
-            if task.retention.is_some() && task.task != Task::Backup {
-                push(
-                    format!("{at}.retention"),
-                    "retention applies to backup tasks only".into(),
-                );
-            }
+            check_task(task, &format!("templates[{t}].tasks[{k}]"), &mut push);
         }
     }
     for (a, assignment) in file.assignments.iter().enumerate() {
@@ -320,6 +241,85 @@ pub fn check(file: &ScheduleFile) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// The problems of one task of a template, each pushed with its path under `at`.
+fn check_task(task: &TaskSchedule, at: &str, push: &mut impl FnMut(String, String)) {
+    match (&task.cron, &task.every) {
+        (Some(_), Some(_)) => push(at.to_string(), "give either cron or every, not both".into()),
+        (None, None) => push(
+            at.to_string(),
+            "give cron (e.g. \"0 2 * * *\") or every (e.g. 1d)".into(),
+        ),
+        // One calendar (calendar.rs): accepted here only if the timers can fire on
+        // it and compliance counts it the same way.
+        (Some(cron), None) => match calendar::CronSpec::parse(cron) {
+            Err(e) => push(format!("{at}.cron"), e),
+            Ok(spec) => {
+                let now = jiff::Timestamp::now();
+                if spec
+                    .next_after(&jiff::tz::TimeZone::UTC, now, 366 * 5)
+                    .is_none()
+                {
+                    push(
+                        format!("{at}.cron"),
+                        format!("'{cron}' never fires (no such date in the next five years)"),
+                    );
+                }
+            }
+        },
+        (None, Some(every)) => match parse_duration(every) {
+            None => push(
+                format!("{at}.every"),
+                format!("'{every}' is not an interval; use 30m, 6h, 1d or 1w"),
+            ),
+            Some(seconds) => {
+                if let Err(e) = calendar::interval(seconds) {
+                    push(format!("{at}.every"), format!("'{every}': {e}"));
+                }
+            }
+        },
+    }
+    if parse_duration(&task.grace).is_none() {
+        push(
+            format!("{at}.grace"),
+            format!("'{}' is not a duration; use 30m, 2h or 1d", task.grace),
+        );
+    }
+    if let Some(window) = &task.window {
+        for (key, value) in [("start", &window.start), ("end", &window.end)] {
+            if parse_clock(value).is_none() {
+                push(
+                    format!("{at}.window.{key}"),
+                    format!("'{value}' is not a time; use HH:MM"),
+                );
+            }
+        }
+        if jiff::tz::TimeZone::get(&window.time_zone).is_err() {
+            push(
+                format!("{at}.window.time_zone"),
+                format!(
+                    "'{}' is not a known time zone (IANA names such as Europe/Paris)",
+                    window.time_zone
+                ),
+            );
+        }
+    }
+    if !task.task.schedulable() {
+        push(
+            format!("{at}.task"),
+            format!(
+                "'{}' is recorded by people (dbcadence incident/alert), not scheduled",
+                task.task
+            ),
+        );
+    }
+    if task.retention.is_some() && task.task != Task::Backup {
+        push(
+            format!("{at}.retention"),
+            "retention applies to backup tasks only".into(),
+        );
+    }
 }
 
 /// The JSON Schema of a schedule file.
