@@ -101,6 +101,19 @@ pub fn default_connect_timeout() -> u64 {
 }
 
 impl ConnectionArgs {
+    /// A login over a local Unix socket without TLS: how dbcadence reaches the private servers
+    /// it starts itself (lab bootstrap, physical verification).
+    pub fn local_socket(engine: EngineKind, user: &str, socket: PathBuf, timeout: u64) -> Self {
+        ConnectionArgs {
+            engine: Some(engine),
+            login_user: Some(user.to_string()),
+            login_unix_socket: Some(socket),
+            ssl_mode: SslMode::Disable,
+            connect_timeout: timeout,
+            ..ConnectionArgs::default()
+        }
+    }
+
     pub fn engine(&self) -> crate::Result<EngineKind> {
         self.engine.ok_or_else(|| {
             crate::Error::invalid("connection", "engine is required: postgresql or mysql")

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::server::{ServerSpec, install, pid};
-use crate::connection::{ConnectionArgs, EngineKind, SslMode};
+use crate::connection::{ConnectionArgs, EngineKind};
 use crate::engine::lab::LabServer;
 use crate::util::{chown_recursive, process_alive};
 use crate::{Error, Result};
@@ -80,14 +80,8 @@ fn bootstrap(server: &LabServer) -> Result<()> {
     let files = &server.files;
     let running = || pid(&files.pid_file).is_some_and(process_alive);
     let deadline = Instant::now() + Duration::from_secs(90);
-    let root_args = ConnectionArgs {
-        engine: Some(EngineKind::Mysql),
-        login_user: Some("root".into()),
-        login_unix_socket: Some(files.socket.clone()),
-        connect_timeout: 2,
-        ssl_mode: SslMode::Disable,
-        ..ConnectionArgs::default()
-    };
+    let root_args =
+        ConnectionArgs::local_socket(EngineKind::Mysql, "root", files.socket.clone(), 2);
     loop {
         if let Ok(mut engine) = crate::engine::connect(&server.admin) {
             // Already bootstrapped (a re-run of lab up).

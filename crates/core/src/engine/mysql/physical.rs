@@ -2,7 +2,7 @@
 //! start a private mariadbd on it for the checks.
 
 use super::*;
-use crate::connection::{ConnectionArgs, EngineKind, SslMode};
+use crate::connection::{ConnectionArgs, EngineKind};
 use crate::{Error, Result};
 
 /// Unpacks an mbstream, runs mariadb-backup --prepare and starts mariadbd on the result.
@@ -54,14 +54,7 @@ pub fn start_physical_copy(
         timeout: std::time::Duration::from_secs(90),
     })
     .map_err(|e| Error::lab("start mariadbd on the restored backup", e.to_string()))?;
-    let connection = ConnectionArgs {
-        engine: Some(EngineKind::Mysql),
-        login_user: Some("root".into()),
-        login_unix_socket: Some(socket),
-        ssl_mode: SslMode::Disable,
-        connect_timeout: 2,
-        ..ConnectionArgs::default()
-    };
+    let connection = ConnectionArgs::local_socket(EngineKind::Mysql, "root", socket, 2);
     let stop = Box::new(move || {
         server::stop(&pid_file, std::time::Duration::from_secs(60));
     });

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::{bin_dir, server};
-use crate::connection::{ConnectionArgs, EngineKind, SslMode};
+use crate::connection::{ConnectionArgs, EngineKind};
 use crate::{Error, Result};
 
 /// Unpacks a pg_basebackup tar, checks it with pg_verifybackup, and starts postgres on it.
@@ -69,13 +69,8 @@ pub fn start_physical_copy(
     })
     .map_err(|e| Error::lab("start postgres on the restored backup", e.to_string()))?;
     let connection = ConnectionArgs {
-        engine: Some(EngineKind::Postgresql),
-        login_user: Some(user.to_string()),
-        login_unix_socket: Some(dir.path().to_path_buf()),
         login_port: Some(5432),
-        ssl_mode: SslMode::Disable,
-        connect_timeout: 5,
-        ..ConnectionArgs::default()
+        ..ConnectionArgs::local_socket(EngineKind::Postgresql, user, dir.path().to_path_buf(), 5)
     };
     // A postgres started on the copy: socket only, local trust, durability off; stopped on
     // drop.
