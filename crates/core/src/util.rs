@@ -101,7 +101,8 @@ pub fn available_bytes(path: &std::path::Path) -> Option<u64> {
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
-/// Whether a process is alive; a zombie counts as dead (reference pitfall 4).
+/// Whether a process is alive; a zombie counts as dead (reference pitfall 4). rustix can
+/// signal a process but not tell a zombie apart, so the state is read from /proc.
 pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {

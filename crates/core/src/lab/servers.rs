@@ -2,7 +2,6 @@
 //! (initdb or mariadb-install-db, a replica's copy, the admin login) lives in engine/lab.rs
 //! and engine/<engine>/lab.rs; this file hands them the instance's plan.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -50,10 +49,7 @@ pub(super) fn start_instance(
 pub(super) fn wait_until_gone(pid: Option<u32>) {
     let Some(pid) = pid else { return };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{pid}")).exists()
-        && process_alive(pid)
-        && Instant::now() < deadline
-    {
+    while process_alive(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
