@@ -35,6 +35,7 @@ pub mod schedule;
 pub mod secret;
 pub mod task;
 pub mod timers;
+pub mod tune;
 pub mod util;
 pub mod verify;
 

@@ -31,7 +31,7 @@ pub fn encode_name(name: &str) -> String {
     out
 }
 
-pub(super) fn default_instance_id(args: &ConnectionArgs) -> String {
+pub(crate) fn default_instance_id(args: &ConnectionArgs) -> String {
     let engine = args.engine.map_or("db", |e| e.as_str());
     match &args.login_unix_socket {
         Some(socket) => format!("{engine}-socket-{}", encode_name(&socket.to_string_lossy())),

@@ -22,9 +22,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+pub(crate) use layout::default_instance_id;
+use layout::remove_partials;
 pub(crate) use layout::scan_database;
 pub use layout::{Damaged, Listing, encode_name, list, scan, write_manifest};
-use layout::{default_instance_id, remove_partials};
 pub(crate) use lock::lock_database;
 pub use model::*;
 use stream::{compress_directory, run_dump_to_directory, stream_dump, write_compressed};

@@ -213,6 +213,26 @@ pub fn supports(kind: EngineKind, capability: Capability) -> bool {
     }
 }
 
+/// What db_tune asks the finder to look at.
+#[derive(Debug, Clone, Default)]
+pub struct TuneScope {
+    /// Tables with fewer rows are left alone by the scan and index findings.
+    pub min_table_rows: u64,
+    /// How many of the heaviest statements to search for missing indexes.
+    pub top_statements: u32,
+    /// Concrete statements (the workload's, parameters drawn) searched too.
+    pub statements: Vec<String>,
+}
+
+/// Bounds on every fix db_tune runs.
+#[derive(Debug, Clone, Copy)]
+pub struct TuneLimits {
+    /// Longest wait for a lock.
+    pub lock_timeout: std::time::Duration,
+    /// Longest run of one statement.
+    pub statement_timeout: std::time::Duration,
+}
+
 /// One open connection to one server. Object safe: orchestration holds `Box<dyn Engine>`.
 pub trait Engine: Send {
     fn kind(&self) -> EngineKind;
@@ -251,6 +271,17 @@ pub trait Engine: Send {
     fn row_counts(&mut self, database: &str) -> Result<Vec<TableRows>>;
     /// Integrity checks of `database` (pg_amcheck, CHECK TABLE); returns the problems found.
     fn check_integrity(&mut self, database: &str) -> Result<Vec<String>>;
+    /// db_tune: what is wrong with the connected database, each finding with its evidence and
+    /// proposed fix; and what could not be examined, with why.
+    fn tune_findings(
+        &mut self,
+        scope: &TuneScope,
+    ) -> Result<(Vec<crate::tune::model::Finding>, Vec<String>)>;
+    /// Runs one fix within the limits; when it fails, runs its cleanup so that nothing
+    /// half-built stays behind.
+    fn run_fix(&mut self, fix: &crate::tune::model::Fix, limits: &TuneLimits) -> Result<()>;
+    /// Runs one statement and reads all its rows (a workload replay).
+    fn run_timed(&mut self, sql: &str) -> Result<()>;
 }
 
 /// What only the lab and the tests do to a server, kept off the production seam: run

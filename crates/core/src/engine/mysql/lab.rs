@@ -39,6 +39,8 @@ pub(crate) fn start(server: &LabServer) -> Result<()> {
             format!("--bind-address={}", server.host),
             "--skip-name-resolve".into(),
             "--server-id=1".into(),
+            // db_tune reads statement digests and index usage from performance_schema.
+            "--performance-schema=ON".into(),
             format!("--ssl-cert={}", tls.join("server.pem").display()),
             format!("--ssl-key={}", tls.join("server.key").display()),
             format!("--ssl-ca={}", tls.join("ca.pem").display()),

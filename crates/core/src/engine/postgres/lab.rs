@@ -117,6 +117,8 @@ fn settings(server: &LabServer) -> Vec<(String, String)> {
         ),
         ("listen_addresses", server.host.to_string()),
         ("logging_collector", "off".into()),
+        // db_tune reads the heaviest statements from pg_stat_statements.
+        ("shared_preload_libraries", "pg_stat_statements".into()),
         ("ssl", "on".into()),
         (
             "ssl_cert_file",

@@ -32,6 +32,7 @@ pub(crate) mod lab;
 pub mod ledger;
 mod physical;
 pub mod server;
+mod tune;
 
 pub use physical::start_physical_copy;
 
@@ -144,6 +145,25 @@ impl Engine for PostgresEngine {
 
     fn check_integrity(&mut self, database: &str) -> Result<Vec<String>> {
         self.run_integrity_check(database)
+    }
+
+    fn tune_findings(
+        &mut self,
+        scope: &crate::engine::TuneScope,
+    ) -> Result<(Vec<crate::tune::model::Finding>, Vec<String>)> {
+        self.find_tuning(scope)
+    }
+
+    fn run_fix(
+        &mut self,
+        fix: &crate::tune::model::Fix,
+        limits: &crate::engine::TuneLimits,
+    ) -> Result<()> {
+        self.run_tuning_fix(fix, limits)
+    }
+
+    fn run_timed(&mut self, sql: &str) -> Result<()> {
+        self.run_statement(sql)
     }
 }
 

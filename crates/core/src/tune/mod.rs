@@ -1,0 +1,409 @@
+//! db_tune: find what slows a database down, with evidence; apply the fixes the policy allows,
+//! each bounded by lock and statement timeouts; measure a workload before and after; record
+//! it all in the ledger (the scorecard's query-time reduction reads `query_time_before_ms` and
+//! `query_time_after_ms`).
+//!
+//! The engine finds and fixes (engine/<engine>/tune.rs, with the index advice both share in
+//! advice.rs); this file decides what runs: the plan, the policy, the order, the measurement.
+
+pub mod advice;
+pub mod model;
+pub mod workload;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+pub use model::*;
+
+use crate::engine::{self, Engine, TuneLimits, TuneScope};
+use crate::ledger::{Outcome, Target};
+use crate::metrics::Sample;
+use crate::run::{Change, Done, Recorder};
+use crate::task::Task;
+use crate::{Error, Result};
+
+/// Runs db_tune. A plan (check mode or `action: plan`) changes nothing and is recorded as a
+/// rehearsal; an apply records which fixes ran, failed or were not allowed, and the measured
+/// gain. A fix that fails fails the run (after the others ran), with the report.
+pub fn run(request: &TuneRequest, check_mode: bool) -> Result<Done<TuneReport>> {
+    let planning = check_mode || request.action == TuneAction::Plan;
+    let instance = request
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| crate::backup::default_instance_id(&request.connection));
+    let target = Target {
+        instance: instance.clone(),
+        db: Some(request.database.clone()),
+    };
+    let recorder = Recorder::start(Task::Tune, &request.run, planning)
+        .hiding(request.connection.login_password.as_ref());
+    let report = match tune(request, &instance, planning) {
+        Ok(report) => report,
+        Err(e) => {
+            recorder.fail(target, &e);
+            return Err(e);
+        }
+    };
+    let failed = report.count(ActionStatus::Failed);
+    let changed = report.count(ActionStatus::Applied) > 0;
+    let outcome = if failed > 0 {
+        Outcome::Failed
+    } else {
+        Outcome::Ok
+    };
+    let warnings = recorder.finish(
+        target,
+        outcome,
+        changed,
+        ledger_details(&report, planning),
+        samples(&report),
+    );
+    Ok(Done {
+        changed,
+        msg: message(&report, planning),
+        diff: Change::between("DDL", Some(String::new()), Some(ddl(&report, planning))),
+        warnings,
+        output: report,
+    })
+}
+
+fn tune(request: &TuneRequest, instance: &str, planning: bool) -> Result<TuneReport> {
+    if request.database.is_empty() {
+        return Err(Error::invalid("database", "name the database to tune"));
+    }
+    if !planning && let Some(window) = &request.window {
+        window.gate(jiff::Timestamp::now(), request.force)?;
+    }
+    let statements = request
+        .workload
+        .as_deref()
+        .map(workload::read)
+        .transpose()?;
+    let mut connection = request.connection.clone();
+    connection.login_db = Some(request.database.clone());
+    let mut engine = engine::connect(&connection)?;
+    let scope = TuneScope {
+        min_table_rows: request.min_table_rows,
+        top_statements: request.top_statements,
+        statements: statements
+            .iter()
+            .flatten()
+            .map(workload::Statement::sample)
+            .collect(),
+    };
+    let (findings, limits) = engine.tune_findings(&scope)?;
+    let mut report = TuneReport {
+        instance_id: instance.to_string(),
+        database: request.database.clone(),
+        actions: plan(&findings, request),
+        findings,
+        measurement: None,
+        limits,
+    };
+    if planning || report.count(ActionStatus::Planned) == 0 {
+        return Ok(report);
+    }
+    let measured = statements
+        .as_ref()
+        .zip(request.workload.as_ref())
+        .map(|(statements, path)| {
+            workload::replay(engine.as_mut(), statements, request.workload_runs)
+                .map(|before| (statements, path, before))
+        })
+        .transpose()?;
+    let limits = TuneLimits {
+        lock_timeout: Duration::from_secs(request.lock_timeout),
+        statement_timeout: Duration::from_secs(request.statement_timeout),
+    };
+    apply(
+        engine.as_mut(),
+        &mut report.actions,
+        &report.findings,
+        &limits,
+    );
+    if let Some((statements, path, before)) = measured {
+        let after = workload::replay(engine.as_mut(), statements, request.workload_runs)?;
+        let (before_all, after_all, per_statement) = workload::compare(statements, &before, &after);
+        report.measurement = Some(Measurement {
+            workload: path.clone(),
+            reduction: (before_all.mean_ms > 0.0).then(|| {
+                ((1.0 - after_all.mean_ms / before_all.mean_ms) * 10000.0).round() / 10000.0
+            }),
+            before: before_all,
+            after: after_all,
+            statements: per_statement,
+        });
+    }
+    Ok(report)
+}
+
+/// Whether the request allows fixes of this kind (index changes are opt-in).
+fn allowed(request: &TuneRequest, kind: FixKind) -> std::result::Result<(), &'static str> {
+    match kind {
+        FixKind::Analyze | FixKind::Vacuum | FixKind::Reindex | FixKind::Rebuild => Ok(()),
+        FixKind::CreateIndex if request.apply_index_advice => Ok(()),
+        FixKind::CreateIndex => Err("index advice: set apply_index_advice: true to create it"),
+        FixKind::DropUnusedIndex if request.drop_unused_indexes => Ok(()),
+        FixKind::DropUnusedIndex => Err("set drop_unused_indexes: true to drop unused indexes"),
+        FixKind::DropDuplicateIndex if request.drop_duplicate_indexes => Ok(()),
+        FixKind::DropDuplicateIndex => {
+            Err("set drop_duplicate_indexes: true to drop duplicate and redundant indexes")
+        }
+    }
+}
+
+/// One action per distinct statement (a VACUUM (ANALYZE) can resolve two findings), in a
+/// safe order: statistics and vacuum first, then rebuilds, new indexes, and drops last.
+fn plan(findings: &[Finding], request: &TuneRequest) -> Vec<Action> {
+    let mut actions: Vec<Action> = Vec::new();
+    for finding in findings {
+        let Some(fix) = &finding.fix else { continue };
+        if let Some(action) = actions.iter_mut().find(|a| a.sql == fix.sql) {
+            action.finding.push_str(&format!(", {}", finding.id));
+            continue;
+        }
+        let verdict = allowed(request, fix.kind);
+        actions.push(Action {
+            finding: finding.id.clone(),
+            kind: fix.kind,
+            sql: fix.sql.clone(),
+            status: if verdict.is_ok() {
+                ActionStatus::Planned
+            } else {
+                ActionStatus::NotAllowed
+            },
+            seconds: None,
+            note: verdict.err().map(str::to_string),
+        });
+    }
+    actions.sort_by_key(|a| a.kind);
+    actions
+}
+
+/// Runs every planned fix; a failure is recorded on its action and the others still run.
+fn apply(
+    engine: &mut dyn Engine,
+    actions: &mut [Action],
+    findings: &[Finding],
+    limits: &TuneLimits,
+) {
+    for action in actions
+        .iter_mut()
+        .filter(|a| a.status == ActionStatus::Planned)
+    {
+        let Some(fix) = findings
+            .iter()
+            .filter_map(|f| f.fix.as_ref())
+            .find(|f| f.sql == action.sql)
+        else {
+            continue;
+        };
+        let started = Instant::now();
+        let result = engine.run_fix(fix, limits);
+        action.seconds = Some((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
+        match result {
+            Ok(()) => action.status = ActionStatus::Applied,
+            Err(e) => {
+                action.status = ActionStatus::Failed;
+                action.note = Some(format!(
+                    "{e}; raise lock_timeout or run again when the table is quiet"
+                ));
+            }
+        }
+    }
+}
+
+impl TuneReport {
+    /// How many actions have this status.
+    pub fn count(&self, status: ActionStatus) -> usize {
+        self.actions.iter().filter(|a| a.status == status).count()
+    }
+
+    /// Why the run failed, when a fix failed.
+    pub fn failure(&self) -> Option<String> {
+        let failed: Vec<String> = self
+            .actions
+            .iter()
+            .filter(|a| a.status == ActionStatus::Failed)
+            .map(|a| a.note.clone().unwrap_or_else(|| a.sql.clone()))
+            .collect();
+        (!failed.is_empty())
+            .then(|| format!("{} fix(es) failed: {}", failed.len(), failed.join("; ")))
+    }
+}
+
+fn message(report: &TuneReport, planning: bool) -> String {
+    let findings = report.findings.len();
+    let not_allowed = report.count(ActionStatus::NotAllowed);
+    let others = if not_allowed > 0 {
+        format!(" ({not_allowed} more need an opt-in)")
+    } else {
+        String::new()
+    };
+    let mut msg = if planning {
+        format!(
+            "{findings} findings in '{}'; would apply {} fixes{others}",
+            report.database,
+            report.count(ActionStatus::Planned)
+        )
+    } else if report.count(ActionStatus::Applied) + report.count(ActionStatus::Failed) == 0 {
+        format!(
+            "{findings} findings in '{}'; nothing to apply{others}",
+            report.database
+        )
+    } else {
+        format!(
+            "{findings} findings in '{}'; applied {} fixes, {} failed{others}",
+            report.database,
+            report.count(ActionStatus::Applied),
+            report.count(ActionStatus::Failed)
+        )
+    };
+    if let Some(m) = &report.measurement {
+        msg.push_str(&format!(
+            "; workload mean {} ms -> {} ms, p95 {} ms -> {} ms",
+            m.before.mean_ms, m.after.mean_ms, m.before.p95_ms, m.after.p95_ms
+        ));
+    }
+    msg
+}
+
+/// The statements that ran (or would), one per line, for diff mode.
+fn ddl(report: &TuneReport, planning: bool) -> String {
+    let wanted = if planning {
+        ActionStatus::Planned
+    } else {
+        ActionStatus::Applied
+    };
+    report
+        .actions
+        .iter()
+        .filter(|a| a.status == wanted)
+        .map(|a| format!("{};\n", a.sql))
+        .collect()
+}
+
+fn ledger_details(report: &TuneReport, planning: bool) -> serde_json::Value {
+    let mut by_kind = std::collections::BTreeMap::<&str, usize>::new();
+    for f in &report.findings {
+        *by_kind.entry(f.kind.as_str()).or_default() += 1;
+    }
+    let list = |status: ActionStatus| -> Vec<&str> {
+        report
+            .actions
+            .iter()
+            .filter(|a| a.status == status)
+            .map(|a| a.sql.as_str())
+            .collect()
+    };
+    let mut details = json!({
+        "action": if planning { "plan" } else { "apply" },
+        "findings": report.findings.len(),
+        "by_kind": by_kind,
+        "applied": list(ActionStatus::Applied),
+        "failed": list(ActionStatus::Failed),
+        "planned": list(ActionStatus::Planned),
+        "not_allowed": list(ActionStatus::NotAllowed),
+    });
+    if let Some(m) = &report.measurement {
+        details["workload"] = json!(m.workload);
+        details["query_time_before_ms"] = json!(m.before.mean_ms);
+        details["query_time_after_ms"] = json!(m.after.mean_ms);
+        details["p95_before_ms"] = json!(m.before.p95_ms);
+        details["p95_after_ms"] = json!(m.after.p95_ms);
+    }
+    details
+}
+
+fn samples(report: &TuneReport) -> Vec<Sample> {
+    let labels = |severity: &'static str| {
+        [
+            ("instance", report.instance_id.clone()),
+            ("db", report.database.clone()),
+            ("severity", severity.to_string()),
+        ]
+    };
+    [
+        (Severity::Info, "info"),
+        (Severity::Warning, "warning"),
+        (Severity::Critical, "critical"),
+    ]
+    .into_iter()
+    .map(|(severity, name)| {
+        let labels = labels(name);
+        let refs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Sample::gauge(
+            "dbcadence_tune_findings",
+            "Findings of the last db_tune run, by severity.",
+            &refs,
+            report
+                .findings
+                .iter()
+                .filter(|f| f.severity == severity)
+                .count() as f64,
+        )
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(id: &str, kind: FixKind, sql: &str) -> Finding {
+        Finding {
+            id: id.into(),
+            kind: FindingKind::StaleStatistics,
+            severity: Severity::Warning,
+            object: id.into(),
+            reason: String::new(),
+            evidence: json!({}),
+            fix: Some(Fix {
+                kind,
+                sql: sql.into(),
+                cleanup: None,
+                outside_transaction: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_plan_merges_same_statements_orders_them_and_follows_the_policy() {
+        let request: TuneRequest = serde_json::from_value(json!({"database": "d"})).unwrap();
+        let findings = vec![
+            finding("drop", FixKind::DropDuplicateIndex, "DROP INDEX x"),
+            finding("stale:t", FixKind::Vacuum, "VACUUM (ANALYZE) t"),
+            finding("dead:t", FixKind::Vacuum, "VACUUM (ANALYZE) t"),
+            finding("fk", FixKind::CreateIndex, "CREATE INDEX y"),
+        ];
+        let actions = plan(&findings, &request);
+        let summary: Vec<(&str, ActionStatus)> =
+            actions.iter().map(|a| (a.sql.as_str(), a.status)).collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("VACUUM (ANALYZE) t", ActionStatus::Planned),
+                ("CREATE INDEX y", ActionStatus::NotAllowed),
+                ("DROP INDEX x", ActionStatus::NotAllowed),
+            ]
+        );
+        assert_eq!(actions[0].finding, "stale:t, dead:t");
+        assert!(
+            actions[1]
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("apply_index_advice")
+        );
+        let opted: TuneRequest = serde_json::from_value(
+            json!({"database": "d", "apply_index_advice": true, "drop_duplicate_indexes": true}),
+        )
+        .unwrap();
+        assert!(
+            plan(&findings, &opted)
+                .iter()
+                .all(|a| a.status == ActionStatus::Planned)
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! What tuning is made of: the request (module arguments), a finding with its evidence and
+//! the fix it proposes, the plan of fixes a run applies, and what a workload measured.
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::connection::ConnectionArgs;
+use crate::run::RunOptions;
+use crate::schedule::Window;
+
+/// What db_tune does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TuneAction {
+    /// Find, then apply the fixes the policy allows (the default).
+    #[default]
+    Apply,
+    /// Find and plan only; change nothing (like check mode, but recorded as a real run).
+    Plan,
+}
+
+/// Arguments of db_tune and `dbcadence tune`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TuneRequest {
+    #[serde(flatten)]
+    pub connection: ConnectionArgs,
+    /// Database to tune.
+    pub database: String,
+    /// Instance id for the ledger (use the inventory's id); default: engine, host and port.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// apply (default) or plan.
+    #[serde(default)]
+    pub action: TuneAction,
+    /// Also create the indexes the advice proposes (CREATE INDEX CONCURRENTLY, or online DDL
+    /// on MariaDB). Off by default: an index costs writes and disk.
+    #[serde(default)]
+    pub apply_index_advice: bool,
+    /// Also drop indexes never used since the statistics were reset (never one backing a
+    /// constraint).
+    #[serde(default)]
+    pub drop_unused_indexes: bool,
+    /// Also drop indexes that duplicate another, or are a prefix of another (never one backing
+    /// a constraint).
+    #[serde(default)]
+    pub drop_duplicate_indexes: bool,
+    /// A SQL file replayed before and after the fixes to measure the gain: one statement per
+    /// line; `$[1..1000]` draws an integer from a range, `$[a|b|c]` one of the words. Lines
+    /// starting with `--` are comments.
+    #[serde(default)]
+    #[schemars(extend("x-path" = true))]
+    pub workload: Option<PathBuf>,
+    /// Runs of each workload statement, before and after.
+    #[serde(default = "default_workload_runs")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub workload_runs: u32,
+    /// Seconds a fix may wait for a lock before it gives up (lock_timeout; MariaDB
+    /// lock_wait_timeout), so that it never queues writers behind it for long.
+    #[serde(default = "default_lock_timeout")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub lock_timeout: u64,
+    /// Seconds one fix may run (statement_timeout; MariaDB max_statement_time).
+    #[serde(default = "default_statement_timeout")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub statement_timeout: u64,
+    /// Tables with fewer rows are left alone by the scan and index findings.
+    #[serde(default = "default_min_rows")]
+    pub min_table_rows: u64,
+    /// The heaviest statements (by total time) searched for missing indexes.
+    #[serde(default = "default_top_statements")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub top_statements: u32,
+    /// Apply only inside this window (plans are allowed any time).
+    #[serde(default)]
+    pub window: Option<Window>,
+    /// Apply outside the window anyway.
+    #[serde(default)]
+    pub force: bool,
+    #[serde(flatten)]
+    pub run: RunOptions,
+}
+
+fn default_workload_runs() -> u32 {
+    20
+}
+fn default_lock_timeout() -> u64 {
+    5
+}
+fn default_statement_timeout() -> u64 {
+    1800
+}
+fn default_min_rows() -> u64 {
+    1000
+}
+fn default_top_statements() -> u32 {
+    20
+}
+
+/// How much a finding matters.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing; no harm yet.
+    Info,
+    /// Costs time or space now.
+    Warning,
+    /// Risks an outage (transaction-ID wraparound, an invalid index).
+    Critical,
+}
+
+/// The kinds of findings, one string form each (the finding id starts with it).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// The planner's statistics lag behind the data.
+    StaleStatistics,
+    /// Dead rows wait for a vacuum.
+    DeadTuples,
+    /// The oldest transaction ID of a table is getting old (PostgreSQL).
+    WraparoundAge,
+    /// A table holds much more space than its rows need.
+    TableBloat,
+    /// An index holds much more space than its entries need.
+    IndexBloat,
+    /// Free space inside a MariaDB table (data_free).
+    Fragmentation,
+    /// A foreign key whose referencing columns no index starts with.
+    UnindexedForeignKey,
+    /// A large table read mostly by sequential scans.
+    SequentialScans,
+    /// A heavy statement scans a large table that an index would narrow.
+    MissingIndex,
+    /// An index not used since the statistics were reset.
+    UnusedIndex,
+    /// An index with the same columns as another.
+    DuplicateIndex,
+    /// An index whose columns are a prefix of another's.
+    RedundantIndex,
+    /// An index left invalid by a failed concurrent build (PostgreSQL).
+    InvalidIndex,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::StaleStatistics => "stale_statistics",
+            FindingKind::DeadTuples => "dead_tuples",
+            FindingKind::WraparoundAge => "wraparound_age",
+            FindingKind::TableBloat => "table_bloat",
+            FindingKind::IndexBloat => "index_bloat",
+            FindingKind::Fragmentation => "fragmentation",
+            FindingKind::UnindexedForeignKey => "unindexed_foreign_key",
+            FindingKind::SequentialScans => "sequential_scans",
+            FindingKind::MissingIndex => "missing_index",
+            FindingKind::UnusedIndex => "unused_index",
+            FindingKind::DuplicateIndex => "duplicate_index",
+            FindingKind::RedundantIndex => "redundant_index",
+            FindingKind::InvalidIndex => "invalid_index",
+        }
+    }
+}
+
+/// The kinds of fixes; which ones a run applies is the request's policy.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum FixKind {
+    /// ANALYZE / ANALYZE TABLE.
+    Analyze,
+    /// VACUUM (ANALYZE).
+    Vacuum,
+    /// REINDEX INDEX CONCURRENTLY.
+    Reindex,
+    /// An online rebuild of a MariaDB table (ALTER TABLE ... FORCE, LOCK=NONE).
+    Rebuild,
+    /// CREATE INDEX CONCURRENTLY / online ADD INDEX (apply_index_advice).
+    CreateIndex,
+    /// DROP INDEX of an unused index (drop_unused_indexes).
+    DropUnusedIndex,
+    /// DROP INDEX of a duplicate or redundant index (drop_duplicate_indexes).
+    DropDuplicateIndex,
+}
+
+/// A fix: the statement that resolves a finding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Fix {
+    pub kind: FixKind,
+    /// The statement, identifiers quoted.
+    pub sql: String,
+    /// Run when the statement fails, so that nothing half-built stays behind (the invalid
+    /// index a failed CREATE INDEX CONCURRENTLY leaves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup: Option<String>,
+    /// Whether it runs outside a transaction block (the CONCURRENTLY forms must).
+    #[serde(default)]
+    pub outside_transaction: bool,
+}
+
+/// One thing found wrong with the database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Finding {
+    /// Stable id: kind and object, e.g. `missing_index:public.orders(customer_id)`.
+    pub id: String,
+    pub kind: FindingKind,
+    pub severity: Severity,
+    /// The table or index concerned (schema-qualified on PostgreSQL).
+    pub object: String,
+    /// Why it matters, in one sentence.
+    pub reason: String,
+    /// The numbers the finding rests on (counts, sizes, EXPLAIN costs, statements).
+    pub evidence: Value,
+    /// The proposed fix, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<Fix>,
+}
+
+/// What happened to a planned fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStatus {
+    /// Would run (check mode, action plan).
+    Planned,
+    Applied,
+    Failed,
+    /// Proposed, but the policy does not allow this kind (say which argument would).
+    NotAllowed,
+}
+
+/// One fix of the plan and its fate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Action {
+    /// The finding it resolves.
+    pub finding: String,
+    pub kind: FixKind,
+    pub sql: String,
+    pub status: ActionStatus,
+    /// Wall time of the statement, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    /// Why it failed or is not allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Timings of one workload statement, or of all of them together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Timings {
+    pub runs: usize,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub mean_ms: f64,
+}
+
+/// One statement of the workload, before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StatementGain {
+    /// The statement as written in the workload file (parameters unexpanded).
+    pub statement: String,
+    pub before: Timings,
+    pub after: Timings,
+}
+
+/// What the workload measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Measurement {
+    pub workload: PathBuf,
+    pub before: Timings,
+    pub after: Timings,
+    /// 1 - after/before of the mean time; None when nothing was measured.
+    pub reduction: Option<f64>,
+    pub statements: Vec<StatementGain>,
+}
+
+/// What a db_tune run found and did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TuneReport {
+    pub instance_id: String,
+    pub database: String,
+    pub findings: Vec<Finding>,
+    /// The fixes, in the order they run.
+    pub actions: Vec<Action>,
+    /// Before and after, when a workload was given and fixes ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurement: Option<Measurement>,
+    /// What the finder could not look at (no pg_stat_statements, no hypopg...), and why.
+    pub limits: Vec<String>,
+}
