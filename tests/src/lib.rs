@@ -288,3 +288,66 @@ impl Drop for PrivateLab {
         let _ = lab::down(&self.lab.dir, true);
     }
 }
+
+/// Rows of a query as text, for tests that read what the server holds (catalogue, counts).
+/// Over the instance's socket as the lab user, in `database`.
+pub fn query(instance: &LabInstance, database: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    match instance.engine {
+        dbcadence_core::connection::EngineKind::Postgresql => {
+            let mut client = postgres::Config::new()
+                .host_path(&instance.socket)
+                .port(instance.port)
+                .user(&instance.user)
+                .password(instance.password().unwrap())
+                .dbname(database)
+                .connect(postgres::NoTls)
+                .unwrap_or_else(|e| panic!("connect to {database}: {e}"));
+            client
+                .simple_query(sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .into_iter()
+                .filter_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(row) => Some(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_string))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect()
+        }
+        dbcadence_core::connection::EngineKind::Mysql => {
+            use mysql_async::prelude::Queryable;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let opts = mysql_async::OptsBuilder::default()
+                    .socket(Some(instance.socket.to_string_lossy().into_owned()))
+                    .user(Some(instance.user.clone()))
+                    .pass(Some(instance.password().unwrap()))
+                    .db_name(Some(database.to_string()));
+                let mut conn = mysql_async::Conn::new(opts)
+                    .await
+                    .unwrap_or_else(|e| panic!("connect to {database}: {e}"));
+                let rows: Vec<mysql_async::Row> = conn
+                    .query(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = conn.disconnect().await;
+                rows.iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| {
+                                row.get_opt::<Option<String>, usize>(i)
+                                    .and_then(|r| r.ok())
+                                    .flatten()
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+        }
+    }
+}

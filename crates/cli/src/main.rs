@@ -81,6 +81,9 @@ enum Command {
         #[command(subcommand)]
         action: commands::BackupsAction,
     },
+    /// Find what slows a database down, apply the allowed fixes under timeouts, measure the
+    /// gain with a workload.
+    Tune(commands::TuneArgs),
     /// Discover instances and databases; also an Ansible inventory script (--list, --host).
     Inventory(commands::InventoryArgs),
 }
@@ -230,5 +233,6 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
             action: commands::BackupsAction::List { backup_dir, format },
         } => commands::backups(backup_dir, format),
         Command::Inventory(args) => commands::inventory(args),
+        Command::Tune(args) => commands::tune(args),
     }
 }

@@ -32,6 +32,7 @@ pub const NAMES: &[&str] = &[
     "dbcadence_task_last_status",
     "dbcadence_task_last_success_timestamp_seconds",
     "dbcadence_task_runs_total",
+    "dbcadence_tune_findings",
 ];
 
 /// The file node_exporter reads.

@@ -35,3 +35,37 @@ pub fn report<T>(done: Done<T>) -> Report<T> {
         output: done.output,
     }
 }
+
+/// The error of an operation that ran and said no (a fix failed, a backup is not verified):
+/// the task fails, and its result still carries what the operation found.
+#[derive(Debug)]
+pub enum Failed<T> {
+    /// The operation could not run.
+    Core(dbcadence_core::Error),
+    /// It ran; `msg` says why the task fails, `output` what it found and did.
+    Said { msg: String, output: Box<T> },
+}
+
+impl<T: std::fmt::Debug> std::fmt::Display for Failed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Core(e) => e.fmt(f),
+            Failed::Said { msg, .. } => f.write_str(msg),
+        }
+    }
+}
+
+impl<T: std::fmt::Debug> std::error::Error for Failed<T> {}
+
+impl<T: serde::Serialize> Failed<T> {
+    /// The result fields kept with the failure: the operation's output, when it ran.
+    pub fn fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
+            Failed::Said { output, .. } => match serde_json::to_value(output) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            },
+            Failed::Core(_) => serde_json::Map::new(),
+        }
+    }
+}

@@ -5,6 +5,7 @@ mod backup;
 mod inventory;
 mod lab;
 mod schedule;
+mod tune;
 
 pub(crate) use backup::{
     BackupArgs, BackupsAction, PruneArgs, VerifyArgs, backup, backups, prune, verify,
@@ -12,3 +13,4 @@ pub(crate) use backup::{
 pub(crate) use inventory::{InventoryArgs, inventory};
 pub(crate) use lab::{LabAction, lab};
 pub(crate) use schedule::{ScheduleAction, schedule};
+pub(crate) use tune::{TuneArgs, tune};

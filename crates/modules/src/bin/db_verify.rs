@@ -1,38 +1,16 @@
 //! db_verify: prove a backup by restoring it into a scratch server.
 
 use dbcadence_core::verify::{self, VerifyReport, VerifyRequest};
+use dbcadence_modules::Failed;
 use dbcadence_protocol::{Context, Module, ModuleDoc, Report, Support, run_main};
 use serde_json::{Map, Value};
-
-/// A verification that ran and said no is a failed task that still returns its findings.
-#[derive(Debug)]
-enum VerifyError {
-    Core(dbcadence_core::Error),
-    NotVerified(Box<VerifyReport>),
-}
-
-impl std::fmt::Display for VerifyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VerifyError::Core(e) => e.fmt(f),
-            VerifyError::NotVerified(r) => write!(
-                f,
-                "backup {} is not verified: {}",
-                r.backup.display(),
-                r.reason
-            ),
-        }
-    }
-}
-
-impl std::error::Error for VerifyError {}
 
 struct DbVerify;
 
 impl Module for DbVerify {
     type Args = VerifyRequest;
     type Output = VerifyReport;
-    type Error = VerifyError;
+    type Error = Failed<VerifyReport>;
 
     fn doc() -> ModuleDoc {
         ModuleDoc {
@@ -66,24 +44,28 @@ impl Module for DbVerify {
         }
     }
 
-    fn run(args: VerifyRequest, ctx: &Context) -> Result<Report<VerifyReport>, VerifyError> {
-        let done = verify::run(&args, ctx.check_mode).map_err(VerifyError::Core)?;
+    fn run(
+        args: VerifyRequest,
+        ctx: &Context,
+    ) -> Result<Report<VerifyReport>, Failed<VerifyReport>> {
+        let done = verify::run(&args, ctx.check_mode).map_err(Failed::Core)?;
         // A verification that ran and said no fails the task, with its findings.
         let report = &done.output;
         if !report.verified && !report.nothing_to_verify && !ctx.check_mode {
-            return Err(VerifyError::NotVerified(Box::new(done.output)));
+            return Err(Failed::Said {
+                msg: format!(
+                    "backup {} is not verified: {}",
+                    report.backup.display(),
+                    report.reason
+                ),
+                output: Box::new(done.output),
+            });
         }
         Ok(dbcadence_modules::report(done))
     }
 
-    fn failure_fields(error: &VerifyError) -> Map<String, Value> {
-        match error {
-            VerifyError::NotVerified(report) => match serde_json::to_value(report) {
-                Ok(Value::Object(map)) => map,
-                _ => Map::new(),
-            },
-            VerifyError::Core(_) => Map::new(),
-        }
+    fn failure_fields(error: &Failed<VerifyReport>) -> Map<String, Value> {
+        error.fields()
     }
 }
 

@@ -173,10 +173,11 @@ impl PostgresEngine {
                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.num ORDER BY k.pos) ELSE ARRAY[]::text[] END, \
                  i.indisunique OR i.indisprimary, EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = ci.oid), \
                  i.indpred IS NOT NULL OR i.indexprs IS NOT NULL OR NOT i.indisvalid, am.amname::text, st.idx_scan, \
-                 pg_relation_size(ci.oid), ct.reltuples::float8 \
+                 pg_relation_size(ci.oid), greatest(ct.reltuples, coalesce(tst.n_live_tup, 0))::float8 \
                  FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid JOIN pg_class ct ON ct.oid = i.indrelid \
                  JOIN pg_namespace n ON n.oid = ct.relnamespace JOIN pg_am am ON am.oid = ci.relam \
                  LEFT JOIN pg_stat_user_indexes st ON st.indexrelid = ci.oid \
+                 LEFT JOIN pg_stat_user_tables tst ON tst.relid = ct.oid \
                  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
                  ORDER BY 1, 2, 3",
                 &[],
@@ -276,7 +277,7 @@ impl PostgresEngine {
                 "SELECT n.nspname::text, c.relname::text, k.conname::text, \
                  ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(num, pos) \
                    JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.num ORDER BY u.pos), \
-                 c.reltuples::float8, k.confrelid::regclass::text \
+                 greatest(c.reltuples, coalesce((SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = c.oid), 0))::float8, k.confrelid::regclass::text \
                  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE k.contype = 'f' ORDER BY 1, 2, 3",
                 &[],
@@ -431,7 +432,7 @@ impl PostgresEngine {
             .collect())
     }
 
-    /// The statement's plan as JSON. A normalized statement ($1, $2...) is planned as a
+    /// The statement's plan as JSON (VERBOSE: scans name their schema). A normalized statement ($1, $2...) is planned as a
     /// generic plan: the parameters stay parameters, so the filters show the columns.
     fn explain(&mut self, statement: &str, normalized: bool) -> Option<Value> {
         let text = if normalized {
@@ -441,12 +442,12 @@ impl PostgresEngine {
             self.client.batch_execute(&prepared).ok()?;
             let nulls = vec!["NULL"; params].join(", ");
             if params == 0 {
-                "EXPLAIN (FORMAT JSON) EXECUTE dbcadence_tune".to_string()
+                "EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE dbcadence_tune".to_string()
             } else {
-                format!("EXPLAIN (FORMAT JSON) EXECUTE dbcadence_tune({nulls})")
+                format!("EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE dbcadence_tune({nulls})")
             }
         } else {
-            format!("EXPLAIN (FORMAT JSON) {statement}")
+            format!("EXPLAIN (FORMAT JSON, VERBOSE) {statement}")
         };
         let _ = self
             .client
@@ -494,8 +495,10 @@ impl PostgresEngine {
         let rows = self
             .client
             .query(
-                "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
-                &[&table.qualified()],
+                "SELECT a.attname::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&table.schema, &table.name],
             )
             .map_err(|e| self.query_err("list the columns", &e))?;
         let existing: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
@@ -709,7 +712,7 @@ fn seq_scans(plan: &Value) -> Vec<SeqScan> {
 fn filter_columns(filter: &str) -> Vec<String> {
     static COMPARISON: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(
-            r#"\(+\s*(?:"((?:[^"]|"")+)"|([a-z_][a-z0-9_$]*))\)?(?:::[a-z ]+(?:\(\d+\))?)?\s*(=|<>|<=|>=|<|>|~~|IS NULL)"#,
+            r#"\(+\s*(?:(?:"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\.)?(?:"((?:[^"]|"")+)"|([a-z_][a-z0-9_$]*))\)?(?:::[a-z ]+(?:\(\d+\))?)?\s*(=|<>|<=|>=|<|>|~~|IS NULL)"#,
         )
         .expect("a valid pattern")
     });
