@@ -452,17 +452,11 @@ pub fn install(args: InstallArgs) -> Result<()> {
     Ok(())
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum RunnableTask {
-    Inventory,
-    Backup,
-    Verify,
-}
-
 #[derive(clap::Args)]
 pub struct RunTaskArgs {
-    #[arg(long, value_enum)]
-    task: RunnableTask,
+    /// The task to run (the core refuses one without a runner, naming those it has).
+    #[arg(long, value_parser = parse_task)]
+    task: Task,
     /// Template of the schedule whose databases to serve.
     #[arg(long)]
     template: String,
@@ -478,11 +472,7 @@ pub struct RunTaskArgs {
 
 pub fn run_task(args: RunTaskArgs) -> Result<()> {
     let request = dbcadence_core::timers::TaskRun {
-        task: match args.task {
-            RunnableTask::Inventory => Task::Inventory,
-            RunnableTask::Backup => Task::Backup,
-            RunnableTask::Verify => Task::Verify,
-        },
+        task: args.task,
         template: args.template.clone(),
         schedule: report::load_schedule(Some(&args.schedule))?,
         sources: args.sources,

@@ -4,8 +4,8 @@
 //! `dbcadence run --task backup --template postgresql-production` takes an inventory of the
 //! sources (recorded as a rehearsal: it tells the report which databases exist without
 //! counting as the inventory task), picks the databases that follow the template, and backs
-//! up (or verifies) each one; one failure does not stop the others, and the command fails at
-//! the end when any did. Tasks without a runner yet (tune, logs, audit, patch) get no timer:
+//! up (or verifies, or tunes) each one; one failure does not stop the others, and the command
+//! fails at the end when any did. Tasks without a runner yet (logs, audit, patch) get no timer:
 //! `install` lists them as skipped rather than calling something that does nothing.
 
 use std::collections::BTreeMap;
@@ -46,7 +46,10 @@ pub struct TaskRunItem {
 }
 
 fn runnable(task: Task) -> bool {
-    matches!(task, Task::Inventory | Task::Backup | Task::Verify)
+    matches!(
+        task,
+        Task::Inventory | Task::Backup | Task::Verify | Task::Tune
+    )
 }
 
 /// Runs one task of one template for every database that follows it.
@@ -66,7 +69,7 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
         return Err(Error::invalid(
             "task",
             format!(
-                "{:?} has no runner yet; only inventory, backup and verify run from timers",
+                "{:?} has no runner yet; only inventory, backup, verify and tune run from timers",
                 request.task
             )
             .to_lowercase(),
@@ -162,6 +165,25 @@ fn run_on_database(
             false,
         )
         .map(|done| done.msg),
+        // From a timer, tuning applies what needs no opt-in (statistics, vacuum, rebuilds of
+        // invalid or bloated indexes), inside the task's window.
+        Task::Tune => crate::tune::run(
+            &crate::tune::TuneRequest {
+                instance_id: Some(instance.to_string()),
+                window: template
+                    .tasks
+                    .iter()
+                    .find(|t| t.task == Task::Tune)
+                    .and_then(|t| t.window.clone()),
+                run: request.run.clone(),
+                ..crate::tune::TuneRequest::defaults(connection, database)
+            },
+            false,
+        )
+        .and_then(|done| match done.output.failure() {
+            Some(msg) => Err(Error::invalid("tune", msg)),
+            None => Ok(done.msg),
+        }),
         _ => verify::run(
             &VerifyRequest {
                 backup_dir: request.backup_dir.clone(),
@@ -290,7 +312,7 @@ pub fn plan(request: &InstallRequest) -> Result<InstallPlan> {
             let task_name = format!("{:?}", task.task).to_lowercase();
             if !runnable(task.task) {
                 plan.skipped.push(format!(
-                    "{}/{task_name}: no runner yet (tune, logs, audit and patch come with their modules)",
+                    "{}/{task_name}: no runner yet (logs, audit and patch come with their modules)",
                     template.name
                 ));
                 continue;

@@ -83,6 +83,31 @@ pub struct TuneRequest {
     pub run: RunOptions,
 }
 
+impl TuneRequest {
+    /// A request with every default, as a task that names only its connection and database
+    /// gets it (what the timers run).
+    pub fn defaults(connection: ConnectionArgs, database: &str) -> TuneRequest {
+        TuneRequest {
+            connection,
+            database: database.to_string(),
+            instance_id: None,
+            action: TuneAction::Apply,
+            apply_index_advice: false,
+            drop_unused_indexes: false,
+            drop_duplicate_indexes: false,
+            workload: None,
+            workload_runs: default_workload_runs(),
+            lock_timeout: default_lock_timeout(),
+            statement_timeout: default_statement_timeout(),
+            min_table_rows: default_min_rows(),
+            top_statements: default_top_statements(),
+            window: None,
+            force: false,
+            run: RunOptions::default(),
+        }
+    }
+}
+
 fn default_workload_runs() -> u32 {
     20
 }
