@@ -203,3 +203,62 @@ fn the_backup_playbook_backs_up_and_verifies_hosts_of_the_inventory_script() {
     );
     assert!(!out.contains(&pg().password().unwrap()) && !out.contains(&my().password().unwrap()));
 }
+
+#[test]
+fn the_tune_playbook_plans_in_check_mode_then_applies_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = sources_file(dir.path());
+    let db = unique("awxtune");
+    for instance in [pg(), my()] {
+        let mut engine = connect(instance);
+        engine.create_database(&db).unwrap();
+        // Never analyzed: the first apply has something to do, the second nothing.
+        engine
+            .execute_in(
+                Some(&db),
+                "CREATE TABLE t (id integer PRIMARY KEY, v integer); INSERT INTO t VALUES (1, 1), (2, 2), (3, 3);",
+            )
+            .unwrap();
+    }
+    let ledger = dir.path().join("ledger.jsonl");
+    let env = [
+        ("DBCADENCE_SOURCES", sources.display().to_string()),
+        ("DBCADENCE_LEDGER", ledger.display().to_string()),
+    ];
+    let run = |extra: &[&str]| {
+        let mut args: Vec<String> = vec![
+            "-i".into(),
+            "ansible/inventory/dbcadence_inventory.sh".into(),
+            "playbooks/tune.yml".into(),
+            "--limit".into(),
+            format!("pg1.{db}"),
+            "-e".into(),
+            "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        ansible("ansible-playbook", args, &env)
+    };
+    let (ok, out) = run(&["--check", "--diff"]);
+    assert!(ok && out.contains("failed=0"), "{out}");
+    assert!(out.contains("ANALYZE"), "the diff shows the DDL: {out}");
+    assert!(
+        out.contains("changed=1"),
+        "check mode says it would change: {out}"
+    );
+    let (ok, out) = run(&[]);
+    assert!(
+        ok && out.contains("failed=0") && out.contains("changed=1"),
+        "{out}"
+    );
+    let (ok, out) = run(&[]);
+    assert!(ok && out.contains("changed=0"), "second apply: {out}");
+    assert!(!out.contains(&pg().password().unwrap()));
+    let records = std::fs::read_to_string(&ledger).unwrap();
+    assert_eq!(
+        records
+            .lines()
+            .filter(|l| l.contains("\"task\":\"tune\""))
+            .count(),
+        3
+    );
+}

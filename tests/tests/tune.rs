@@ -105,7 +105,10 @@ fn postgres_findings_apply_measured_gain_and_a_quiet_second_run() {
     check["_ansible_diff"] = json!(true);
     let plan = run_module("db_tune", &check);
     assert_eq!(plan.json["failed"], false, "{}", plan.json);
-    assert_eq!(plan.json["changed"], false);
+    assert_eq!(
+        plan.json["changed"], true,
+        "check mode says it would change"
+    );
     assert_eq!(
         catalogue(instance, &name),
         before,
@@ -211,6 +214,20 @@ fn postgres_findings_apply_measured_gain_and_a_quiet_second_run() {
         "{ids:?}"
     );
 
+    // A plan run is a report: it changes nothing and says so, even with work to do.
+    let mut plan_args = args.clone();
+    plan_args["action"] = json!("plan");
+    plan_args["drop_unused_indexes"] = json!(true);
+    let planned = run_module("db_tune", &plan_args);
+    assert_eq!(planned.json["changed"], false, "{}", planned.json);
+    assert!(
+        planned.json["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["status"] == "planned")
+    );
+
     // The scorecard's query-time row has data now.
     let report = run_module(
         "db_compliance",
@@ -242,7 +259,10 @@ fn mariadb_findings_apply_and_a_quiet_second_run() {
     check["_ansible_check_mode"] = json!(true);
     let plan = run_module("db_tune", &check);
     assert_eq!(plan.json["failed"], false, "{}", plan.json);
-    assert_eq!(plan.json["changed"], false);
+    assert_eq!(
+        plan.json["changed"], true,
+        "check mode says it would change"
+    );
     assert_eq!(
         catalogue(instance, &name),
         before,

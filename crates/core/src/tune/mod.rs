@@ -46,7 +46,13 @@ pub fn run(request: &TuneRequest, check_mode: bool) -> Result<Done<TuneReport>> 
         }
     };
     let failed = report.count(ActionStatus::Failed);
-    let changed = report.count(ActionStatus::Applied) > 0;
+    // Check mode says whether it would change something (Ansible's convention); a plan run is
+    // a report and changes nothing.
+    let changed = if check_mode {
+        report.count(ActionStatus::Planned) > 0
+    } else {
+        report.count(ActionStatus::Applied) > 0
+    };
     let outcome = if failed > 0 {
         Outcome::Failed
     } else {

@@ -49,7 +49,7 @@ impl Module for DbTune {
                 "A workload file holds one statement per line; $[1..1000] draws an integer from a range and $[a|b|c] one of the words. Lines starting with -- are comments.",
                 "PostgreSQL: pg_stat_statements must be in shared_preload_libraries and created in the database (CREATE EXTENSION pg_stat_statements) for the heaviest statements to be searched; CREATE EXTENSION hypopg gives hypothetical-index costs. What could not be examined is listed in limits.",
                 "MariaDB: performance_schema=ON (a restart) for unused indexes and statement digests; PROCESS for InnoDB's modification counters.",
-                "A run with action plan, or in check mode, changes nothing and is recorded as a rehearsal: it does not count as tuning in the compliance report.",
+                "Check mode changes nothing and reports changed when fixes would run; a run with action plan changes nothing and reports changed false. Both are recorded as rehearsals: they do not count as tuning in the compliance report.",
                 "A fix that fails (a lock it could not get in lock_timeout) fails the task after the other fixes ran; the result lists every action with its status.",
             ],
             check_mode: Support::Full,
