@@ -228,6 +228,26 @@ fn postgres_findings_apply_measured_gain_and_a_quiet_second_run() {
             .any(|a| a["status"] == "planned")
     );
 
+    // The gain on real traffic since the apply (here, the workload's runs after the fixes),
+    // from the statement statistics the apply kept: its own task, never a tuning run.
+    let mut measure_args = args.clone();
+    measure_args["action"] = json!("measure");
+    let measured = run_module("db_tune", &measure_args);
+    assert_eq!(measured.json["failed"], false, "{}", measured.json);
+    assert_eq!(measured.json["changed"], false);
+    let observed = &measured.json["observed"];
+    assert!(
+        observed["statements_compared"].as_u64().unwrap() >= 2,
+        "{observed:#}"
+    );
+    assert!(
+        observed["reduction"].as_f64().unwrap() > 0.5,
+        "{observed:#}"
+    );
+    let ledger = std::fs::read_to_string(dir.path().join("ledger.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(ledger.lines().last().unwrap()).unwrap();
+    assert_eq!(last["task"], "tune_measure");
+
     // The scorecard's query-time row has data now.
     let report = run_module(
         "db_compliance",
@@ -315,6 +335,12 @@ fn mariadb_findings_apply_and_a_quiet_second_run() {
     let again = run_module("db_tune", &args);
     assert_eq!(again.json["failed"], false, "{}", again.json);
     assert_eq!(again.json["changed"], false, "{:#}", again.json["actions"]);
+    let mut measure_args = args.clone();
+    measure_args["action"] = json!("measure");
+    let measured = run_module("db_tune", &measure_args);
+    assert_eq!(measured.json["failed"], false, "{}", measured.json);
+    let observed = &measured.json["observed"];
+    assert!(observed["reduction"].as_f64().unwrap() > 0.5, "{observed:#}");
     connect(instance).drop_database(&name).unwrap();
 }
 

@@ -20,6 +20,9 @@ pub enum Task {
     /// Prove a backup by restoring it.
     Verify,
     Tune,
+    /// The gain observed on real traffic since a tune (db_tune action measure): evidence for
+    /// the scorecard, never a tuning run.
+    TuneMeasure,
     Logs,
     Audit,
     Patch,
@@ -45,12 +48,13 @@ pub enum Scope {
 }
 
 impl Task {
-    pub const ALL: [Task; 13] = [
+    pub const ALL: [Task; 14] = [
         Task::Inventory,
         Task::Backup,
         Task::Prune,
         Task::Verify,
         Task::Tune,
+        Task::TuneMeasure,
         Task::Logs,
         Task::Audit,
         Task::Patch,
@@ -69,6 +73,7 @@ impl Task {
             Task::Prune => "prune",
             Task::Verify => "verify",
             Task::Tune => "tune",
+            Task::TuneMeasure => "tune_measure",
             Task::Logs => "logs",
             Task::Audit => "audit",
             Task::Patch => "patch",
@@ -86,9 +91,12 @@ impl Task {
 
     pub const fn scope(self) -> Scope {
         match self {
-            Task::Backup | Task::Prune | Task::Verify | Task::Tune | Task::Restore => {
-                Scope::Database
-            }
+            Task::Backup
+            | Task::Prune
+            | Task::Verify
+            | Task::Tune
+            | Task::TuneMeasure
+            | Task::Restore => Scope::Database,
             Task::Logs | Task::Audit | Task::Patch | Task::Change => Scope::Instance,
             Task::Inventory | Task::Compliance | Task::Incident | Task::AlertFeedback => {
                 Scope::Fleet
@@ -96,9 +104,13 @@ impl Task {
         }
     }
 
-    /// Whether a schedule may ask for it: records people make are not scheduled.
+    /// Whether a schedule may ask for it: records people make, and measurements of another
+    /// task's effect, are not scheduled.
     pub const fn schedulable(self) -> bool {
-        !matches!(self, Task::Incident | Task::AlertFeedback)
+        !matches!(
+            self,
+            Task::Incident | Task::AlertFeedback | Task::TuneMeasure
+        )
     }
 }
 

@@ -282,6 +282,12 @@ pub trait Engine: Send {
     fn run_fix(&mut self, fix: &crate::tune::model::Fix, limits: &TuneLimits) -> Result<()>;
     /// Runs one statement and reads all its rows (a workload replay).
     fn run_timed(&mut self, sql: &str) -> Result<()>;
+    /// The connected database's statement statistics, heaviest first; None when the server
+    /// keeps none (no pg_stat_statements, performance_schema off).
+    fn statement_stats(
+        &mut self,
+        limit: u32,
+    ) -> Result<Option<Vec<crate::tune::model::StatementStat>>>;
 }
 
 /// What only the lab and the tests do to a server, kept off the production seam: run

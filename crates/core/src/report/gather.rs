@@ -242,7 +242,8 @@ impl Gathered {
                     self.alert_errors += 1;
                 }
             }
-            (Task::Tune, Outcome::Ok) => {
+            // A workload measured by the tune run itself, or the gain observed since (measure).
+            (Task::Tune | Task::TuneMeasure, Outcome::Ok) => {
                 if let Some(d) = record.details::<serde_json::Value>() {
                     let before = d.get("query_time_before_ms").and_then(|v| v.as_f64());
                     let after = d.get("query_time_after_ms").and_then(|v| v.as_f64());

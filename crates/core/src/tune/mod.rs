@@ -8,6 +8,7 @@
 
 pub mod advice;
 pub mod model;
+pub mod observed;
 pub mod workload;
 
 use std::time::{Duration, Instant};
@@ -36,10 +37,13 @@ pub fn run(request: &TuneRequest, check_mode: bool) -> Result<Done<TuneReport>> 
         instance: instance.clone(),
         db: Some(request.database.clone()),
     };
+    if request.action == TuneAction::Measure {
+        return measure(request, &instance, target, check_mode);
+    }
     let recorder = Recorder::start(Task::Tune, &request.run, planning)
         .hiding(request.connection.login_password.as_ref());
-    let report = match tune(request, &instance, planning) {
-        Ok(report) => report,
+    let (report, snapshot) = match tune(request, &instance, planning) {
+        Ok(done) => done,
         Err(e) => {
             recorder.fail(target, &e);
             return Err(e);
@@ -58,13 +62,11 @@ pub fn run(request: &TuneRequest, check_mode: bool) -> Result<Done<TuneReport>> 
     } else {
         Outcome::Ok
     };
-    let warnings = recorder.finish(
-        target,
-        outcome,
-        changed,
-        ledger_details(&report, planning),
-        samples(&report),
-    );
+    let mut details = ledger_details(&report, planning);
+    if let Some(snapshot) = snapshot {
+        details["observed"] = snapshot;
+    }
+    let warnings = recorder.finish(target, outcome, changed, details, samples(&report));
     Ok(Done {
         changed,
         msg: message(&report, planning),
@@ -74,7 +76,80 @@ pub fn run(request: &TuneRequest, check_mode: bool) -> Result<Done<TuneReport>> 
     })
 }
 
-fn tune(request: &TuneRequest, instance: &str, planning: bool) -> Result<TuneReport> {
+/// The gain observed on real traffic since the last apply, recorded as its own task (a
+/// measurement is never a tuning run for compliance).
+fn measure(
+    request: &TuneRequest,
+    instance: &str,
+    target: Target,
+    check_mode: bool,
+) -> Result<Done<TuneReport>> {
+    let recorder = Recorder::start(Task::TuneMeasure, &request.run, check_mode)
+        .hiding(request.connection.login_password.as_ref());
+    let measured = (|| {
+        let (since, before) =
+            observed::last_snapshot(&request.run.ledger()?, instance, &request.database)?
+                .ok_or_else(|| observed::no_snapshot(instance, &request.database))?;
+        let mut connection = request.connection.clone();
+        connection.login_db = Some(request.database.clone());
+        let now = engine::connect(&connection)?
+            .statement_stats(10_000)?
+            .ok_or_else(|| {
+                Error::invalid(
+                    "measure",
+                    "the server keeps no statement statistics now (pg_stat_statements missing, performance_schema off)",
+                )
+            })?;
+        Ok(observed::compare(&since, &before, &now))
+    })();
+    let gain = match measured {
+        Ok(gain) => gain,
+        Err(e) => {
+            recorder.fail(target, &e);
+            return Err(e);
+        }
+    };
+    let mut details = json!({"action": "measure"});
+    let msg = match &gain {
+        Some(g) => {
+            details["since"] = json!(g.since);
+            details["statements_compared"] = json!(g.statements_compared);
+            details["query_time_before_ms"] = json!(g.mean_before_ms);
+            details["query_time_after_ms"] = json!(g.mean_after_ms);
+            format!(
+                "observed on {} statements since {}: mean {} ms -> {} ms",
+                g.statements_compared, g.since, g.mean_before_ms, g.mean_after_ms
+            )
+        }
+        None => "no data: no statement of the snapshot ran again since the apply".to_string(),
+    };
+    let outcome = if gain.is_some() {
+        Outcome::Ok
+    } else {
+        Outcome::Skipped
+    };
+    let warnings = recorder.finish(target, outcome, false, details, vec![]);
+    Ok(Done {
+        changed: false,
+        msg,
+        diff: None,
+        warnings,
+        output: TuneReport {
+            instance_id: instance.to_string(),
+            database: request.database.clone(),
+            observed: gain,
+            ..TuneReport::default()
+        },
+    })
+}
+
+/// Finds, plans and (unless planning) applies; returns the report and the statement
+/// statistics kept for a later measure.
+fn tune(
+    request: &TuneRequest,
+    instance: &str,
+    planning: bool,
+) -> Result<(TuneReport, Option<serde_json::Value>)> {
     if request.database.is_empty() {
         return Err(Error::invalid("database", "name the database to tune"));
     }
@@ -105,10 +180,12 @@ fn tune(request: &TuneRequest, instance: &str, planning: bool) -> Result<TuneRep
         actions: plan(&findings, request),
         findings,
         measurement: None,
+        observed: None,
+        snapshot_statements: 0,
         limits,
     };
     if planning || report.count(ActionStatus::Planned) == 0 {
-        return Ok(report);
+        return Ok((report, None));
     }
     let measured = statements
         .as_ref()
@@ -118,6 +195,13 @@ fn tune(request: &TuneRequest, instance: &str, planning: bool) -> Result<TuneRep
                 .map(|before| (statements, path, before))
         })
         .transpose()?;
+    // The traffic as it was before the fixes, for a later `action: measure`.
+    let snapshot = engine
+        .statement_stats(observed::SNAPSHOT_STATEMENTS)?
+        .map(|stats| {
+            report.snapshot_statements = stats.len();
+            observed::snapshot_details(&jiff::Timestamp::now().to_string(), &stats)
+        });
     let limits = TuneLimits {
         lock_timeout: Duration::from_secs(request.lock_timeout),
         statement_timeout: Duration::from_secs(request.statement_timeout),
@@ -141,7 +225,7 @@ fn tune(request: &TuneRequest, instance: &str, planning: bool) -> Result<TuneRep
             statements: per_statement,
         });
     }
-    Ok(report)
+    Ok((report, snapshot))
 }
 
 /// Whether the request allows fixes of this kind (index changes are opt-in).

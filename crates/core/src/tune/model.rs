@@ -20,6 +20,9 @@ pub enum TuneAction {
     Apply,
     /// Find and plan only; change nothing (like check mode, but recorded as a real run).
     Plan,
+    /// Change nothing; compare the server's statement statistics now with the snapshot the
+    /// last apply took before its fixes (pg_stat_statements, performance_schema digests).
+    Measure,
 }
 
 /// Arguments of db_tune and `dbcadence tune`.
@@ -32,7 +35,7 @@ pub struct TuneRequest {
     /// Instance id for the ledger (use the inventory's id); default: engine, host and port.
     #[serde(default)]
     pub instance_id: Option<String>,
-    /// apply (default) or plan.
+    /// apply (default), plan, or measure (the observed gain since the last apply).
     #[serde(default)]
     pub action: TuneAction,
     /// Also create the indexes the advice proposes (CREATE INDEX CONCURRENTLY, or online DDL
@@ -217,6 +220,7 @@ pub enum FixKind {
 /// A fix: the statement that resolves a finding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Fix {
+    /// What kind of fix it is (the policy allows kinds).
     pub kind: FixKind,
     /// The statement, identifiers quoted.
     pub sql: String,
@@ -234,7 +238,9 @@ pub struct Fix {
 pub struct Finding {
     /// Stable id: kind and object, e.g. `missing_index:public.orders(customer_id)`.
     pub id: String,
+    /// What kind of problem it is.
     pub kind: FindingKind,
+    /// info, warning or critical.
     pub severity: Severity,
     /// The table or index concerned (schema-qualified on PostgreSQL).
     pub object: String,
@@ -253,7 +259,9 @@ pub struct Finding {
 pub enum ActionStatus {
     /// Would run (check mode, action plan).
     Planned,
+    /// Ran and succeeded.
     Applied,
+    /// Ran and failed (the note says why); nothing half-built is left.
     Failed,
     /// Proposed, but the policy does not allow this kind (say which argument would).
     NotAllowed,
@@ -262,10 +270,13 @@ pub enum ActionStatus {
 /// One fix of the plan and its fate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Action {
-    /// The finding it resolves.
+    /// The finding it resolves (several, comma-separated, when one statement fixes them all).
     pub finding: String,
+    /// What kind of fix it is.
     pub kind: FixKind,
+    /// The statement, identifiers quoted.
     pub sql: String,
+    /// planned, applied, failed or not_allowed.
     pub status: ActionStatus,
     /// Wall time of the statement, when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -278,9 +289,13 @@ pub struct Action {
 /// Timings of one workload statement, or of all of them together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Timings {
+    /// Runs measured.
     pub runs: usize,
+    /// Median, in milliseconds.
     pub p50_ms: f64,
+    /// 95th percentile, in milliseconds.
     pub p95_ms: f64,
+    /// Mean, in milliseconds.
     pub mean_ms: f64,
 }
 
@@ -289,32 +304,96 @@ pub struct Timings {
 pub struct StatementGain {
     /// The statement as written in the workload file (parameters unexpanded).
     pub statement: String,
+    /// Before the fixes.
     pub before: Timings,
+    /// After the fixes.
     pub after: Timings,
 }
 
 /// What the workload measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Measurement {
+    /// The workload file.
     pub workload: PathBuf,
+    /// Every statement together, before the fixes.
     pub before: Timings,
+    /// Every statement together, after the fixes.
     pub after: Timings,
     /// 1 - after/before of the mean time; None when nothing was measured.
     pub reduction: Option<f64>,
+    /// Each statement, before and after.
     pub statements: Vec<StatementGain>,
+}
+
+/// One statement as the server's statistics count it (pg_stat_statements, performance_schema
+/// digests), cumulated since they were reset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StatementStat {
+    /// queryid / digest.
+    pub id: String,
+    /// The start of its normalized text.
+    pub text: String,
+    /// Executions counted.
+    pub calls: u64,
+    /// Their total time, in milliseconds.
+    pub total_ms: f64,
+}
+
+/// One statement seen before the fixes and after them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ObservedStatement {
+    /// The start of its normalized text.
+    pub text: String,
+    /// Executions before the apply.
+    pub calls_before: u64,
+    /// Executions since.
+    pub calls_after: u64,
+    /// Mean time before the apply, in milliseconds.
+    pub mean_before_ms: f64,
+    /// Mean time since, in milliseconds.
+    pub mean_after_ms: f64,
+}
+
+/// The gain observed on real traffic: mean time per statement before the last apply and since,
+/// over the statements that ran in both windows, weighted by their calls since.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ObservedGain {
+    /// When the apply took its snapshot.
+    pub since: String,
+    /// Statements that ran in both windows.
+    pub statements_compared: usize,
+    /// Statements whose counters went down (statistics reset or server restarted): left out.
+    pub statements_reset: usize,
+    /// Mean time per statement before the apply, weighted by calls since, in milliseconds.
+    pub mean_before_ms: f64,
+    /// Mean time per statement since, weighted the same way.
+    pub mean_after_ms: f64,
+    /// 1 - after/before.
+    pub reduction: Option<f64>,
+    /// Each statement compared.
+    pub statements: Vec<ObservedStatement>,
 }
 
 /// What a db_tune run found and did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TuneReport {
+    /// Instance id in the ledger.
     pub instance_id: String,
+    /// The database tuned.
     pub database: String,
+    /// What was found, each with its evidence and proposed fix.
     pub findings: Vec<Finding>,
     /// The fixes, in the order they run.
     pub actions: Vec<Action>,
     /// Before and after, when a workload was given and fixes ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measurement: Option<Measurement>,
+    /// The gain on real traffic since the last apply (action measure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<ObservedGain>,
+    /// Statements whose statistics the apply kept for a later `action: measure`.
+    #[serde(default)]
+    pub snapshot_statements: usize,
     /// What the finder could not look at (no pg_stat_statements, no hypopg...), and why.
     pub limits: Vec<String>,
 }

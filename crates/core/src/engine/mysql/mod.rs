@@ -165,6 +165,13 @@ impl Engine for MysqlEngine {
     fn run_timed(&mut self, sql: &str) -> Result<()> {
         self.run_statement(sql)
     }
+
+    fn statement_stats(
+        &mut self,
+        limit: u32,
+    ) -> Result<Option<Vec<crate::tune::model::StatementStat>>> {
+        self.read_statement_stats(limit)
+    }
 }
 
 impl LabEngine for MysqlEngine {

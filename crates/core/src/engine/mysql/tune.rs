@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::engine::{TuneLimits, TuneScope};
 use crate::tune::advice::{self, Candidate, Ddl, HelpedStatement, IndexInfo, Searched};
-use crate::tune::model::{Finding, FindingKind, Fix, FixKind, Severity};
+use crate::tune::model::{Finding, FindingKind, Fix, FixKind, Severity, StatementStat};
 
 /// Separates column names inside one GROUP_CONCAT value (no identifier holds it).
 const UNIT_SEPARATOR: char = '\u{1f}';
@@ -319,6 +319,40 @@ impl MysqlEngine {
             ),
         )?;
         self.run(&format!("run '{}'", fix.sql), &fix.sql)
+    }
+
+    pub(super) fn read_statement_stats(
+        &mut self,
+        limit: u32,
+    ) -> Result<Option<Vec<StatementStat>>> {
+        let on = self
+            .query_rows("read performance_schema", "SELECT @@performance_schema")?
+            .first()
+            .and_then(|r| text(r, 0))
+            .is_some_and(|v| v == "1");
+        if !on {
+            return Ok(None);
+        }
+        let rows = self.query_rows(
+            "read the statement digests",
+            &format!(
+                "SELECT DIGEST, LEFT(DIGEST_TEXT, 120), CAST(COUNT_STAR AS CHAR), CAST(SUM_TIMER_WAIT / 1000000000 AS CHAR) \
+                 FROM performance_schema.events_statements_summary_by_digest \
+                 WHERE SCHEMA_NAME = DATABASE() AND DIGEST IS NOT NULL ORDER BY SUM_TIMER_WAIT DESC LIMIT {limit}"
+            ),
+        )?;
+        Ok(Some(
+            rows.iter()
+                .filter_map(|r| {
+                    Some(StatementStat {
+                        id: text(r, 0)?,
+                        text: text(r, 1).unwrap_or_default(),
+                        calls: number(r, 2)? as u64,
+                        total_ms: number(r, 3)?,
+                    })
+                })
+                .collect(),
+        ))
     }
 
     pub(super) fn run_statement(&mut self, sql: &str) -> Result<()> {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::engine::{TuneLimits, TuneScope};
 use crate::tune::advice::{self, Candidate, Ddl, HelpedStatement, IndexInfo, Searched};
-use crate::tune::model::{Finding, FindingKind, Fix, FixKind, Severity};
+use crate::tune::model::{Finding, FindingKind, Fix, FixKind, Severity, StatementStat};
 
 /// PostgreSQL's DDL for the shared index advice.
 struct PgDdl;
@@ -551,6 +551,42 @@ impl PostgresEngine {
                 ),
             }),
         }
+    }
+
+    pub(super) fn read_statement_stats(
+        &mut self,
+        limit: u32,
+    ) -> Result<Option<Vec<StatementStat>>> {
+        let installed = self
+            .client
+            .query_opt(
+                "SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'",
+                &[],
+            )
+            .map_err(|e| self.query_err("look up pg_stat_statements", &e))?
+            .is_some();
+        if !installed {
+            return Ok(None);
+        }
+        let rows = self
+            .client
+            .query(
+                "SELECT queryid::text, left(query, 120), calls, total_exec_time FROM pg_stat_statements \
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND queryid IS NOT NULL \
+                 ORDER BY total_exec_time DESC LIMIT $1",
+                &[&i64::from(limit)],
+            )
+            .map_err(|e| self.query_err("read pg_stat_statements", &e))?;
+        Ok(Some(
+            rows.iter()
+                .map(|r| StatementStat {
+                    id: r.get(0),
+                    text: r.get(1),
+                    calls: r.get::<_, i64>(2).max(0) as u64,
+                    total_ms: r.get(3),
+                })
+                .collect(),
+        ))
     }
 
     pub(super) fn run_statement(&mut self, sql: &str) -> Result<()> {
