@@ -340,7 +340,10 @@ fn mariadb_findings_apply_and_a_quiet_second_run() {
     let measured = run_module("db_tune", &measure_args);
     assert_eq!(measured.json["failed"], false, "{}", measured.json);
     let observed = &measured.json["observed"];
-    assert!(observed["reduction"].as_f64().unwrap() > 0.5, "{observed:#}");
+    assert!(
+        observed["reduction"].as_f64().unwrap() > 0.5,
+        "{observed:#}"
+    );
     connect(instance).drop_database(&name).unwrap();
 }
 
@@ -432,4 +435,77 @@ fn bad_input_is_refused_by_name() {
         "{}",
         run.json
     );
+}
+
+#[test]
+fn a_rehearsal_on_a_restored_copy_justifies_the_real_apply() {
+    let instance = pg();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("tune_rehearse");
+    load_fixture(instance, &name);
+    let backups = dir.path().join("backups");
+    let backup = run_module("db_backup", &backup_args(instance, &name, &backups));
+    assert_eq!(backup.json["failed"], false, "{}", backup.json);
+    let verified = run_module(
+        "db_verify",
+        &json!({"backup_dir": backups, "instance_id": instance.name, "database": name,
+                "ledger_path": dir.path().join("ledger.jsonl")}),
+    );
+    assert_eq!(verified.json["verified"], true, "{}", verified.json);
+    let mut args = tune_args(instance, &name, dir.path());
+    args["apply_index_advice"] = json!(true);
+    args["require_rehearsal"] = json!(true);
+    args["backup_dir"] = json!(backups);
+
+    // No rehearsal yet: the apply refuses and changes nothing.
+    let before = catalogue(instance, &name);
+    let refused = run_module("db_tune", &args);
+    assert_eq!(refused.json["failed"], true, "{}", refused.json);
+    assert!(
+        refused.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("rehearse: true"),
+        "{}",
+        refused.json
+    );
+    assert_eq!(catalogue(instance, &name), before);
+
+    // The rehearsal: the plan on a restored copy, measured; the real server untouched.
+    let mut rehearse = args.clone();
+    rehearse["rehearse"] = json!(true);
+    let rehearsed = run_module("db_tune", &rehearse);
+    assert_eq!(rehearsed.json["failed"], false, "{}", rehearsed.json);
+    assert_eq!(rehearsed.json["changed"], false);
+    let r = &rehearsed.json["rehearsal"];
+    assert_eq!(r["gain"], true, "{r:#}");
+    let (p50_before, p50_after) = (
+        r["measurement"]["before"]["p50_ms"].as_f64().unwrap(),
+        r["measurement"]["after"]["p50_ms"].as_f64().unwrap(),
+    );
+    assert!(p50_after * 5.0 < p50_before, "{r:#}");
+    let created = r["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| {
+            a["sql"]
+                .as_str()
+                .unwrap()
+                .contains("orders_reference_dbc_idx")
+        })
+        .unwrap_or_else(|| panic!("{r:#}"));
+    assert_eq!(created["status"], "applied");
+    assert!(created["seconds"].as_f64().is_some());
+    assert_eq!(
+        catalogue(instance, &name),
+        before,
+        "a rehearsal changed the real server"
+    );
+
+    // The same plan, rehearsed with a gain: the real apply goes ahead.
+    let applied = run_module("db_tune", &args);
+    assert_eq!(applied.json["failed"], false, "{}", applied.json);
+    assert_eq!(applied.json["changed"], true);
+    connect(instance).drop_database(&name).unwrap();
 }

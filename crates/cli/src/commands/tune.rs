@@ -19,6 +19,9 @@ pub(crate) struct TuneArgs {
     /// Find and plan only; change nothing.
     #[arg(long)]
     pub(crate) plan: bool,
+    /// Change nothing; compare the statement statistics now with the last apply's snapshot.
+    #[arg(long, conflicts_with = "plan")]
+    pub(crate) measure: bool,
     /// Also create the advised indexes (CREATE INDEX CONCURRENTLY / online ADD INDEX).
     #[arg(long)]
     pub(crate) apply_index_advice: bool,
@@ -43,6 +46,15 @@ pub(crate) struct TuneArgs {
     pub(crate) min_table_rows: u64,
     #[arg(long, default_value_t = 20)]
     pub(crate) top_statements: u32,
+    /// Rehearse on the newest verified backup restored into a throwaway server (needs
+    /// --workload and --backup-dir); the real server is not changed.
+    #[arg(long)]
+    pub(crate) rehearse: bool,
+    /// Refuse to apply unless a rehearsal of the same plan showed a gain.
+    #[arg(long)]
+    pub(crate) require_rehearsal: bool,
+    #[arg(long)]
+    pub(crate) backup_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub(crate) format: Format,
     #[command(flatten)]
@@ -55,7 +67,9 @@ pub(crate) fn tune(args: TuneArgs) -> Result<()> {
         connection: args.connect.connection()?,
         database: args.database,
         instance_id: args.instance_id,
-        action: if args.plan {
+        action: if args.measure {
+            TuneAction::Measure
+        } else if args.plan {
             TuneAction::Plan
         } else {
             TuneAction::Apply
@@ -69,6 +83,9 @@ pub(crate) fn tune(args: TuneArgs) -> Result<()> {
         statement_timeout: args.statement_timeout,
         min_table_rows: args.min_table_rows,
         top_statements: args.top_statements,
+        rehearse: args.rehearse,
+        require_rehearsal: args.require_rehearsal,
+        backup_dir: args.backup_dir,
         window: None,
         force: true,
         run: args.run.options()?,

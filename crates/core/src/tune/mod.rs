@@ -9,6 +9,7 @@
 pub mod advice;
 pub mod model;
 pub mod observed;
+pub mod rehearsal;
 pub mod workload;
 
 use std::time::{Duration, Instant};
@@ -28,7 +29,8 @@ use crate::{Error, Result};
 /// rehearsal; an apply records which fixes ran, failed or were not allowed, and the measured
 /// gain. A fix that fails fails the run (after the others ran), with the report.
 pub fn run(request: &TuneRequest, check_mode: bool) -> Result<Done<TuneReport>> {
-    let planning = check_mode || request.action == TuneAction::Plan;
+    // A rehearsal changes only a restored copy: for the real server it is a plan.
+    let planning = check_mode || request.action == TuneAction::Plan || request.rehearse;
     let instance = request
         .instance_id
         .clone()
@@ -181,11 +183,29 @@ fn tune(
         findings,
         measurement: None,
         observed: None,
+        rehearsal: None,
         snapshot_statements: 0,
         limits,
     };
+    if request.rehearse && report.count(ActionStatus::Planned) > 0 {
+        report.rehearsal = Some(rehearsal::rehearse(
+            request,
+            instance,
+            &report.actions,
+            &report.findings,
+            statements.as_ref(),
+        )?);
+    }
     if planning || report.count(ActionStatus::Planned) == 0 {
         return Ok((report, None));
+    }
+    if request.require_rehearsal {
+        rehearsal::require_rehearsed(
+            &request.run.ledger()?,
+            instance,
+            &request.database,
+            &rehearsal::fingerprint(&report.actions),
+        )?;
     }
     let measured = statements
         .as_ref()
@@ -272,7 +292,7 @@ fn plan(findings: &[Finding], request: &TuneRequest) -> Vec<Action> {
 }
 
 /// Runs every planned fix; a failure is recorded on its action and the others still run.
-fn apply(
+pub(crate) fn apply(
     engine: &mut dyn Engine,
     actions: &mut [Action],
     findings: &[Finding],
@@ -350,6 +370,16 @@ fn message(report: &TuneReport, planning: bool) -> String {
             report.count(ActionStatus::Failed)
         )
     };
+    if let Some(r) = &report.rehearsal {
+        msg.push_str(&format!(
+            "; rehearsed on a copy restored from {} (plan {}): workload mean {} ms -> {} ms{}",
+            r.backup.display(),
+            r.fingerprint,
+            r.measurement.before.mean_ms,
+            r.measurement.after.mean_ms,
+            if r.gain { "" } else { ", no gain" }
+        ));
+    }
     if let Some(m) = &report.measurement {
         msg.push_str(&format!(
             "; workload mean {} ms -> {} ms, p95 {} ms -> {} ms",
@@ -396,6 +426,15 @@ fn ledger_details(report: &TuneReport, planning: bool) -> serde_json::Value {
         "planned": list(ActionStatus::Planned),
         "not_allowed": list(ActionStatus::NotAllowed),
     });
+    if let Some(r) = &report.rehearsal {
+        details["rehearsal"] = json!({
+            "fingerprint": r.fingerprint,
+            "gain": r.gain,
+            "backup": r.backup,
+            "before_ms": r.measurement.before.mean_ms,
+            "after_ms": r.measurement.after.mean_ms,
+        });
+    }
     if let Some(m) = &report.measurement {
         details["workload"] = json!(m.workload);
         details["query_time_before_ms"] = json!(m.before.mean_ms);

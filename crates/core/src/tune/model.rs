@@ -76,6 +76,19 @@ pub struct TuneRequest {
     #[serde(default = "default_top_statements")]
     #[schemars(range(min = 0, max = 1000))]
     pub top_statements: u32,
+    /// Rehearse instead of applying: restore the newest verified backup of this database
+    /// (under backup_dir) into a throwaway server, apply the plan there and replay the
+    /// workload before and after; the real server is not changed. Needs workload and
+    /// backup_dir.
+    #[serde(default)]
+    pub rehearse: bool,
+    /// Refuse to apply unless a rehearsal of this very plan (same statements) showed a gain.
+    #[serde(default)]
+    pub require_rehearsal: bool,
+    /// Root directory of the backups, for rehearse.
+    #[serde(default)]
+    #[schemars(extend("x-path" = true))]
+    pub backup_dir: Option<PathBuf>,
     /// Apply only inside this window (plans are allowed any time).
     #[serde(default)]
     pub window: Option<Window>,
@@ -104,6 +117,9 @@ impl TuneRequest {
             statement_timeout: default_statement_timeout(),
             min_table_rows: default_min_rows(),
             top_statements: default_top_statements(),
+            rehearse: false,
+            require_rehearsal: false,
+            backup_dir: None,
             window: None,
             force: false,
             run: RunOptions::default(),
@@ -374,6 +390,24 @@ pub struct ObservedGain {
     pub statements: Vec<ObservedStatement>,
 }
 
+/// The plan applied to a restored copy first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Rehearsal {
+    /// The verified backup restored.
+    pub backup: PathBuf,
+    /// Seconds the restore took.
+    pub restore_seconds: f64,
+    /// Identifies the plan (its statements): require_rehearsal looks for a rehearsal of the
+    /// same fingerprint that showed a gain.
+    pub fingerprint: String,
+    /// The fixes on the copy, with their durations.
+    pub actions: Vec<Action>,
+    /// The workload on the copy, before and after.
+    pub measurement: Measurement,
+    /// Whether the mean time went down.
+    pub gain: bool,
+}
+
 /// What a db_tune run found and did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TuneReport {
@@ -388,6 +422,9 @@ pub struct TuneReport {
     /// Before and after, when a workload was given and fixes ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measurement: Option<Measurement>,
+    /// The plan rehearsed on a restored copy (rehearse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehearsal: Option<Rehearsal>,
     /// The gain on real traffic since the last apply (action measure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<ObservedGain>,

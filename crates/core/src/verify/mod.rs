@@ -10,10 +10,13 @@
 //! - `restore`: the scratch server or database, the restore, the physical path.
 
 mod choose;
+mod copy;
 mod restore;
 
 use choose::*;
 use restore::*;
+
+pub use copy::{RestoredCopy, restore_newest_verified};
 
 use std::path::{Path, PathBuf};
 

@@ -21,6 +21,7 @@ impl Module for DbTune {
                 "Reads the server's statistics and catalog and returns findings, each with an id, severity, object, reason and the evidence it rests on: stale statistics, dead tuples, transaction-ID wraparound age, table and index bloat, unindexed foreign keys, sequential-scan-heavy tables, missing indexes, unused, duplicate, redundant and invalid indexes (PostgreSQL); stale statistics, fragmentation, unused, duplicate and redundant indexes and missing indexes (MariaDB/MySQL).",
                 "Missing indexes come from the plans of the heaviest statements (pg_stat_statements on PostgreSQL, performance_schema digests on MariaDB) and of the workload file; on PostgreSQL with hypopg each advice lists the statements it helps with their planned cost now and with a hypothetical index.",
                 "Applies the fixes the policy allows: ANALYZE, VACUUM (ANALYZE), REINDEX INDEX CONCURRENTLY and online table rebuilds always; CREATE INDEX CONCURRENTLY (online ADD INDEX on MariaDB) only with apply_index_advice; dropping unused or duplicate indexes only with drop_unused_indexes or drop_duplicate_indexes. Every fix runs under lock_timeout and statement_timeout (MariaDB lock_wait_timeout and max_statement_time), so it gives up instead of queueing writers behind it; a failed CREATE INDEX CONCURRENTLY leaves no invalid index behind.",
+                "rehearse: true tries the plan on a non-production copy first: the newest verified backup under backup_dir is restored into a throwaway server (db_verify's machinery), its statistics brought up to date, the workload replayed, the plan applied (with each statement's duration) and the workload replayed again; the real server is not changed. With require_rehearsal: true a real apply refuses unless a rehearsal of the same plan (same statements) showed a gain.",
                 "action measure changes nothing: it compares the server's statement statistics now with the snapshot the last apply kept before its fixes (mean time per statement, weighted by calls since, over the statements that ran in both windows) and records it as the task tune_measure.",
                 "With a workload file, replays it before and after the fixes (the same statements, parameters drawn from a fixed seed) and reports p50, p95 and mean per statement and overall; the mean times go to the ledger as query_time_before_ms and query_time_after_ms, which the compliance scorecard's query-time reduction reads.",
             ],
@@ -34,6 +35,19 @@ impl Module for DbTune {
   check_mode: true
   diff: true
 
+- name: Rehearse the plan on the newest verified backup, restored into a throwaway server
+  dbcadence.maintenance.db_tune:
+    engine: postgresql
+    login_host: db1.example.com
+    login_user: dbcadence
+    login_password: "{{ vault_db1_password }}"
+    database: orders
+    instance_id: db1
+    apply_index_advice: true
+    rehearse: true
+    backup_dir: /srv/backups
+    workload: /etc/dbcadence/orders-workload.sql
+
 - name: Tune in the maintenance window, creating advised indexes, and measure
   dbcadence.maintenance.db_tune:
     engine: postgresql
@@ -44,7 +58,18 @@ impl Module for DbTune {
     instance_id: db1
     apply_index_advice: true
     workload: /etc/dbcadence/orders-workload.sql
+    require_rehearsal: true
     window: {start: "01:00", end: "05:00", time_zone: Europe/Paris}
+
+- name: A week later, the gain observed on real traffic
+  dbcadence.maintenance.db_tune:
+    engine: postgresql
+    login_host: db1.example.com
+    login_user: dbcadence
+    login_password: "{{ vault_db1_password }}"
+    database: orders
+    instance_id: db1
+    action: measure
 "#,
             notes: &[
                 "A workload file holds one statement per line; $[1..1000] draws an integer from a range and $[a|b|c] one of the words. Lines starting with -- are comments.",
