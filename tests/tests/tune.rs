@@ -509,3 +509,58 @@ fn a_rehearsal_on_a_restored_copy_justifies_the_real_apply() {
     assert_eq!(applied.json["changed"], true);
     connect(instance).drop_database(&name).unwrap();
 }
+
+#[test]
+fn mariadb_online_ddl_gives_up_on_a_metadata_lock_and_leaves_nothing() {
+    let instance = my();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("tune_lock");
+    load_fixture(instance, &name);
+    // Another session read orders in an open transaction: it holds a metadata lock that the
+    // online ADD INDEX must wait for, and gives up after lock_wait_timeout.
+    let blocker = {
+        let (instance, name) = (instance.clone(), name.clone());
+        std::thread::spawn(move || {
+            use mysql_async::prelude::Queryable;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let opts = mysql_async::OptsBuilder::default()
+                    .socket(Some(instance.socket.to_string_lossy().into_owned()))
+                    .user(Some(instance.user.clone()))
+                    .pass(Some(instance.password().unwrap()))
+                    .db_name(Some(name));
+                let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+                for sql in [
+                    "START TRANSACTION",
+                    "SELECT count(*) FROM orders",
+                    "SELECT SLEEP(6)",
+                    "COMMIT",
+                ] {
+                    conn.query_drop(sql).await.unwrap();
+                }
+                conn.disconnect().await.unwrap();
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let mut args = tune_args(instance, &name, dir.path());
+    args["apply_index_advice"] = json!(true);
+    args["lock_timeout"] = json!(1);
+    // The workload names the filter that wants an index (and its replay only reads).
+    args["workload_runs"] = json!(1);
+    let run = run_module("db_tune", &args);
+    blocker.join().unwrap();
+    assert_eq!(run.json["failed"], true, "{}", run.json);
+    let msg = run.json["msg"].as_str().unwrap();
+    assert!(msg.to_lowercase().contains("lock wait timeout"), "{msg}");
+    let indexes = query(
+        instance,
+        &name,
+        "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND INDEX_NAME LIKE '%dbc_idx'",
+    );
+    assert_eq!(indexes[0][0].as_deref(), Some("0"), "no index half-built");
+    connect(instance).drop_database(&name).unwrap();
+}
