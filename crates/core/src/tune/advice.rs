@@ -321,6 +321,26 @@ pub fn missing_index_findings(
         .collect()
 }
 
+/// The columns an index should have for a filter, from the comparisons the filter makes
+/// (column, operator): equality columns first, then one range column (the rest of a range
+/// cannot use the index); `<>` narrows nothing and is left out.
+pub fn index_columns<'a>(comparisons: impl Iterator<Item = (String, &'a str)>) -> Vec<String> {
+    let mut equal: Vec<String> = Vec::new();
+    let mut range: Vec<String> = Vec::new();
+    for (column, op) in comparisons {
+        if column.is_empty() || op == "<>" || equal.contains(&column) || range.contains(&column) {
+            continue;
+        }
+        if op == "=" {
+            equal.push(column);
+        } else {
+            range.push(column);
+        }
+    }
+    equal.extend(range.into_iter().take(1));
+    equal
+}
+
 /// Bytes for people: 1.5 MB.
 pub fn human_bytes(bytes: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB"];

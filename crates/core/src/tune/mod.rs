@@ -234,16 +234,7 @@ fn tune(
     );
     if let Some((statements, path, before)) = measured {
         let after = workload::replay(engine.as_mut(), statements, request.workload_runs)?;
-        let (before_all, after_all, per_statement) = workload::compare(statements, &before, &after);
-        report.measurement = Some(Measurement {
-            workload: path.clone(),
-            reduction: (before_all.mean_ms > 0.0).then(|| {
-                ((1.0 - after_all.mean_ms / before_all.mean_ms) * 10000.0).round() / 10000.0
-            }),
-            before: before_all,
-            after: after_all,
-            statements: per_statement,
-        });
+        report.measurement = Some(workload::measurement(path, statements, &before, &after));
     }
     Ok((report, snapshot))
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::model::{Action, ActionStatus, FixKind, Measurement, Rehearsal, TuneRequest};
+use super::model::{Action, ActionStatus, FixKind, Rehearsal, TuneRequest};
 use super::{apply, workload};
 use crate::engine::{self, TuneLimits, TuneScope};
 use crate::ledger::Store;
@@ -87,23 +87,14 @@ pub fn rehearse(
         ));
     }
     let after = workload::replay(engine.as_mut(), statements, request.workload_runs)?;
-    let (before_all, after_all, per_statement) = workload::compare(statements, &before, &after);
-    let gain = after_all.mean_ms < before_all.mean_ms;
+    let measurement = workload::measurement(path, statements, &before, &after);
     Ok(Rehearsal {
         backup: copy.backup.clone(),
         restore_seconds: copy.restore_seconds,
         fingerprint: fingerprint(actions),
         actions: rehearsed,
-        measurement: Measurement {
-            workload: path.clone(),
-            reduction: (before_all.mean_ms > 0.0).then(|| {
-                ((1.0 - after_all.mean_ms / before_all.mean_ms) * 10000.0).round() / 10000.0
-            }),
-            before: before_all,
-            after: after_all,
-            statements: per_statement,
-        },
-        gain,
+        gain: measurement.after.mean_ms < measurement.before.mean_ms,
+        measurement,
     })
 }
 

@@ -186,6 +186,24 @@ pub fn timings(values: &[f64]) -> Timings {
     }
 }
 
+/// What a replay before and after the fixes measured.
+pub fn measurement(
+    path: &Path,
+    statements: &[Statement],
+    before: &Samples,
+    after: &Samples,
+) -> super::model::Measurement {
+    let (before_all, after_all, per_statement) = compare(statements, before, after);
+    super::model::Measurement {
+        workload: path.to_path_buf(),
+        reduction: (before_all.mean_ms > 0.0)
+            .then(|| ((1.0 - after_all.mean_ms / before_all.mean_ms) * 10000.0).round() / 10000.0),
+        before: before_all,
+        after: after_all,
+        statements: per_statement,
+    }
+}
+
 /// Per statement and overall, before and after.
 pub fn compare(
     statements: &[Statement],

@@ -482,25 +482,23 @@ fn condition_columns(condition: &str) -> Vec<String> {
         )
         .expect("a valid pattern")
     });
-    let mut equal = Vec::new();
-    let mut range = Vec::new();
-    for m in COMPARISON.captures_iter(condition) {
+    advice::index_columns(COMPARISON.captures_iter(condition).map(|m| {
         let column = m
             .get(1)
             .map(|q| q.as_str().replace("``", "`"))
             .or_else(|| m.get(2).map(|c| c.as_str().to_string()))
             .unwrap_or_default();
-        if &m[3] == "<>" || equal.contains(&column) || range.contains(&column) {
-            continue;
-        }
-        if &m[3] == "=" {
-            equal.push(column);
-        } else {
-            range.push(column);
-        }
-    }
-    equal.extend(range.into_iter().take(1));
-    equal
+        let op = m.get(3).map_or("", |o| o.as_str());
+        // LIKE and BETWEEN read a range of the index.
+        (
+            column,
+            if op.eq_ignore_ascii_case("like") {
+                "like"
+            } else {
+                op
+            },
+        )
+    }))
 }
 
 #[cfg(test)]

@@ -743,7 +743,7 @@ fn seq_scans(plan: &Value) -> Vec<SeqScan> {
     found
 }
 
-/// The columns a plan's filter compares, equality first (the order an index wants):
+/// The columns a plan's filter compares, in the order an index wants them:
 /// `((customer_id = $1) AND (created_at > '2026-01-01'::date))` gives customer_id, created_at.
 fn filter_columns(filter: &str) -> Vec<String> {
     static COMPARISON: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
@@ -752,27 +752,14 @@ fn filter_columns(filter: &str) -> Vec<String> {
         )
         .expect("a valid pattern")
     });
-    let mut equal = Vec::new();
-    let mut range = Vec::new();
-    for m in COMPARISON.captures_iter(filter) {
+    advice::index_columns(COMPARISON.captures_iter(filter).map(|m| {
         let column = m
             .get(1)
             .map(|q| q.as_str().replace("\"\"", "\""))
             .or_else(|| m.get(2).map(|c| c.as_str().to_string()))
             .unwrap_or_default();
-        if column.is_empty() || &m[3] == "<>" || equal.contains(&column) || range.contains(&column)
-        {
-            continue;
-        }
-        if &m[3] == "=" {
-            equal.push(column);
-        } else {
-            range.push(column);
-        }
-    }
-    // Equality columns, then one range column: the rest of a range cannot use the index.
-    equal.extend(range.into_iter().take(1));
-    equal
+        (column, m.get(3).map_or("", |o| o.as_str()))
+    }))
 }
 
 fn plan_cost(plan: &Value) -> f64 {
