@@ -564,3 +564,68 @@ fn mariadb_online_ddl_gives_up_on_a_metadata_lock_and_leaves_nothing() {
     assert_eq!(indexes[0][0].as_deref(), Some("0"), "no index half-built");
     connect(instance).drop_database(&name).unwrap();
 }
+
+#[test]
+fn postgres_dead_tuples_and_an_invalid_index_are_fixed_and_stay_fixed() {
+    let instance = pg();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("tune_vacuum");
+    load_fixture(instance, &name);
+    // Every order rewritten once (autovacuum is off on the fixture's tables): as many dead
+    // rows as live ones. And an index marked invalid, as a failed concurrent build leaves it.
+    let mut engine = connect(instance);
+    engine
+        .execute_in(
+            Some(&name),
+            "ANALYZE; UPDATE orders SET total = total + 1; \
+             UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'orders_note_idx'::regclass;",
+        )
+        .unwrap();
+    drop(engine);
+    wait_until(10, "the statistics to count the dead rows", || {
+        query(
+            instance,
+            &name,
+            "SELECT n_dead_tup >= 200000 FROM pg_stat_user_tables WHERE relname = 'orders'",
+        )[0][0]
+            .as_deref()
+            == Some("t")
+    });
+    let mut args = tune_args(instance, &name, dir.path());
+    args.as_object_mut().unwrap().remove("workload");
+    let first = run_module("db_tune", &args);
+    assert_eq!(first.json["failed"], false, "{}", first.json);
+    let dead = finding(&first.json, "dead_tuples:public.orders");
+    assert!(
+        dead["evidence"]["n_dead_tup"].as_i64().unwrap() >= 200000,
+        "{dead}"
+    );
+    let invalid = finding(&first.json, "invalid_index:public.orders_note_idx");
+    assert_eq!(invalid["severity"], "critical");
+    let sqls: Vec<&str> = first.json["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "applied")
+        .map(|a| a["sql"].as_str().unwrap())
+        .collect();
+    assert!(
+        sqls.contains(&"VACUUM (ANALYZE) \"public\".\"orders\""),
+        "{sqls:?}"
+    );
+    assert!(
+        sqls.contains(&"REINDEX INDEX CONCURRENTLY \"public\".\"orders_note_idx\""),
+        "{sqls:?}"
+    );
+    let left = query(
+        instance,
+        &name,
+        "SELECT (SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'orders'), \
+         (SELECT count(*) FROM pg_index WHERE NOT indisvalid)",
+    );
+    assert_eq!(left[0][0].as_deref(), Some("0"), "vacuumed");
+    assert_eq!(left[0][1].as_deref(), Some("0"), "rebuilt");
+    let again = run_module("db_tune", &args);
+    assert_eq!(again.json["changed"], false, "{:#}", again.json["actions"]);
+    connect(instance).drop_database(&name).unwrap();
+}
