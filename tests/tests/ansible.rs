@@ -99,6 +99,14 @@ fn ansible_inventory_uses_dbcadence_as_inventory_script() {
         graph.contains("@instance_pg1:") && graph.contains(&format!("pg1.{db}")),
         "{graph}"
     );
+    // Server hosts, once per instance, for the tasks that act on a server.
+    assert!(
+        graph.contains("@servers:")
+            && graph.contains("@servers_postgresql:")
+            && graph.contains("@servers_mysql:")
+            && graph.contains("@databases:"),
+        "{graph}"
+    );
     let (ok, list) = ansible(
         "ansible-inventory",
         vec!["-i".into(), script, "--list".into()],
@@ -110,6 +118,20 @@ fn ansible_inventory_uses_dbcadence_as_inventory_script() {
     assert_eq!(vars["dbcadence_db"], db.as_str());
     assert_eq!(vars["dbcadence_login_port"], pg().port);
     assert!(vars["dbcadence_login_password_file"].is_string());
+    let servers = v["servers"]["hosts"].as_array().unwrap();
+    assert!(
+        servers.contains(&serde_json::json!("pg1")) && servers.contains(&serde_json::json!("my1")),
+        "{servers:?}"
+    );
+    let databases = v["databases"]["hosts"].as_array().unwrap();
+    assert!(
+        !databases.contains(&serde_json::json!("pg1")),
+        "servers are not databases"
+    );
+    let server = &v["_meta"]["hostvars"]["pg1"];
+    assert_eq!(server["dbcadence_engine"], "postgresql");
+    assert_eq!(server["dbcadence_login_port"], pg().port);
+    assert!(server.get("dbcadence_db").is_none(), "{server}");
     assert!(
         !list.contains(&pg().password().unwrap()),
         "no secret in the inventory"

@@ -1,11 +1,14 @@
 //! The inventory as `ansible-inventory` expects it from an executable inventory: every group,
 //! and `_meta.hostvars` so that Ansible never calls `--host` once per host.
 //!
-//! Hosts are user databases (backup and shadow copies included: they need maintenance or a
-//! decision too), named `<instance>.<database>` with unsafe characters replaced; the real name
-//! is in `dbcadence_db`. Groups: engine, env_<env>, tier_<tier>, instance_<id>, copies, and
-//! dbcadence_unreachable for endpoints that did not answer. Secrets never appear: only the
-//! password reference (env variable name or file path).
+//! Two kinds of hosts. Database hosts are user databases (backup and shadow copies included:
+//! they need maintenance or a decision too), named `<instance>.<database>` with unsafe
+//! characters replaced; the real name is in `dbcadence_db`; groups `databases`, engine,
+//! env_<env>, tier_<tier>, instance_<id>, copies. Server hosts are instances, named by the
+//! instance id, for the tasks that act on a server once (logs, audit, patch); groups
+//! `servers`, `servers_<engine>`, env_<env>, tier_<tier>. dbcadence_unreachable holds endpoints
+//! that did not answer. Secrets never appear: only the password reference (env variable name
+//! or file path).
 
 use std::collections::BTreeMap;
 
@@ -16,10 +19,10 @@ use dbcadence_core::inventory::InventoryReport;
 use dbcadence_core::schedule::assign::group_safe as safe;
 use serde_json::{Map, Value, json};
 
-/// Host names stay unique when sanitising merges two names: a short hash of the real name
-/// is appended whenever characters were replaced.
-fn host_name(instance: &str, db: &str) -> String {
-    let clean: String = db
+/// A name made of safe characters; a short hash of the real name is appended whenever
+/// characters were replaced, so that sanitising never merges two names.
+fn safe_name(name: &str) -> String {
+    let clean: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
@@ -29,14 +32,19 @@ fn host_name(instance: &str, db: &str) -> String {
             }
         })
         .collect();
-    if clean == db {
-        format!("{instance}.{db}")
+    if clean == name {
+        clean
     } else {
-        let hash = db.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        let hash = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
         });
-        format!("{instance}.{clean}-{:06x}", hash & 0xff_ffff)
+        format!("{clean}-{:06x}", hash & 0xff_ffff)
     }
+}
+
+/// A database host: `<instance>.<database>`.
+fn host_name(instance: &str, db: &str) -> String {
+    format!("{instance}.{}", safe_name(db))
 }
 
 pub fn ansible_inventory(report: &InventoryReport) -> Value {
@@ -58,6 +66,7 @@ pub fn ansible_inventory(report: &InventoryReport) -> Value {
             format!("instance_{}", safe(&instance.id)),
             Value::Object(vars),
         );
+        add_server_host(instance, &mut groups, &mut hostvars);
         for db in instance
             .databases
             .iter()
@@ -90,6 +99,10 @@ pub fn ansible_inventory(report: &InventoryReport) -> Value {
                 vars.insert(format!("dbcadence_{key}"), value.clone());
             }
             hostvars.insert(host.clone(), Value::Object(vars));
+            groups
+                .entry("databases".into())
+                .or_default()
+                .push(host.clone());
             groups
                 .entry(instance.engine.as_str().into())
                 .or_default()
@@ -124,6 +137,38 @@ pub fn ansible_inventory(report: &InventoryReport) -> Value {
     }
     out.insert("_meta".into(), json!({"hostvars": hostvars}));
     Value::Object(out)
+}
+
+/// The server host of an instance: its id, the server's facts and how to reach it.
+fn add_server_host(
+    instance: &dbcadence_core::inventory::Instance,
+    groups: &mut BTreeMap<String, Vec<String>>,
+    hostvars: &mut Map<String, Value>,
+) {
+    let host = safe_name(&instance.id);
+    let mut vars = Map::new();
+    vars.insert("ansible_connection".into(), json!("local"));
+    vars.insert("dbcadence_instance".into(), json!(instance.id));
+    vars.insert("dbcadence_env".into(), json!(instance.env));
+    vars.insert("dbcadence_engine".into(), json!(instance.engine));
+    vars.insert("dbcadence_flavour".into(), json!(instance.flavour));
+    vars.insert("dbcadence_version".into(), json!(instance.version_number));
+    for (key, value) in &instance.connection {
+        vars.insert(format!("dbcadence_{key}"), value.clone());
+    }
+    let mut member_of = vec![
+        "servers".to_string(),
+        format!("servers_{}", instance.engine.as_str()),
+        format!("env_{}", safe(&instance.env)),
+    ];
+    if let Some(tier) = instance.labels.get("tier") {
+        vars.insert("dbcadence_tier".into(), json!(tier));
+        member_of.push(format!("tier_{}", safe(tier)));
+    }
+    for group in member_of {
+        groups.entry(group).or_default().push(host.clone());
+    }
+    hostvars.insert(host, Value::Object(vars));
 }
 
 #[cfg(test)]
