@@ -16,6 +16,7 @@
 //! Orchestration is written once against `dyn Engine`; nothing outside `engine/` matches on
 //! the engine kind to pick SQL.
 
+pub mod audit;
 pub mod backup;
 pub mod compliance;
 pub mod connection;

@@ -15,6 +15,8 @@ use crate::{Error, Result};
 /// Every metric dbcadence writes (contract: dashboards and alert rules may use only these;
 /// a test checks monitoring/ against this list, and every sample is checked against it).
 pub const NAMES: &[&str] = &[
+    "dbcadence_audit_findings",
+    "dbcadence_auth_failures_total",
     "dbcadence_backup_last_success_timestamp_seconds",
     "dbcadence_backup_size_bytes",
     "dbcadence_backup_verified_timestamp_seconds",

@@ -282,6 +282,13 @@ pub trait Engine: Send {
     fn run_fix(&mut self, fix: &crate::tune::model::Fix, limits: &TuneLimits) -> Result<()>;
     /// Runs one statement and reads all its rows (a workload replay).
     fn run_timed(&mut self, sql: &str) -> Result<()>;
+    /// db_audit: the server's security checks that failed, and what could not be checked.
+    fn audit_checks(
+        &mut self,
+        allowed_superusers: &[String],
+    ) -> Result<(Vec<crate::audit::model::AuditFinding>, Vec<String>)>;
+    /// The log file the server writes now, when it says (for the failed-login reader).
+    fn server_log(&mut self) -> Result<Option<std::path::PathBuf>>;
     /// The connected database's statement statistics, heaviest first; None when the server
     /// keeps none (no pg_stat_statements, performance_schema off).
     fn statement_stats(

@@ -194,6 +194,11 @@ impl Drop for MysqlEngine {
     }
 }
 
+/// A numeric column read as text (the text protocol), parsed.
+pub(super) fn number(row: &Row, index: usize) -> Option<f64> {
+    text(row, index).and_then(|s| s.parse().ok())
+}
+
 pub(super) fn text(row: &Row, index: usize) -> Option<String> {
     row.get_opt::<Option<String>, usize>(index)
         .and_then(|r| r.ok())

@@ -63,10 +63,6 @@ struct TableStats {
     modified: Option<u64>,
 }
 
-fn number(row: &mysql_async::Row, index: usize) -> Option<f64> {
-    text(row, index).and_then(|s| s.parse().ok())
-}
-
 impl MysqlEngine {
     pub(super) fn find_tuning(&mut self, scope: &TuneScope) -> Result<(Vec<Finding>, Vec<String>)> {
         let mut limits = Vec::new();

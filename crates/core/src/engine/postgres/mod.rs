@@ -22,6 +22,7 @@ use crate::engine::{
 use crate::secret::ExposeSecret;
 use crate::{Error, Result};
 
+mod audit;
 mod checks;
 mod conn;
 pub use conn::PostgresEngine;
@@ -164,6 +165,17 @@ impl Engine for PostgresEngine {
 
     fn run_timed(&mut self, sql: &str) -> Result<()> {
         self.run_statement(sql)
+    }
+
+    fn audit_checks(
+        &mut self,
+        allowed_superusers: &[String],
+    ) -> Result<(Vec<crate::audit::model::AuditFinding>, Vec<String>)> {
+        self.run_audit_checks(allowed_superusers)
+    }
+
+    fn server_log(&mut self) -> Result<Option<std::path::PathBuf>> {
+        self.current_log_file()
     }
 
     fn statement_stats(
