@@ -2,8 +2,8 @@
 //! instance), start over when the log was rotated or truncated, count failed authentications
 //! per user and source.
 //!
-//! PostgreSQL: `password authentication failed for user "x"` and `no pg_hba.conf entry for
-//! host "h", user "x"`; the source comes from the `connection received: host=...` line of the
+//! PostgreSQL: `password authentication failed for user "x"`, `role "x" does not exist` and
+//! `no pg_hba.conf entry for host "h", user "x"`; the source comes from the `connection received: host=...` line of the
 //! same process (log_connections) when the message does not carry it. MariaDB: `Access denied
 //! for user 'x'@'h'`.
 
@@ -121,6 +121,10 @@ fn count_postgres(text: &str, counts: &mut BTreeMap<(String, String), u64>) {
         regex::Regex::new(r#"FATAL:\s+password authentication failed for user "((?:[^"]|"")*)""#)
             .expect("a valid pattern")
     });
+    static NO_ROLE: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r#"FATAL:\s+role "((?:[^"]|"")*)" does not exist"#)
+            .expect("a valid pattern")
+    });
     static NO_HBA: LazyLock<regex::Regex> = LazyLock::new(|| {
         regex::Regex::new(
             r#"FATAL:\s+no pg_hba\.conf entry for host "([^"]*)", user "((?:[^"]|"")*)""#,
@@ -139,7 +143,8 @@ fn count_postgres(text: &str, counts: &mut BTreeMap<(String, String), u64>) {
             sources.insert(pid.clone(), host);
             continue;
         }
-        if let Some(c) = PASSWORD.captures(line) {
+        // A wrong password, or an unknown user where no password is asked (trust, peer).
+        if let Some(c) = PASSWORD.captures(line).or_else(|| NO_ROLE.captures(line)) {
             let source = pid
                 .and_then(|p| sources.get(&p).cloned())
                 .unwrap_or_else(|| "unknown".into());
@@ -187,6 +192,8 @@ mod tests {
 2026-11-27 10:00:02.000 UTC [103] FATAL:  no pg_hba.conf entry for host "10.0.0.9", user "eve", database "x", no encryption
 2026-11-27 10:00:03.000 UTC [104] LOG:  connection received: host=127.0.0.1 port=51001
 2026-11-27 10:00:03.010 UTC [104] FATAL:  password authentication failed for user "alice"
+2026-11-27 10:00:04.000 UTC [105] LOG:  connection received: host=[local]
+2026-11-27 10:00:04.010 UTC [105] FATAL:  role "nobody" does not exist
 "#;
         let counts = count(EngineKind::Postgresql, log);
         let find = |u: &str, s: &str| {
@@ -198,7 +205,8 @@ mod tests {
         assert_eq!(find("alice", "127.0.0.1"), Some(2));
         assert_eq!(find(r#"a'b "q""#, "local"), Some(1));
         assert_eq!(find("eve", "10.0.0.9"), Some(1));
-        assert_eq!(counts.iter().map(|f| f.count).sum::<u64>(), 4);
+        assert_eq!(find("nobody", "local"), Some(1));
+        assert_eq!(counts.iter().map(|f| f.count).sum::<u64>(), 5);
     }
 
     #[test]

@@ -150,9 +150,11 @@ impl AuditFinding {
 /// Failed logins of one user from one source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AuthFailures {
+    /// The user name the client gave.
     pub user: String,
     /// Client address, `local` for the Unix socket.
     pub source: String,
+    /// Failed logins in this read.
     pub count: u64,
 }
 
@@ -174,6 +176,7 @@ pub struct AuthReport {
 /// What a db_audit run found.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AuditReport {
+    /// Instance id in the ledger.
     pub instance_id: String,
     /// Findings, suppressed ones included (marked), worst first.
     pub findings: Vec<AuditFinding>,

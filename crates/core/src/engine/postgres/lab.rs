@@ -119,6 +119,8 @@ fn settings(server: &LabServer) -> Vec<(String, String)> {
         ("logging_collector", "off".into()),
         // db_tune reads the heaviest statements from pg_stat_statements.
         ("shared_preload_libraries", "pg_stat_statements".into()),
+        // db_audit reads connections and failed logins from the log.
+        ("log_connections", "on".into()),
         ("ssl", "on".into()),
         (
             "ssl_cert_file",
