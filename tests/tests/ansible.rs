@@ -284,3 +284,43 @@ fn the_tune_playbook_plans_in_check_mode_then_applies_once() {
         3
     );
 }
+
+#[test]
+fn the_audit_playbook_audits_each_server_host_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = sources_file(dir.path());
+    let env = [
+        ("DBCADENCE_SOURCES", sources.display().to_string()),
+        (
+            "DBCADENCE_LEDGER",
+            dir.path().join("ledger.jsonl").display().to_string(),
+        ),
+    ];
+    let (ok, out) = ansible(
+        "ansible-playbook",
+        vec![
+            "-i".into(),
+            "ansible/inventory/dbcadence_inventory.sh".into(),
+            "playbooks/audit.yml".into(),
+            "--limit".into(),
+            "pg1,my1".into(),
+            "-e".into(),
+            "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
+        ],
+        &env,
+    );
+    assert!(ok && out.contains("failed=0"), "{out}");
+    assert!(
+        out.contains("findings on pg1") && out.contains("findings on my1"),
+        "{out}"
+    );
+    assert!(!out.contains(&pg().password().unwrap()) && !out.contains(&my().password().unwrap()));
+    let ledger = std::fs::read_to_string(dir.path().join("ledger.jsonl")).unwrap();
+    assert_eq!(
+        ledger
+            .lines()
+            .filter(|l| l.contains("\"task\":\"audit\""))
+            .count(),
+        2
+    );
+}

@@ -1,5 +1,5 @@
 //! Running without a person, against real servers: the commands the timers call (`dbcadence
-//! run` for inventory, backup, verify and tune, then `dbcadence report`) on a private lab; the units
+//! run` for inventory, backup, verify, tune and audit, then `dbcadence report`) on a private lab; the units
 //! `dbcadence schedule install` writes (systemd-analyze verify); the report's charts drawn by
 //! headless Chromium; db_compliance's check mode and idempotence; the ledger in PostgreSQL.
 
@@ -16,6 +16,7 @@ const SCHEDULE: &str = "templates:
       - {task: backup, cron: '0 1 * * *', grace: 2h, window: {start: '00:30', end: '04:00', time_zone: Europe/Paris}, retention: {keep_last: 3}}
       - {task: verify, cron: '0 5 * * *', grace: 3h}
       - {task: tune, cron: '0 3 * * 0', grace: 4h}
+      - {task: audit, cron: '0 4 * * *', grace: 4h}
 assignments:
   - {template: lab, group: 'all:!copies'}
 ";
@@ -116,12 +117,16 @@ fn one_cycle_of_the_timer_commands_then_the_report_metrics_and_charts() {
             dir.join("backups").display().to_string(),
         ]
     };
-    for task in ["inventory", "backup", "verify", "tune"] {
+    for task in ["inventory", "backup", "verify", "tune", "audit"] {
         let args = common(task);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (ok, out, err) = dbcadence(&args, &env);
         assert!(ok, "{task}: {out}{err}");
-        if task != "inventory" {
+        if task == "audit" {
+            // A server task: once per instance.
+            assert_eq!(out.matches("ok     pg1").count(), 1, "{out}");
+            assert_eq!(out.matches("ok     my1").count(), 1, "{out}");
+        } else if task != "inventory" {
             assert!(
                 out.contains("ok     pg1/shop") && out.contains("ok     my1/shop"),
                 "{task}: {out}"
@@ -249,8 +254,8 @@ fn schedule_install_writes_units_systemd_accepts_and_is_idempotent() {
     let (ok, out, err) = dbcadence(&args, &[]);
     assert!(ok, "{err}");
     let plan: Value = serde_json::from_str(&out).unwrap();
-    // inventory, backup, verify, tune and the report.
-    assert_eq!(plan["timers"].as_array().unwrap().len(), 5, "{plan}");
+    // inventory, backup, verify, tune, audit and the report.
+    assert_eq!(plan["timers"].as_array().unwrap().len(), 6, "{plan}");
     assert_eq!(plan["skipped"], json!([]), "{plan}");
     let (_, out, _) = dbcadence(&args, &[]);
     assert_eq!(

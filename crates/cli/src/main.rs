@@ -84,6 +84,9 @@ enum Command {
     /// Find what slows a database down, apply the allowed fixes under timeouts, measure the
     /// gain with a workload.
     Tune(commands::TuneArgs),
+    /// Security audit of a server (accounts, authentication, TLS, logging, versions), or the
+    /// failed logins in its log (--auth-failures).
+    Audit(commands::AuditArgs),
     /// Discover instances and databases; also an Ansible inventory script (--list, --host).
     Inventory(commands::InventoryArgs),
 }
@@ -234,5 +237,6 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
         } => commands::backups(backup_dir, format),
         Command::Inventory(args) => commands::inventory(args),
         Command::Tune(args) => commands::tune(args),
+        Command::Audit(args) => commands::audit(args),
     }
 }

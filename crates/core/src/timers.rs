@@ -5,7 +5,8 @@
 //! sources (recorded as a rehearsal: it tells the report which databases exist without
 //! counting as the inventory task), picks the databases that follow the template, and backs
 //! up (or verifies, or tunes) each one; one failure does not stop the others, and the command
-//! fails at the end when any did. Tasks without a runner yet (logs, audit, patch) get no timer:
+//! fails at the end when any did. A server task (audit) runs once per instance that has a
+//! database following the template. Tasks without a runner yet (logs, patch) get no timer:
 //! `install` lists them as skipped rather than calling something that does nothing.
 
 use std::collections::BTreeMap;
@@ -48,7 +49,7 @@ pub struct TaskRunItem {
 fn runnable(task: Task) -> bool {
     matches!(
         task,
-        Task::Inventory | Task::Backup | Task::Verify | Task::Tune
+        Task::Inventory | Task::Backup | Task::Verify | Task::Tune | Task::Audit
     )
 }
 
@@ -69,7 +70,7 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
         return Err(Error::invalid(
             "task",
             format!(
-                "{:?} has no runner yet; only inventory, backup, verify and tune run from timers",
+                "{:?} has no runner yet; only inventory, backup, verify, tune and audit run from timers",
                 request.task
             )
             .to_lowercase(),
@@ -124,6 +125,19 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
             );
             if follows.map(|t| t.name.as_str()) != Some(template.name.as_str()) {
                 continue;
+            }
+            // A server task is owed once per instance that has a database following the
+            // template (the report binds it the same way).
+            if request.task.scope() == crate::task::Scope::Instance {
+                let result = inventory::connection_of(endpoint, None, 10)
+                    .and_then(|connection| run_on_instance(request, connection, &instance.id));
+                items.push(TaskRunItem {
+                    instance: instance.id.clone(),
+                    db: None,
+                    ok: result.is_ok(),
+                    detail: result.unwrap_or_else(|e| e.to_string()),
+                });
+                break;
             }
             let result = inventory::connection_of(endpoint, None, 10).and_then(|connection| {
                 run_on_database(request, template, connection, &instance.id, &db.name)
@@ -207,6 +221,33 @@ fn run_on_database(
                 ))
             }
         }),
+    }
+}
+
+/// Runs a server task on one instance; Ok holds what happened.
+fn run_on_instance(
+    request: &TaskRun,
+    connection: crate::connection::ConnectionArgs,
+    instance: &str,
+) -> Result<String> {
+    match request.task {
+        // The checks; then the failed logins, when the server's log is on this host.
+        Task::Audit => {
+            let mut audit = crate::audit::AuditRequest::defaults(connection);
+            audit.instance_id = Some(instance.to_string());
+            audit.run = request.run.clone();
+            let checks = crate::audit::run(&audit, false)?;
+            audit.mode = crate::audit::AuditMode::AuthFailures;
+            let logins = match crate::audit::run(&audit, false) {
+                Ok(done) => done.msg,
+                Err(e) => format!("failed logins not read: {e}"),
+            };
+            Ok(format!("{}; {logins}", checks.msg))
+        }
+        other => Err(Error::invalid(
+            "task",
+            format!("{other} has no runner on a server"),
+        )),
     }
 }
 
@@ -312,7 +353,7 @@ pub fn plan(request: &InstallRequest) -> Result<InstallPlan> {
             let task_name = format!("{:?}", task.task).to_lowercase();
             if !runnable(task.task) {
                 plan.skipped.push(format!(
-                    "{}/{task_name}: no runner yet (logs, audit and patch come with their modules)",
+                    "{}/{task_name}: no runner yet (logs and patch come with their modules)",
                     template.name
                 ));
                 continue;

@@ -1,12 +1,14 @@
 //! One file per group of commands: flags as clap structs and a function that calls the core
 //! operation and prints its outcome for people.
 
+mod audit;
 mod backup;
 mod inventory;
 mod lab;
 mod schedule;
 mod tune;
 
+pub(crate) use audit::{AuditArgs, audit};
 pub(crate) use backup::{
     BackupArgs, BackupsAction, PruneArgs, VerifyArgs, backup, backups, prune, verify,
 };

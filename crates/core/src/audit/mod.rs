@@ -76,6 +76,11 @@ pub(crate) fn test_database() -> AuditFinding {
     )
 }
 
+/// A suppressions file (YAML): a list of {check, object, reason, expires}.
+pub fn parse_suppressions(text: &str) -> Result<Vec<Suppression>> {
+    serde_yaml_ng::from_str(text).map_err(|e| Error::invalid("suppressions", e.to_string()))
+}
+
 /// Runs db_audit and records it (task audit, target the instance).
 pub fn run(request: &AuditRequest, check_mode: bool) -> Result<Done<AuditReport>> {
     let instance = request

@@ -76,6 +76,23 @@ pub struct AuditRequest {
     pub run: RunOptions,
 }
 
+impl AuditRequest {
+    /// A request with every default (what the timers run).
+    pub fn defaults(connection: ConnectionArgs) -> AuditRequest {
+        AuditRequest {
+            connection,
+            instance_id: None,
+            mode: AuditMode::Checks,
+            allowed_superusers: default_allowed_superusers(),
+            suppressions: vec![],
+            log_path: None,
+            state_dir: None,
+            failure_threshold: default_threshold(),
+            run: RunOptions::default(),
+        }
+    }
+}
+
 fn default_allowed_superusers() -> Vec<String> {
     vec![
         "postgres".into(),
