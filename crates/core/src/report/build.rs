@@ -69,6 +69,7 @@ pub fn build(
         heatmap_days,
         scorecard,
         next_due: next_due(schedule, period.now),
+        audits: std::mem::take(&mut gathered.audits).into_values().collect(),
         warnings,
     })
 }

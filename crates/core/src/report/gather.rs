@@ -127,6 +127,8 @@ pub(super) struct Gathered {
     pub(super) tune_before: f64,
     pub(super) tune_after: f64,
     pub(super) tune_runs: u32,
+    /// The last security audit (mode checks) of each instance in the period.
+    pub(super) audits: BTreeMap<String, super::model::AuditSummary>,
     pub(super) key: String,
 }
 
@@ -214,6 +216,25 @@ impl Gathered {
     /// incidents, alert feedback, tuning gains.
     fn note_evidence(&mut self, record: &RecordView) {
         match (record.task, record.outcome) {
+            (Task::Audit, Outcome::Ok) => {
+                #[derive(serde::Deserialize)]
+                struct Details {
+                    mode: String,
+                    findings: Vec<String>,
+                    by_severity: BTreeMap<String, usize>,
+                }
+                if let Some(d) = record.details::<Details>().filter(|d| d.mode == "checks") {
+                    self.audits.insert(
+                        record.target.instance.to_string(),
+                        super::model::AuditSummary {
+                            instance: record.target.instance.to_string(),
+                            at: record.finished_at.to_string(),
+                            by_severity: d.by_severity,
+                            findings: d.findings,
+                        },
+                    );
+                }
+            }
             (Task::Backup, Outcome::Ok) => {
                 if let Some(path) = detail_string(record, "path") {
                     self.backups_in_period.push(path_hash(&path));
@@ -286,6 +307,8 @@ impl Gathered {
         self.tune_before += later.tune_before;
         self.tune_after += later.tune_after;
         self.tune_runs += later.tune_runs;
+        // A later chunk holds the later audits.
+        self.audits.extend(later.audits);
     }
 
     /// The inventory observations, in ledger order: the fleet and the outages.

@@ -242,6 +242,48 @@ mod tests {
     }
 
     #[test]
+    fn the_last_audit_of_each_server_is_on_the_page() {
+        let audit = |at: &str, findings: &str, critical: usize| {
+            line(
+                "audit",
+                None,
+                at,
+                "ok",
+                false,
+                &format!(
+                    r#"{{"mode":"checks","findings":[{findings}],"by_severity":{{"critical":{critical},"high":0,"medium":0,"low":0}}}}"#
+                ),
+            )
+        };
+        let lines = vec![
+            audit(
+                "2026-11-02T04:00:00Z",
+                r#""pg_hba_trust:host all all <evil>""#,
+                1,
+            ),
+            audit("2026-11-03T04:00:00Z", "", 0),
+            // A rehearsal proves nothing and changes nothing on the page.
+            line(
+                "audit",
+                None,
+                "2026-11-04T04:00:00Z",
+                "ok",
+                true,
+                r#"{"mode":"checks","findings":["x:y"],"by_severity":{"critical":9}}"#,
+            ),
+        ];
+        let (_dir, store) = ledger(&lines);
+        let schedule = schedule::parse(SCHEDULE).unwrap();
+        let report = build(&store, &schedule, period(), &Goals::default()).unwrap();
+        assert_eq!(report.audits.len(), 1, "{:?}", report.audits);
+        assert_eq!(report.audits[0].at, "2026-11-03T04:00:00Z");
+        assert!(report.audits[0].findings.is_empty(), "the last audit wins");
+        let page = html(&report);
+        assert!(page.contains("<h2>Security audit</h2>"), "{page}");
+        assert!(markdown(&report).contains("## Security audit"));
+    }
+
+    #[test]
     fn nothing_due_is_no_data_never_a_green_hundred_percent() {
         // The first inventory saw the fleet after the period's last due time: nothing is owed.
         let lines = vec![inventory("2026-11-07T23:00:00Z", &["app"], &[])];

@@ -354,6 +354,21 @@ pub struct Report {
     /// When each template task is next due: when the next proof will arrive.
     #[serde(default)]
     pub next_due: Vec<NextDue>,
+    /// The last security audit of each server in the period.
+    #[serde(default)]
+    pub audits: Vec<AuditSummary>,
     /// What the reader should know (unreadable lines, unknown tasks...).
     pub warnings: Vec<String>,
+}
+
+/// The last security audit of one server (db_audit, mode checks) in the period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AuditSummary {
+    pub instance: String,
+    /// When it ran.
+    pub at: String,
+    /// Unsuppressed findings by severity.
+    pub by_severity: BTreeMap<String, usize>,
+    /// The unsuppressed findings, `check:object`.
+    pub findings: Vec<String>,
 }

@@ -153,6 +153,7 @@ mod tests {
             }],
             scorecard: vec![],
             next_due: vec![],
+            audits: vec![],
             warnings: vec![],
         };
         let page = html(&report);
