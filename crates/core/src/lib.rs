@@ -26,6 +26,7 @@ pub mod files;
 pub mod inventory;
 pub mod lab;
 pub mod ledger;
+pub mod logs;
 pub mod metrics;
 pub mod process;
 pub mod progress;

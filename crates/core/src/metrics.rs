@@ -26,6 +26,8 @@ pub const NAMES: &[&str] = &[
     "dbcadence_inventory_databases",
     "dbcadence_inventory_instances",
     "dbcadence_inventory_unreachable_endpoints",
+    "dbcadence_logs_directory_bytes",
+    "dbcadence_logs_freed_bytes",
     "dbcadence_metrics_last_write_timestamp_seconds",
     "dbcadence_schedule_max_age_seconds",
     "dbcadence_scorecard_met",

@@ -289,6 +289,14 @@ pub trait Engine: Send {
     ) -> Result<(Vec<crate::audit::model::AuditFinding>, Vec<String>)>;
     /// The log file the server writes now, when it says (for the failed-login reader).
     fn server_log(&mut self) -> Result<Option<std::path::PathBuf>>;
+    /// db_logs: the server's text logs, binary logs and WAL as it describes them.
+    fn server_logs(&mut self) -> Result<crate::logs::model::ServerLogs>;
+    /// Purges the binary logs before `name` (MariaDB/MySQL; PostgreSQL has none).
+    fn purge_binary_logs_to(&mut self, name: &str) -> Result<()>;
+    /// Asks the server to reopen a text log after it was renamed (rotation).
+    fn reopen_log(&mut self, kind: crate::logs::model::TextLogKind) -> Result<()>;
+    /// As a replica: the source's binary log it has executed up to (None: not a replica).
+    fn replica_source_file(&mut self) -> Result<Option<String>>;
     /// The connected database's statement statistics, heaviest first; None when the server
     /// keeps none (no pg_stat_statements, performance_schema off).
     fn statement_stats(

@@ -38,7 +38,8 @@ pub(crate) fn start(server: &LabServer) -> Result<()> {
             format!("--port={}", server.port),
             format!("--bind-address={}", server.host),
             "--skip-name-resolve".into(),
-            "--server-id=1".into(),
+            // Unique per server: lab servers can replicate from one another.
+            format!("--server-id={}", server.port),
             // db_tune reads statement digests and index usage from performance_schema.
             "--performance-schema=ON".into(),
             format!("--ssl-cert={}", tls.join("server.pem").display()),

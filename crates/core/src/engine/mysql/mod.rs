@@ -24,6 +24,7 @@ mod dump;
 mod dump_parser;
 mod facts;
 pub(crate) mod lab;
+mod logs;
 mod physical;
 pub mod server;
 mod tune;
@@ -176,6 +177,22 @@ impl Engine for MysqlEngine {
 
     fn server_log(&mut self) -> Result<Option<std::path::PathBuf>> {
         self.current_log_file()
+    }
+
+    fn server_logs(&mut self) -> Result<crate::logs::model::ServerLogs> {
+        self.read_server_logs()
+    }
+
+    fn purge_binary_logs_to(&mut self, name: &str) -> Result<()> {
+        self.purge_binlogs_to(name)
+    }
+
+    fn reopen_log(&mut self, kind: crate::logs::model::TextLogKind) -> Result<()> {
+        self.reopen_text_log(kind)
+    }
+
+    fn replica_source_file(&mut self) -> Result<Option<String>> {
+        self.executed_source_file()
     }
 
     fn statement_stats(
