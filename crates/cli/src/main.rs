@@ -87,6 +87,9 @@ enum Command {
     /// Security audit of a server (accounts, authentication, TLS, logging, versions), or the
     /// failed logins in its log (--auth-failures).
     Audit(commands::AuditArgs),
+    /// Log retention that keeps point-in-time recovery possible: text logs rotated,
+    /// compressed and removed; binary logs purged no further than backups and replicas allow.
+    Logs(commands::LogsArgs),
     /// Discover instances and databases; also an Ansible inventory script (--list, --host).
     Inventory(commands::InventoryArgs),
 }
@@ -238,5 +241,6 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
         Command::Inventory(args) => commands::inventory(args),
         Command::Tune(args) => commands::tune(args),
         Command::Audit(args) => commands::audit(args),
+        Command::Logs(args) => commands::logs(args),
     }
 }

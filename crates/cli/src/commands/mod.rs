@@ -5,6 +5,7 @@ mod audit;
 mod backup;
 mod inventory;
 mod lab;
+mod logs;
 mod schedule;
 mod tune;
 
@@ -14,5 +15,6 @@ pub(crate) use backup::{
 };
 pub(crate) use inventory::{InventoryArgs, inventory};
 pub(crate) use lab::{LabAction, lab};
+pub(crate) use logs::{LogsArgs, logs};
 pub(crate) use schedule::{ScheduleAction, schedule};
 pub(crate) use tune::{TuneArgs, tune};

@@ -95,14 +95,18 @@ pub struct TextLog {
 /// One binary log of a MariaDB/MySQL server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BinaryLog {
+    /// Its file name, e.g. binlog.000042.
     pub name: String,
+    /// Its size.
     pub bytes: u64,
 }
 
 /// A replication slot and the WAL it holds back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Slot {
+    /// The slot's name.
     pub name: String,
+    /// Whether a consumer is connected.
     pub active: bool,
     /// WAL bytes kept for it.
     pub retained_bytes: Option<u64>,
@@ -111,14 +115,19 @@ pub struct Slot {
 /// PostgreSQL's WAL: never removed by hand; reported.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WalStatus {
+    /// off, on or always.
     pub archive_mode: String,
     /// Archiving failures since the statistics were reset.
     pub failed_count: i64,
+    /// The WAL file of the last failure.
     pub last_failed_wal: Option<String>,
+    /// When archiving last failed.
     pub last_failed_time: Option<String>,
+    /// When archiving last succeeded.
     pub last_archived_time: Option<String>,
     /// Size of pg_wal, when readable.
     pub wal_bytes: Option<u64>,
+    /// The replication slots and the WAL each holds back.
     pub slots: Vec<Slot>,
 }
 
@@ -140,6 +149,7 @@ pub struct ServerLogs {
 pub struct FileAction {
     /// removed, compressed or rotated.
     pub action: String,
+    /// The file.
     pub path: PathBuf,
     /// Bytes freed (removed: its size; compressed: size minus the compressed size).
     pub freed_bytes: u64,
@@ -150,6 +160,7 @@ pub struct FileAction {
 /// What a db_logs run did (or would do, in check mode).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LogsReport {
+    /// Instance id in the ledger.
     pub instance_id: String,
     /// Text log files removed, compressed or rotated.
     pub files: Vec<FileAction>,

@@ -35,7 +35,8 @@ impl MysqlEngine {
             .unwrap_or_default()
             .to_ascii_uppercase()
             .contains("FILE");
-        let on = |i: usize| text(row, i).as_deref() == Some("1");
+        // Booleans arrive as 1/0 or ON/OFF depending on the variable.
+        let on = |i: usize| matches!(text(row, i).as_deref(), Some("1" | "ON"));
         let mut add = |kind: TextLogKind, path: Option<PathBuf>| {
             if let Some(path) = path {
                 logs.text.push(TextLog {
