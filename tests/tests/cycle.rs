@@ -1,5 +1,5 @@
 //! Running without a person, against real servers: the commands the timers call (`dbcadence
-//! run` for inventory, backup, verify, tune and audit, then `dbcadence report`) on a private lab; the units
+//! run` for inventory, backup, verify, tune, audit and logs, then `dbcadence report`) on a private lab; the units
 //! `dbcadence schedule install` writes (systemd-analyze verify); the report's charts drawn by
 //! headless Chromium; db_compliance's check mode and idempotence; the ledger in PostgreSQL.
 
@@ -17,6 +17,7 @@ const SCHEDULE: &str = "templates:
       - {task: verify, cron: '0 5 * * *', grace: 3h}
       - {task: tune, cron: '0 3 * * 0', grace: 4h}
       - {task: audit, cron: '0 4 * * *', grace: 4h}
+      - {task: logs, cron: '30 4 * * *', grace: 4h}
 assignments:
   - {template: lab, group: 'all:!copies'}
 ";
@@ -117,12 +118,12 @@ fn one_cycle_of_the_timer_commands_then_the_report_metrics_and_charts() {
             dir.join("backups").display().to_string(),
         ]
     };
-    for task in ["inventory", "backup", "verify", "tune", "audit"] {
+    for task in ["inventory", "backup", "verify", "tune", "audit", "logs"] {
         let args = common(task);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (ok, out, err) = dbcadence(&args, &env);
         assert!(ok, "{task}: {out}{err}");
-        if task == "audit" {
+        if task == "audit" || task == "logs" {
             // A server task: once per instance.
             assert_eq!(out.matches("ok     pg1").count(), 1, "{out}");
             assert_eq!(out.matches("ok     my1").count(), 1, "{out}");
@@ -254,8 +255,8 @@ fn schedule_install_writes_units_systemd_accepts_and_is_idempotent() {
     let (ok, out, err) = dbcadence(&args, &[]);
     assert!(ok, "{err}");
     let plan: Value = serde_json::from_str(&out).unwrap();
-    // inventory, backup, verify, tune, audit and the report.
-    assert_eq!(plan["timers"].as_array().unwrap().len(), 6, "{plan}");
+    // inventory, backup, verify, tune, audit, logs and the report.
+    assert_eq!(plan["timers"].as_array().unwrap().len(), 7, "{plan}");
     assert_eq!(plan["skipped"], json!([]), "{plan}");
     let (_, out, _) = dbcadence(&args, &[]);
     assert_eq!(

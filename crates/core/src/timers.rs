@@ -5,8 +5,8 @@
 //! sources (recorded as a rehearsal: it tells the report which databases exist without
 //! counting as the inventory task), picks the databases that follow the template, and backs
 //! up (or verifies, or tunes) each one; one failure does not stop the others, and the command
-//! fails at the end when any did. A server task (audit) runs once per instance that has a
-//! database following the template. Tasks without a runner yet (logs, patch) get no timer:
+//! fails at the end when any did. A server task (audit, logs) runs once per instance that has
+//! a database following the template. Tasks without a runner yet (patch) get no timer:
 //! `install` lists them as skipped rather than calling something that does nothing.
 
 use std::collections::BTreeMap;
@@ -49,7 +49,7 @@ pub struct TaskRunItem {
 fn runnable(task: Task) -> bool {
     matches!(
         task,
-        Task::Inventory | Task::Backup | Task::Verify | Task::Tune | Task::Audit
+        Task::Inventory | Task::Backup | Task::Verify | Task::Tune | Task::Audit | Task::Logs
     )
 }
 
@@ -70,7 +70,7 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
         return Err(Error::invalid(
             "task",
             format!(
-                "{:?} has no runner yet; only inventory, backup, verify, tune and audit run from timers",
+                "{:?} has no runner yet; only inventory, backup, verify, tune, audit and logs run from timers",
                 request.task
             )
             .to_lowercase(),
@@ -244,6 +244,17 @@ fn run_on_instance(
             };
             Ok(format!("{}; {logins}", checks.msg))
         }
+        // Log retention; the backups under the timers' backup directory keep the binary
+        // logs point-in-time recovery needs.
+        Task::Logs => {
+            let logs = crate::logs::LogsRequest {
+                instance_id: Some(instance.to_string()),
+                backup_dir: Some(request.backup_dir.clone()),
+                run: request.run.clone(),
+                ..crate::logs::LogsRequest::defaults(connection)
+            };
+            crate::logs::run(&logs, false).map(|done| done.msg)
+        }
         other => Err(Error::invalid(
             "task",
             format!("{other} has no runner on a server"),
@@ -353,7 +364,7 @@ pub fn plan(request: &InstallRequest) -> Result<InstallPlan> {
             let task_name = format!("{:?}", task.task).to_lowercase();
             if !runnable(task.task) {
                 plan.skipped.push(format!(
-                    "{}/{task_name}: no runner yet (logs and patch come with their modules)",
+                    "{}/{task_name}: no runner yet (patch comes with its module)",
                     template.name
                 ));
                 continue;

@@ -55,6 +55,25 @@ pub struct LogsRequest {
     pub run: RunOptions,
 }
 
+impl LogsRequest {
+    /// A request with every default (what the timers run).
+    pub fn defaults(connection: ConnectionArgs) -> LogsRequest {
+        LogsRequest {
+            connection,
+            instance_id: None,
+            keep_days: default_keep_days(),
+            compress_after_days: default_compress_days(),
+            max_total_bytes: None,
+            rotate_bytes: default_rotate_bytes(),
+            log_dir: None,
+            binlog_keep_days: None,
+            backup_dir: None,
+            replicas: vec![],
+            run: RunOptions::default(),
+        }
+    }
+}
+
 fn default_keep_days() -> u32 {
     30
 }
