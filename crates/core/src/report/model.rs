@@ -364,6 +364,7 @@ pub struct Report {
 /// The last security audit of one server (db_audit, mode checks) in the period.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AuditSummary {
+    /// The server (instance id).
     pub instance: String,
     /// When it ran.
     pub at: String,
