@@ -83,14 +83,8 @@ pub fn parse_suppressions(text: &str) -> Result<Vec<Suppression>> {
 
 /// Runs db_audit and records it (task audit, target the instance).
 pub fn run(request: &AuditRequest, check_mode: bool) -> Result<Done<AuditReport>> {
-    let instance = request
-        .instance_id
-        .clone()
-        .unwrap_or_else(|| crate::backup::default_instance_id(&request.connection));
-    let target = Target {
-        instance: instance.clone(),
-        db: None,
-    };
+    let target = Target::of(request.instance_id.as_ref(), &request.connection, None);
+    let instance = target.instance.clone();
     let recorder = Recorder::start(Task::Audit, &request.run, check_mode)
         .hiding(request.connection.login_password.as_ref());
     let (report, mut warnings) = match audit(request, &instance, check_mode) {

@@ -87,6 +87,23 @@ pub struct Target {
     pub db: Option<String>,
 }
 
+impl Target {
+    /// The target of a run on a server: the instance id given, else one derived from the
+    /// connection (engine, host and port, as the backups' layout names it); and a database.
+    pub fn of(
+        instance_id: Option<&String>,
+        connection: &crate::connection::ConnectionArgs,
+        db: Option<&str>,
+    ) -> Target {
+        Target {
+            instance: instance_id
+                .cloned()
+                .unwrap_or_else(|| crate::backup::default_instance_id(connection)),
+            db: db.map(str::to_string),
+        }
+    }
+}
+
 /// One ledger record (contract: ARCHITECTURE.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Record {

@@ -42,14 +42,8 @@ pub fn binlog_order(a: &str, b: &str) -> Ordering {
 
 /// Runs db_logs and records it (task logs, target the instance).
 pub fn run(request: &LogsRequest, check_mode: bool) -> Result<Done<LogsReport>> {
-    let instance = request
-        .instance_id
-        .clone()
-        .unwrap_or_else(|| crate::backup::default_instance_id(&request.connection));
-    let target = Target {
-        instance: instance.clone(),
-        db: None,
-    };
+    let target = Target::of(request.instance_id.as_ref(), &request.connection, None);
+    let instance = target.instance.clone();
     let recorder = Recorder::start(Task::Logs, &request.run, check_mode)
         .hiding(request.connection.login_password.as_ref());
     let (report, before, after) = match retain(request, &instance, check_mode) {

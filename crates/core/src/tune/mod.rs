@@ -31,14 +31,12 @@ use crate::{Error, Result};
 pub fn run(request: &TuneRequest, check_mode: bool) -> Result<Done<TuneReport>> {
     // A rehearsal changes only a restored copy: for the real server it is a plan.
     let planning = check_mode || request.action == TuneAction::Plan || request.rehearse;
-    let instance = request
-        .instance_id
-        .clone()
-        .unwrap_or_else(|| crate::backup::default_instance_id(&request.connection));
-    let target = Target {
-        instance: instance.clone(),
-        db: Some(request.database.clone()),
-    };
+    let target = Target::of(
+        request.instance_id.as_ref(),
+        &request.connection,
+        Some(&request.database),
+    );
+    let instance = target.instance.clone();
     if request.action == TuneAction::Measure {
         return measure(request, &instance, target, check_mode);
     }
