@@ -18,6 +18,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod change;
 pub mod compliance;
 pub mod connection;
 pub mod engine;

@@ -19,6 +19,19 @@ pub fn serialize_masked<S: serde::Serializer>(
     }
 }
 
+/// Serializes a list of secrets as as many masks.
+pub fn serialize_masked_list<S: serde::Serializer>(
+    value: &[SecretString],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = serializer.serialize_seq(Some(value.len()))?;
+    for _ in value {
+        seq.serialize_element(MASK)?;
+    }
+    seq.end()
+}
+
 /// The secret's value, for the one place it is handed on.
 pub fn expose(value: &Option<SecretString>) -> Option<&str> {
     value.as_ref().map(|s| s.expose_secret())

@@ -104,12 +104,12 @@ impl Task {
         }
     }
 
-    /// Whether a schedule may ask for it: records people make, and measurements of another
-    /// task's effect, are not scheduled.
+    /// Whether a schedule may ask for it: records people make (incidents, feedback, change
+    /// records), and measurements of another task's effect, are not scheduled.
     pub const fn schedulable(self) -> bool {
         !matches!(
             self,
-            Task::Incident | Task::AlertFeedback | Task::TuneMeasure
+            Task::Incident | Task::AlertFeedback | Task::TuneMeasure | Task::Change
         )
     }
 }

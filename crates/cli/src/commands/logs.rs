@@ -35,6 +35,9 @@ pub(crate) struct LogsArgs {
     pub(crate) check: bool,
     #[arg(long, value_enum, default_value = "table")]
     pub(crate) format: Format,
+    /// Refuse to change anything without an approved change record (--change-id).
+    #[arg(long)]
+    pub(crate) require_change: bool,
     #[command(flatten)]
     pub(crate) run: RunArgs,
 }
@@ -52,6 +55,7 @@ pub(crate) fn logs(args: LogsArgs) -> Result<()> {
         binlog_keep_days: args.binlog_keep_days,
         backup_dir: args.backup_dir,
         replicas: vec![],
+        require_change: args.require_change,
         run: args.run.options()?,
     };
     let done = logs::run(&request, args.check)?;

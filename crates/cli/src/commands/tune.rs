@@ -57,6 +57,9 @@ pub(crate) struct TuneArgs {
     pub(crate) backup_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub(crate) format: Format,
+    /// Refuse to change anything without an approved change record (--change-id).
+    #[arg(long)]
+    pub(crate) require_change: bool,
     #[command(flatten)]
     pub(crate) run: RunArgs,
 }
@@ -86,6 +89,7 @@ pub(crate) fn tune(args: TuneArgs) -> Result<()> {
         rehearse: args.rehearse,
         require_rehearsal: args.require_rehearsal,
         backup_dir: args.backup_dir,
+        require_change: args.require_change,
         window: None,
         force: true,
         run: args.run.options()?,

@@ -102,6 +102,14 @@ fn retain(
     instance: &str,
     check_mode: bool,
 ) -> Result<(LogsReport, String, String)> {
+    if !check_mode {
+        crate::change::gate(
+            &request.run.ledger()?,
+            request.run.change_id.as_deref(),
+            request.require_change,
+            jiff::Timestamp::now(),
+        )?;
+    }
     let mut engine = engine::connect(&request.connection)?;
     let mut logs = engine.server_logs()?;
     if let Some(dir) = &request.log_dir

@@ -51,6 +51,10 @@ pub struct LogsRequest {
     /// Replicas of this server: none is left without the binary log it has not executed yet.
     #[serde(default)]
     pub replicas: Vec<ConnectionArgs>,
+    /// Refuse to change anything without an approved change record (change_id) whose window
+    /// is now (production hosts); a change_id given is checked either way.
+    #[serde(default)]
+    pub require_change: bool,
     #[serde(flatten)]
     pub run: RunOptions,
 }
@@ -69,6 +73,7 @@ impl LogsRequest {
             binlog_keep_days: None,
             backup_dir: None,
             replicas: vec![],
+            require_change: false,
             run: RunOptions::default(),
         }
     }

@@ -197,6 +197,12 @@ fn tune(
     if planning || report.count(ActionStatus::Planned) == 0 {
         return Ok((report, None));
     }
+    crate::change::gate(
+        &request.run.ledger()?,
+        request.run.change_id.as_deref(),
+        request.require_change,
+        jiff::Timestamp::now(),
+    )?;
     if request.require_rehearsal {
         rehearsal::require_rehearsed(
             &request.run.ledger()?,

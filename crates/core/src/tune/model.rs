@@ -89,6 +89,10 @@ pub struct TuneRequest {
     #[serde(default)]
     #[schemars(extend("x-path" = true))]
     pub backup_dir: Option<PathBuf>,
+    /// Refuse to apply without an approved change record (change_id) whose window is now
+    /// (production hosts); a change_id given is checked either way.
+    #[serde(default)]
+    pub require_change: bool,
     /// Apply only inside this window (plans are allowed any time).
     #[serde(default)]
     pub window: Option<Window>,
@@ -120,6 +124,7 @@ impl TuneRequest {
             rehearse: false,
             require_rehearsal: false,
             backup_dir: None,
+            require_change: false,
             window: None,
             force: false,
             run: RunOptions::default(),
