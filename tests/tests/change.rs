@@ -207,7 +207,7 @@ fn tuning_a_production_host_needs_an_approved_change_whose_window_is_now() {
     engine
         .execute_in(
             Some(&db),
-            "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)",
+            "CREATE TABLE t (id int PRIMARY KEY) WITH (autovacuum_enabled = false); INSERT INTO t SELECT generate_series(1, 100)",
         )
         .unwrap();
     drop(engine);
@@ -231,7 +231,7 @@ fn tuning_a_production_host_needs_an_approved_change_whose_window_is_now() {
         "instance_id": "pg1", "ledger_path": ledger, "require_change": true,
     });
     let none = run_module("db_tune", &tune);
-    assert_eq!(none.json["failed"], true);
+    assert_eq!(none.json["failed"], true, "{}", none.json);
     assert!(
         none.json["msg"]
             .as_str()
@@ -285,4 +285,76 @@ fn tuning_a_production_host_needs_an_approved_change_whose_window_is_now() {
         outside.json
     );
     connect(instance).drop_database(&db).unwrap();
+}
+
+#[test]
+fn the_cli_moves_a_change_and_refuses_an_illegal_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.jsonl");
+    let cli = |args: &[&str]| {
+        let out = duct::cmd(bin("dbcadence"), args)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ledger_arg = ledger.display().to_string();
+    let (ok, out, err) = cli(&[
+        "change",
+        "create",
+        "--summary",
+        "rotate logs",
+        "--window-start",
+        "2026-01-01T00:00:00Z",
+        "--window-end",
+        "2026-01-02T00:00:00Z",
+        "--by",
+        "alice",
+        "--task",
+        "logs",
+        "--host",
+        "my1",
+        "--id",
+        "CHG-42",
+        "--ledger",
+        &ledger_arg,
+    ]);
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = cli(&[
+        "change",
+        "move",
+        "--id",
+        "CHG-42",
+        "--to",
+        "closed",
+        "--by",
+        "bob",
+        "--ledger",
+        &ledger_arg,
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&[
+        "change",
+        "move",
+        "--id",
+        "CHG-42",
+        "--to",
+        "approved",
+        "--by",
+        "bob",
+        "--ledger",
+        &ledger_arg,
+    ]);
+    assert!(!ok && err.contains("nothing (closed)"), "{err}");
+    let (ok, out, _) = cli(&["change", "show", "--id", "CHG-42", "--ledger", &ledger_arg]);
+    assert!(ok);
+    let record: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(record["change"]["state"], "closed");
+    assert_eq!(record["change"]["tasks"], json!(["logs"]));
 }

@@ -90,6 +90,11 @@ enum Command {
     /// Log retention that keeps point-in-time recovery possible: text logs rotated,
     /// compressed and removed; binary logs purged no further than backups and replicas allow.
     Logs(commands::LogsArgs),
+    /// Change records: create, move through their lifecycle, show, export for a CMDB.
+    Change {
+        #[command(subcommand)]
+        command: commands::ChangeCommand,
+    },
     /// Discover instances and databases; also an Ansible inventory script (--list, --host).
     Inventory(commands::InventoryArgs),
 }
@@ -242,5 +247,6 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
         Command::Tune(args) => commands::tune(args),
         Command::Audit(args) => commands::audit(args),
         Command::Logs(args) => commands::logs(args),
+        Command::Change { command } => commands::change(command),
     }
 }

@@ -3,6 +3,7 @@
 
 mod audit;
 mod backup;
+mod change;
 mod inventory;
 mod lab;
 mod logs;
@@ -13,6 +14,7 @@ pub(crate) use audit::{AuditArgs, audit};
 pub(crate) use backup::{
     BackupArgs, BackupsAction, PruneArgs, VerifyArgs, backup, backups, prune, verify,
 };
+pub(crate) use change::{ChangeCommand, change};
 pub(crate) use inventory::{InventoryArgs, inventory};
 pub(crate) use lab::{LabAction, lab};
 pub(crate) use logs::{LogsArgs, logs};
