@@ -70,6 +70,9 @@ pub fn build(
         scorecard,
         next_due: next_due(schedule, period.now),
         audits: std::mem::take(&mut gathered.audits).into_values().collect(),
+        changes: std::mem::take(&mut gathered.changes)
+            .into_values()
+            .collect(),
         warnings,
     })
 }

@@ -129,6 +129,8 @@ pub(super) struct Gathered {
     pub(super) tune_runs: u32,
     /// The last security audit (mode checks) of each instance in the period.
     pub(super) audits: BTreeMap<String, super::model::AuditSummary>,
+    /// The last transition of each change record in the period.
+    pub(super) changes: BTreeMap<String, super::model::ChangeSummary>,
     pub(super) key: String,
 }
 
@@ -235,6 +237,23 @@ impl Gathered {
                     );
                 }
             }
+            (Task::Change, Outcome::Ok) => {
+                if let Some(c) = record.details::<crate::change::ChangeRecord>() {
+                    self.changes.insert(
+                        c.id.clone(),
+                        super::model::ChangeSummary {
+                            state: c.state.as_str().into(),
+                            id: c.id,
+                            summary: c.summary,
+                            window_start: c.window_start,
+                            window_end: c.window_end,
+                            hosts: c.hosts,
+                            requester: c.requester,
+                            approver: c.approver,
+                        },
+                    );
+                }
+            }
             (Task::Backup, Outcome::Ok) => {
                 if let Some(path) = detail_string(record, "path") {
                     self.backups_in_period.push(path_hash(&path));
@@ -307,8 +326,9 @@ impl Gathered {
         self.tune_before += later.tune_before;
         self.tune_after += later.tune_after;
         self.tune_runs += later.tune_runs;
-        // A later chunk holds the later audits.
+        // A later chunk holds the later audits and transitions.
         self.audits.extend(later.audits);
+        self.changes.extend(later.changes);
     }
 
     /// The inventory observations, in ledger order: the fleet and the outages.

@@ -284,6 +284,37 @@ mod tests {
     }
 
     #[test]
+    fn changes_of_the_period_are_listed_as_they_stand_at_its_end() {
+        let change = |at: &str, state: &str| {
+            line(
+                "change",
+                None,
+                at,
+                "ok",
+                false,
+                &format!(
+                    r#"{{"id":"CHG-1","summary":"tune <orders>","risk":"low","standard":false,"window_start":"2026-11-02T01:00:00Z","window_end":"2026-11-02T05:00:00Z","hosts":["pg1"],"tasks":["tune"],"requester":"alice","approver":"bob","state":"{state}","history":[]}}"#
+                ),
+            )
+        };
+        let lines = vec![
+            change("2026-11-01T10:00:00Z", "requested"),
+            change("2026-11-02T06:00:00Z", "closed"),
+        ];
+        let (_dir, store) = ledger(&lines);
+        let schedule = schedule::parse(SCHEDULE).unwrap();
+        let report = build(&store, &schedule, period(), &Goals::default()).unwrap();
+        assert_eq!(report.changes.len(), 1);
+        assert_eq!(report.changes[0].state, "closed");
+        let page = html(&report);
+        assert!(
+            page.contains("<h2>Changes</h2>") && page.contains("tune &lt;orders&gt;"),
+            "{page}"
+        );
+        assert!(markdown(&report).contains("| CHG-1 | tune <orders> | closed |"));
+    }
+
+    #[test]
     fn nothing_due_is_no_data_never_a_green_hundred_percent() {
         // The first inventory saw the fleet after the period's last due time: nothing is owed.
         let lines = vec![inventory("2026-11-07T23:00:00Z", &["app"], &[])];

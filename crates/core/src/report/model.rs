@@ -357,8 +357,32 @@ pub struct Report {
     /// The last security audit of each server in the period.
     #[serde(default)]
     pub audits: Vec<AuditSummary>,
+    /// The change records that moved in the period, as they stand at its end.
+    #[serde(default)]
+    pub changes: Vec<ChangeSummary>,
     /// What the reader should know (unreadable lines, unknown tasks...).
     pub warnings: Vec<String>,
+}
+
+/// A change record as the report lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ChangeSummary {
+    /// The change's id.
+    pub id: String,
+    /// What it does.
+    pub summary: String,
+    /// Where it stood at the end of the period.
+    pub state: String,
+    /// Its window, RFC 3339.
+    pub window_start: String,
+    /// See window_start.
+    pub window_end: String,
+    /// Hosts it affects.
+    pub hosts: Vec<String>,
+    /// Who requested it.
+    pub requester: String,
+    /// Who approved it.
+    pub approver: Option<String>,
 }
 
 /// The last security audit of one server (db_audit, mode checks) in the period.

@@ -154,6 +154,7 @@ mod tests {
             scorecard: vec![],
             next_due: vec![],
             audits: vec![],
+            changes: vec![],
             warnings: vec![],
         };
         let page = html(&report);
