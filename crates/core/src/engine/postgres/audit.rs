@@ -9,8 +9,9 @@ use super::*;
 use crate::audit::model::{AuditFinding, Severity};
 use crate::audit::{finding, old_version, test_database};
 
-/// The oldest major version still supported by the PostgreSQL project (as of 2026-11).
-const OLDEST_SUPPORTED: i32 = 140000;
+/// The oldest major version still supported by the PostgreSQL project: a major version is
+/// supported for five years; 14 had its last release in November 2026 (as of 2026-11-27).
+const OLDEST_SUPPORTED: i32 = 150000;
 
 impl PostgresEngine {
     pub(super) fn run_audit_checks(
@@ -146,7 +147,7 @@ impl PostgresEngine {
             }
         }
         if version_num < OLDEST_SUPPORTED {
-            findings.push(old_version(&version, "14"));
+            findings.push(old_version(&version, "15"));
         }
         if test_db {
             findings.push(test_database());
