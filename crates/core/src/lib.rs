@@ -29,6 +29,7 @@ pub mod lab;
 pub mod ledger;
 pub mod logs;
 pub mod metrics;
+pub mod patch;
 pub mod process;
 pub mod progress;
 pub mod report;

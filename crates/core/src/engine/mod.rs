@@ -289,6 +289,9 @@ pub trait Engine: Send {
     ) -> Result<(Vec<crate::audit::model::AuditFinding>, Vec<String>)>;
     /// The log file the server writes now, when it says (for the failed-login reader).
     fn server_log(&mut self) -> Result<Option<std::path::PathBuf>>;
+    /// db_patch's gates: the age of the oldest open transaction and the replication lag, in
+    /// seconds (None when there is none, or it cannot be seen).
+    fn patch_state(&mut self) -> Result<crate::patch::ServerState>;
     /// db_logs: the server's text logs, binary logs and WAL as it describes them.
     fn server_logs(&mut self) -> Result<crate::logs::model::ServerLogs>;
     /// Purges the binary logs before `name` (MariaDB/MySQL; PostgreSQL has none).

@@ -179,6 +179,10 @@ impl Engine for PostgresEngine {
         self.current_log_file()
     }
 
+    fn patch_state(&mut self) -> Result<crate::patch::ServerState> {
+        self.read_patch_state()
+    }
+
     fn server_logs(&mut self) -> Result<crate::logs::model::ServerLogs> {
         self.read_server_logs()
     }
