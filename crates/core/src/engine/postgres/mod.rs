@@ -33,6 +33,7 @@ pub(crate) mod lab;
 pub mod ledger;
 mod logs;
 mod physical;
+mod plans;
 pub mod server;
 mod tune;
 
