@@ -289,19 +289,25 @@ impl Drop for PrivateLab {
     }
 }
 
+/// A PostgreSQL session of the lab user over the instance's socket, in `database` (for tests
+/// that hold a transaction open or read the catalogue).
+pub fn pg_session(instance: &LabInstance, database: &str) -> postgres::Client {
+    postgres::Config::new()
+        .host_path(&instance.socket)
+        .port(instance.port)
+        .user(&instance.user)
+        .password(instance.password().unwrap())
+        .dbname(database)
+        .connect(postgres::NoTls)
+        .unwrap_or_else(|e| panic!("connect to {database}: {e}"))
+}
+
 /// Rows of a query as text, for tests that read what the server holds (catalogue, counts).
 /// Over the instance's socket as the lab user, in `database`.
 pub fn query(instance: &LabInstance, database: &str, sql: &str) -> Vec<Vec<Option<String>>> {
     match instance.engine {
         dbcadence_core::connection::EngineKind::Postgresql => {
-            let mut client = postgres::Config::new()
-                .host_path(&instance.socket)
-                .port(instance.port)
-                .user(&instance.user)
-                .password(instance.password().unwrap())
-                .dbname(database)
-                .connect(postgres::NoTls)
-                .unwrap_or_else(|e| panic!("connect to {database}: {e}"));
+            let mut client = pg_session(instance, database);
             client
                 .simple_query(sql)
                 .unwrap_or_else(|e| panic!("{sql}: {e}"))

@@ -98,14 +98,7 @@ fn gates_pass_and_fail_on_real_state() {
     let blocker = {
         let (instance, db) = (instance.clone(), db.clone());
         std::thread::spawn(move || {
-            let mut client = postgres::Config::new()
-                .host_path(&instance.socket)
-                .port(instance.port)
-                .user(&instance.user)
-                .password(instance.password().unwrap())
-                .dbname(&db)
-                .connect(postgres::NoTls)
-                .unwrap();
+            let mut client = pg_session(&instance, &db);
             client
                 .batch_execute("BEGIN; SELECT 1; SELECT pg_sleep(5); COMMIT")
                 .unwrap();

@@ -358,14 +358,7 @@ fn a_lock_makes_the_index_build_give_up_and_leaves_no_invalid_index() {
     let blocker = {
         let (instance, name) = (instance.clone(), name.clone());
         std::thread::spawn(move || {
-            let mut client = postgres::Config::new()
-                .host_path(&instance.socket)
-                .port(instance.port)
-                .user(&instance.user)
-                .password(instance.password().unwrap())
-                .dbname(&name)
-                .connect(postgres::NoTls)
-                .unwrap();
+            let mut client = pg_session(&instance, &name);
             client
                 .batch_execute("BEGIN; SELECT count(*) FROM orders; SELECT pg_sleep(6); COMMIT")
                 .unwrap();
