@@ -58,6 +58,7 @@ pub fn shared_lab() -> &'static Lab {
             pg_replicas: 0,
             seed: false,
             tuned_for_loading: false,
+            pg_bin_dir: None,
         })
         .unwrap_or_else(|e| panic!("lab up: {e}"))
     })
@@ -262,6 +263,16 @@ pub struct PrivateLab {
 
 impl PrivateLab {
     pub fn start(postgres: usize, mysql: usize, pg_replicas: usize) -> PrivateLab {
+        PrivateLab::start_on(postgres, mysql, pg_replicas, None)
+    }
+
+    /// A private lab whose PostgreSQL primaries run the binaries in `pg_bin_dir`.
+    pub fn start_on(
+        postgres: usize,
+        mysql: usize,
+        pg_replicas: usize,
+        pg_bin_dir: Option<PathBuf>,
+    ) -> PrivateLab {
         let dir = tempfile::Builder::new()
             .prefix("dbc-priv.")
             .tempdir_in("/tmp")
@@ -273,6 +284,7 @@ impl PrivateLab {
             pg_replicas,
             seed: false,
             tuned_for_loading: false,
+            pg_bin_dir,
         })
         .unwrap_or_else(|e| panic!("private lab: {e}"));
         PrivateLab { lab, _dir: dir }

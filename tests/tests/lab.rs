@@ -16,6 +16,7 @@ fn a_server_that_cannot_start_quotes_its_log_and_down_is_idempotent() {
         pg_replicas: 0,
         seed: false,
         tuned_for_loading: false,
+        pg_bin_dir: None,
     };
     let lab = lab::up(&request).unwrap();
     let pg = lab.instance("pg1").unwrap().clone();

@@ -24,6 +24,36 @@ pub(crate) enum LabAction {
         /// Create sample databases (app and a dated backup copy of it).
         #[arg(long)]
         seed: bool,
+        /// PostgreSQL server binaries for new primaries (e.g. an older minor release to
+        /// patch); default: the system's newest.
+        #[arg(long)]
+        pg_bin_dir: Option<PathBuf>,
+    },
+    /// The lab's package upgrade: INSTANCE starts with other binaries from its next restart
+    /// (the running server is left alone, as after apt-get upgrade).
+    Upgrade {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        instance: String,
+        /// The binaries to switch to; default: the system's newest.
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Stop INSTANCE and start it again with its recorded binaries.
+    Restart {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        instance: String,
+    },
+    /// INSTANCE's installed and candidate releases, shaped like `apt-cache policy` (what
+    /// db_patch reads in the lab).
+    Packages {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        instance: String,
     },
     /// Show which servers run.
     Status {
@@ -50,6 +80,7 @@ pub(crate) fn lab(action: LabAction) -> Result<()> {
             mysql,
             pg_replicas,
             seed,
+            pg_bin_dir,
         } => {
             let lab = lab::up(&LabRequest {
                 dir,
@@ -58,6 +89,7 @@ pub(crate) fn lab(action: LabAction) -> Result<()> {
                 pg_replicas,
                 seed,
                 tuned_for_loading: false,
+                pg_bin_dir,
             })?;
             for i in &lab.instances {
                 println!(
@@ -88,6 +120,29 @@ pub(crate) fn lab(action: LabAction) -> Result<()> {
                     if s.running { "running" } else { "stopped" }
                 );
             }
+            Ok(())
+        }
+        LabAction::Upgrade {
+            dir,
+            instance,
+            bin_dir,
+        } => {
+            let upgraded = lab::upgrade(&dir, &instance, bin_dir)?;
+            println!(
+                "{instance}: starts with {} from its next restart",
+                upgraded
+                    .bin_dir
+                    .map_or("the system's binaries".into(), |d| d.display().to_string())
+            );
+            Ok(())
+        }
+        LabAction::Restart { dir, instance } => {
+            lab::restart(&dir, &instance)?;
+            println!("{instance}: restarted");
+            Ok(())
+        }
+        LabAction::Packages { dir, instance } => {
+            print!("{}", lab::packages(&dir, &instance)?);
             Ok(())
         }
         LabAction::Down { dir, purge } => {

@@ -69,6 +69,9 @@ pub struct LabServer<'a> {
     pub tls_dir: &'a Path,
     /// A throwaway restore target: durability traded for loading speed.
     pub tuned_for_loading: bool,
+    /// PostgreSQL only: the server binaries (an older release for an upgrade test); None:
+    /// the system's.
+    pub bin_dir: Option<&'a Path>,
     /// PostgreSQL only: start as a streaming replica of this primary.
     pub primary: Option<Primary<'a>>,
     /// The admin login over the socket (tells a bootstrapped server from a new one).
@@ -97,6 +100,15 @@ pub fn start(server: &LabServer) -> Result<()> {
     match server.kind {
         EngineKind::Postgresql => super::postgres::lab::start(server),
         EngineKind::Mysql => super::mysql::lab::start(server),
+    }
+}
+
+/// The release of the server binaries a lab server would start with (`bin_dir`, else the
+/// system's): what the lab reports as its installed and candidate "package" versions.
+pub fn binaries_version(kind: EngineKind, bin_dir: Option<&Path>) -> Result<String> {
+    match kind {
+        EngineKind::Postgresql => super::postgres::binaries_version(bin_dir),
+        EngineKind::Mysql => super::mysql::server::binaries_version(),
     }
 }
 

@@ -10,9 +10,7 @@ use crate::{Error, Result};
 
 pub(super) fn write_files(lab: &Lab) -> Result<()> {
     let dir = &lab.dir;
-    let json =
-        serde_json::to_vec_pretty(lab).map_err(|e| Error::invalid("lab.json", e.to_string()))?;
-    crate::files::write_atomically(&dir.join("lab.json"), &json, crate::files::PUBLIC_FILE)?;
+    write_lab_json(lab)?;
     let yaml = |v: &serde_json::Value| {
         serde_yaml_ng::to_string(v).map_err(|e| Error::invalid("lab YAML", e.to_string()))
     };
@@ -27,6 +25,12 @@ pub(super) fn write_files(lab: &Lab) -> Result<()> {
         crate::files::PUBLIC_FILE,
     )?;
     Ok(())
+}
+
+pub(super) fn write_lab_json(lab: &Lab) -> Result<()> {
+    let json =
+        serde_json::to_vec_pretty(lab).map_err(|e| Error::invalid("lab.json", e.to_string()))?;
+    crate::files::write_atomically(&lab.dir.join("lab.json"), &json, crate::files::PUBLIC_FILE)
 }
 
 /// An Ansible inventory of the lab: one host per server, groups per engine and environment.

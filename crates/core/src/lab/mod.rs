@@ -60,6 +60,9 @@ pub struct LabRequest {
     pub seed: bool,
     /// Scratch servers for restores: durability off, large buffers, no binary log.
     pub tuned_for_loading: bool,
+    /// PostgreSQL server binaries for new primaries (an older release, for db_patch's
+    /// upgrade); None: the system's.
+    pub pg_bin_dir: Option<PathBuf>,
 }
 
 impl LabRequest {
@@ -74,6 +77,7 @@ impl LabRequest {
             pg_replicas: 0,
             seed: false,
             tuned_for_loading: true,
+            pg_bin_dir: None,
         }
     }
 }
@@ -101,6 +105,11 @@ pub struct LabInstance {
     /// A throwaway restore target: durability traded for loading speed.
     #[serde(default)]
     pub tuned_for_loading: bool,
+    /// The server binaries it starts with (PostgreSQL); None: the system's. `lab upgrade`
+    /// switches them, as a package upgrade would: the running server keeps the old ones
+    /// until `lab restart`.
+    #[serde(default)]
+    pub bin_dir: Option<PathBuf>,
 }
 
 /// The whole lab (lab.json).
@@ -239,6 +248,9 @@ pub fn up(request: &LabRequest) -> Result<Lab> {
             if lab.instance(&name).is_none() {
                 let mut instance = plan_instance(&dir, engine, &name, index, &lab)?;
                 instance.tuned_for_loading = request.tuned_for_loading;
+                if engine == EngineKind::Postgresql {
+                    instance.bin_dir = request.pg_bin_dir.clone();
+                }
                 lab.instances.push(instance);
             }
         }
@@ -303,6 +315,69 @@ fn start_all(lab: &Lab, instances: Vec<&LabInstance>, seed: bool) -> Vec<String>
             })
             .collect()
     })
+}
+
+/// The lab's package upgrade: instance `name` starts with the binaries in `bin_dir` (None:
+/// the system's) from its next start. Like a package upgrade, it leaves the running server
+/// alone; `restart` brings the new binaries in.
+pub fn upgrade(dir: &Path, name: &str, bin_dir: Option<PathBuf>) -> Result<LabInstance> {
+    with_lock(dir, || {
+        let mut lab = Lab::load(dir)?;
+        let instance = lab
+            .instances
+            .iter_mut()
+            .find(|i| i.name == name)
+            .ok_or_else(|| unknown_instance(dir, name))?;
+        if instance.engine == EngineKind::Mysql && bin_dir.is_some() {
+            return Err(Error::lab(
+                format!("upgrade {name}"),
+                "only PostgreSQL lab servers can switch binaries (one MariaDB release is installed)",
+            ));
+        }
+        instance.bin_dir = bin_dir;
+        let instance = instance.clone();
+        files::write_lab_json(&lab)?;
+        Ok(instance)
+    })
+}
+
+/// Stops instance `name` and starts it again with its recorded binaries.
+pub fn restart(dir: &Path, name: &str) -> Result<()> {
+    with_lock(dir, || {
+        let lab = Lab::load(dir)?;
+        let instance = lab
+            .instance(name)
+            .ok_or_else(|| unknown_instance(dir, name))?;
+        stop_instance(instance);
+        let primary = instance.replica_of.as_deref().and_then(|p| lab.instance(p));
+        start_instance(instance, primary, false)
+    })
+}
+
+/// What the lab says of an instance's "package", shaped like `apt-cache policy`: the release
+/// of the binaries it starts with (installed) and of the system's newest (candidate).
+pub fn packages(dir: &Path, name: &str) -> Result<String> {
+    let lab = Lab::load(dir)?;
+    let instance = lab
+        .instance(name)
+        .ok_or_else(|| unknown_instance(dir, name))?;
+    let installed =
+        crate::engine::lab::binaries_version(instance.engine, instance.bin_dir.as_deref())?;
+    let candidate = crate::engine::lab::binaries_version(instance.engine, None)?;
+    Ok(format!(
+        "{name}:\n  Installed: {installed}\n  Candidate: {candidate}\n"
+    ))
+}
+
+fn unknown_instance(dir: &Path, name: &str) -> Error {
+    Error::lab(
+        format!("find lab instance {name}"),
+        format!(
+            "no instance {name} in {}; `dbcadence lab status --dir {}` lists them",
+            dir.join("lab.json").display(),
+            dir.display()
+        ),
+    )
 }
 
 /// Which servers run.
@@ -457,6 +532,7 @@ fn plan_instance(
         ca_cert: dir.join("tls/ca.pem"),
         replica_of: None,
         tuned_for_loading: false,
+        bin_dir: None,
     })
 }
 

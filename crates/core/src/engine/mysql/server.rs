@@ -78,6 +78,26 @@ pub fn pid(pid_file: &Path) -> Option<u32> {
         .ok()
 }
 
+/// The release of the system's mariadbd, from `mariadbd --version`:
+/// "mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for ..." gives 10.11.19.
+pub fn binaries_version() -> Result<String> {
+    let text = Tool::find("mariadbd")?
+        .package("mariadb-server")
+        .arg("--version")
+        .read()?;
+    text.split_whitespace()
+        .skip_while(|w| *w != "Ver")
+        .nth(1)
+        .and_then(|v| v.split('-').next())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::invalid(
+                "mariadbd --version",
+                format!("unexpected output '{}'", text.trim()),
+            )
+        })
+}
+
 /// Starts mariadbd and waits until it listens on its socket. A server that exits during
 /// start-up fails at once, quoting its log.
 pub fn start(spec: &ServerSpec) -> Result<()> {

@@ -24,12 +24,13 @@ pub(crate) fn start(server: &LabServer) -> Result<()> {
         copy_from_primary(server, primary, &bin)?;
     }
     if !initialised() {
-        init_cluster(server, &bin)?;
+        init_cluster(server)?;
     }
     if pid(&files.data_dir).is_some_and(process_alive) {
         return Ok(());
     }
     super::server::start(&ServerSpec {
+        bin_dir: server.bin_dir.map(Path::to_path_buf),
         data_dir: files.data_dir.clone(),
         log_file: files.log_file.clone(),
         settings: settings(server),
@@ -72,7 +73,7 @@ fn copy_from_primary(server: &LabServer, primary: &Primary, bin: &Path) -> Resul
 }
 
 /// A new cluster from initdb, with the admin login and its password.
-fn init_cluster(server: &LabServer, bin: &Path) -> Result<()> {
+fn init_cluster(server: &LabServer) -> Result<()> {
     let files = &server.files;
     let dir = server.instance_dir;
     let _ = std::fs::remove_dir_all(&files.data_dir);
@@ -84,8 +85,7 @@ fn init_cluster(server: &LabServer, bin: &Path) -> Result<()> {
     std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::io("set permissions on", &pwfile, e))?;
     chown_recursive(dir, SERVICE_USER)?;
-    let result = Tool::new(bin.join("initdb"))
-        .package("postgresql")
+    let result = super::server_program(server.bin_dir, "initdb")?
         .as_user("postgres")
         .args::<Vec<String>, String>(vec![
             "-D".into(),

@@ -19,6 +19,7 @@ use crate::engine::{
     AtRestEncryption, DatabaseFacts, DatabaseKind, DumpFormat, DumpOutput, DumpPlan, Engine,
     GlobalsDump, LabEngine, RestoreInput, RestorePlan, Role, ServerFacts, TableRows, connect_hint,
 };
+use crate::process::Tool;
 use crate::secret::ExposeSecret;
 use crate::{Error, Result};
 
@@ -61,6 +62,38 @@ pub fn bin_dir() -> Result<PathBuf> {
         .last()
         .map(|v| root.join(v.to_string()).join("bin"))
         .ok_or_else(missing)
+}
+
+/// A server program (postgres, initdb) from `bin_dir`, or from the system's newest version.
+/// Binaries outside the system's packages (an older release unpacked for the lab) find their
+/// shared libraries in the `lib` directory beside `bin`, as their own build expects.
+pub(crate) fn server_program(bin_dir: Option<&Path>, program: &str) -> Result<Tool> {
+    let Some(bin) = bin_dir else {
+        return Ok(Tool::new(self::bin_dir()?.join(program)).package("postgresql"));
+    };
+    let mut tool = Tool::new(bin.join(program)).package("postgresql");
+    let lib = bin.join("../lib");
+    if lib.is_dir() && !bin.starts_with("/usr/lib/postgresql") {
+        tool = tool.env("LD_LIBRARY_PATH", lib);
+    }
+    Ok(tool)
+}
+
+/// The release of the server binaries in `bin_dir` (default: the system's), from
+/// `postgres --version`: "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)" gives 15.20.
+pub(crate) fn binaries_version(bin_dir: Option<&Path>) -> Result<String> {
+    let tool = server_program(bin_dir, "postgres")?.arg("--version");
+    let text = tool.read()?;
+    text.split_whitespace()
+        .skip_while(|w| *w != "(PostgreSQL)")
+        .nth(1)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::invalid(
+                "postgres --version",
+                format!("unexpected output '{}'", text.trim()),
+            )
+        })
 }
 
 /// Quotes an identifier: `we"ird; db` becomes `"we""ird; db"`.

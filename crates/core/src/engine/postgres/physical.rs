@@ -62,6 +62,7 @@ pub fn start_physical_copy(
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .to_vec();
     server::start(&server::ServerSpec {
+        bin_dir: None,
         data_dir: data.clone(),
         log_file: dir.path().join("server.log"),
         settings,

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
-use crate::process::Tool;
 use crate::{Error, Result};
 
 /// How to start one private server.
 #[derive(Debug, Clone)]
 pub struct ServerSpec {
+    /// The server binaries; None: the system's newest (see `bin_dir`).
+    pub bin_dir: Option<PathBuf>,
     pub data_dir: PathBuf,
     /// The server's stderr (its log) is appended here.
     pub log_file: PathBuf,
@@ -43,7 +44,6 @@ fn postmaster_pid_lines(data_dir: &Path) -> Option<Vec<String>> {
 /// read-only connections (standby). A server that exits during start-up fails at once, quoting
 /// its log.
 pub fn start(spec: &ServerSpec) -> Result<()> {
-    let bin = super::bin_dir()?;
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -53,8 +53,7 @@ pub fn start(spec: &ServerSpec) -> Result<()> {
     let log_err = log
         .try_clone()
         .map_err(|e| Error::io("open the server log", &spec.log_file, e))?;
-    let mut tool = Tool::new(bin.join("postgres"))
-        .package("postgresql")
+    let mut tool = super::server_program(spec.bin_dir.as_deref(), "postgres")?
         .arg("-D")
         .arg(&spec.data_dir)
         .as_user("postgres")
