@@ -1,7 +1,7 @@
 //! db_patch, facts and gates on real servers: the installed and running versions, behind and
 //! end of life, and gates that pass and fail on real state (no verified backup, a long
-//! transaction held open, outside the window, no approved change). Applying is refused: not
-//! implemented yet.
+//! transaction held open, a replica that stopped replaying, outside the window, no approved
+//! change), and an apply that the gates refuse. The real upgrade is in patch_apply.rs.
 
 use std::time::Duration;
 
@@ -55,15 +55,100 @@ fn facts_of_both_engines_and_behind_against_a_newer_target() {
         .parse()
         .unwrap();
     assert_eq!(facts["minor_behind"], 99 - running_minor);
+    // Apply with gates not passed (no backup_dir): refused, nothing changed, and said why.
     args["action"] = json!("apply");
     let refused = run_module("db_patch", &args);
-    assert_eq!(refused.json["failed"], true);
+    assert_eq!(refused.json["failed"], true, "{}", refused.json);
+    assert_eq!(refused.json["changed"], false);
+    let msg = refused.json["msg"].as_str().unwrap();
     assert!(
-        refused.json["msg"]
+        msg.contains("refused")
+            && msg.contains("verified_backup")
+            && msg.contains("nothing was changed"),
+        "{msg}"
+    );
+    assert_eq!(
+        refused.json["state"],
+        format!(
+            "untouched: runs {}",
+            facts["running_version"].as_str().unwrap()
+        )
+    );
+    // A major version is not a patch; an unknown gate name is an error, not a silent pass.
+    args["target_version"] = json!("16.1");
+    args["ignore_gates"] = json!(["verified_backup"]);
+    let major = run_module("db_patch", &args);
+    assert!(
+        major.json["msg"]
             .as_str()
             .unwrap()
-            .contains("not implemented yet")
+            .contains("not a minor release"),
+        "{}",
+        major.json
     );
+    args["ignore_gates"] = json!(["backups"]);
+    let unknown = run_module("db_patch", &args);
+    assert_eq!(unknown.json["failed"], true);
+    assert!(
+        unknown.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("no gate named 'backups'"),
+        "{}",
+        unknown.json
+    );
+}
+
+#[test]
+fn a_replica_that_stopped_replaying_fails_the_lag_gate() {
+    let lab = PrivateLab::start(1, 0, 1);
+    let (primary, replica) = (lab.instance("pg1"), lab.instance("pg1r"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = patch_args(replica, dir.path());
+    args["max_replication_lag_seconds"] = json!(1);
+    // Caught up (and the primary idle): not behind, however long ago the last commit was.
+    std::thread::sleep(Duration::from_secs(2));
+    let run = run_module("db_patch", &args);
+    assert_eq!(
+        gate(&run, "replication_lag")["passed"],
+        true,
+        "{}",
+        run.json
+    );
+
+    query(replica, "postgres", "SELECT pg_wal_replay_pause()");
+    connect(primary)
+        .execute_in(
+            None,
+            "CREATE TABLE lag_probe (id int); INSERT INTO lag_probe VALUES (1)",
+        )
+        .unwrap();
+    wait_until(30, "the replica receives WAL it does not replay", || {
+        query(
+            replica,
+            "postgres",
+            "SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()",
+        )[0][0]
+            .as_deref()
+            == Some("t")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let run = run_module("db_patch", &args);
+    let lag = gate(&run, "replication_lag");
+    assert_eq!(lag["passed"], false, "{}", run.json);
+    assert!(lag["evidence"]["seconds"].as_f64().unwrap() >= 1.0, "{lag}");
+    assert!(
+        lag["reason"]
+            .as_str()
+            .unwrap()
+            .contains("patch the replicas first")
+    );
+
+    query(replica, "postgres", "SELECT pg_wal_replay_resume()");
+    wait_until(30, "the replica catches up", || {
+        let run = run_module("db_patch", &args);
+        gate(&run, "replication_lag")["passed"] == true
+    });
 }
 
 #[test]

@@ -292,6 +292,12 @@ pub trait Engine: Send {
     /// db_patch's gates: the age of the oldest open transaction and the replication lag, in
     /// seconds (None when there is none, or it cannot be seen).
     fn patch_state(&mut self) -> Result<crate::patch::ServerState>;
+    /// db_patch, after a minor upgrade and restart: PostgreSQL updates outdated extensions
+    /// (ALTER EXTENSION ... UPDATE in every database), MariaDB runs mariadb-upgrade. Returns
+    /// what was done, a line each.
+    fn after_minor_upgrade(&mut self) -> Result<Vec<String>>;
+    /// db_patch's smoke query: the number of tables in `database`, read from its catalog.
+    fn count_tables(&mut self, database: &str) -> Result<u64>;
     /// db_logs: the server's text logs, binary logs and WAL as it describes them.
     fn server_logs(&mut self) -> Result<crate::logs::model::ServerLogs>;
     /// Purges the binary logs before `name` (MariaDB/MySQL; PostgreSQL has none).

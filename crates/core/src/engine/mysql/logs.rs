@@ -119,39 +119,3 @@ impl MysqlEngine {
             .min_by(|a, b| crate::logs::binlog_order(a, b)))
     }
 }
-
-impl MysqlEngine {
-    /// The oldest open InnoDB transaction, and this server's lag behind its source.
-    pub(super) fn read_patch_state(&mut self) -> Result<crate::patch::ServerState> {
-        let oldest = self
-            .query_rows(
-                "read the open transactions",
-                "SELECT CAST(MAX(TIMESTAMPDIFF(SECOND, trx_started, NOW())) AS CHAR) FROM information_schema.INNODB_TRX \
-                 WHERE trx_mysql_thread_id <> CONNECTION_ID()",
-            )?
-            .first()
-            .and_then(|r| number(r, 0));
-        let conn = self.conn.as_mut().expect("connection is open until drop");
-        let rows: Vec<mysql_async::Row> = self
-            .runtime
-            .block_on(mysql_async::prelude::Queryable::query(
-                conn,
-                "SHOW ALL SLAVES STATUS",
-            ))
-            .unwrap_or_default();
-        let lag = rows
-            .iter()
-            .filter_map(|r| {
-                let i = r
-                    .columns_ref()
-                    .iter()
-                    .position(|c| c.name_str() == "Seconds_Behind_Master")?;
-                number(r, i)
-            })
-            .reduce(f64::max);
-        Ok(crate::patch::ServerState {
-            oldest_transaction_seconds: oldest,
-            replication_lag_seconds: lag,
-        })
-    }
-}

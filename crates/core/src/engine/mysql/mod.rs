@@ -25,6 +25,7 @@ mod dump_parser;
 mod facts;
 pub(crate) mod lab;
 mod logs;
+mod patch;
 mod physical;
 pub mod server;
 mod tune;
@@ -181,6 +182,14 @@ impl Engine for MysqlEngine {
 
     fn patch_state(&mut self) -> Result<crate::patch::ServerState> {
         self.read_patch_state()
+    }
+
+    fn after_minor_upgrade(&mut self) -> Result<Vec<String>> {
+        self.run_upgrade_tool()
+    }
+
+    fn count_tables(&mut self, database: &str) -> Result<u64> {
+        self.count_tables_in(database)
     }
 
     fn server_logs(&mut self) -> Result<crate::logs::model::ServerLogs> {

@@ -102,24 +102,3 @@ impl PostgresEngine {
         Ok(None)
     }
 }
-
-impl PostgresEngine {
-    /// The oldest open transaction of another session, and how far behind the replicas (on a
-    /// primary) or this server (on a replica) are.
-    pub(super) fn read_patch_state(&mut self) -> Result<crate::patch::ServerState> {
-        let row = self
-            .client
-            .query_one(
-                "SELECT (SELECT extract(epoch FROM max(now() - xact_start))::float8 FROM pg_stat_activity \
-                   WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend'), \
-                 CASE WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 \
-                   ELSE (SELECT extract(epoch FROM max(replay_lag))::float8 FROM pg_stat_replication) END",
-                &[],
-            )
-            .map_err(|e| self.query_err("read the sessions and replication", &e))?;
-        Ok(crate::patch::ServerState {
-            oldest_transaction_seconds: row.get(0),
-            replication_lag_seconds: row.get(1),
-        })
-    }
-}

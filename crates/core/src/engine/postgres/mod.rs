@@ -33,6 +33,7 @@ mod facts;
 pub(crate) mod lab;
 pub mod ledger;
 mod logs;
+mod patch;
 mod physical;
 mod plans;
 pub mod server;
@@ -215,6 +216,14 @@ impl Engine for PostgresEngine {
 
     fn patch_state(&mut self) -> Result<crate::patch::ServerState> {
         self.read_patch_state()
+    }
+
+    fn after_minor_upgrade(&mut self) -> Result<Vec<String>> {
+        self.update_outdated_extensions()
+    }
+
+    fn count_tables(&mut self, database: &str) -> Result<u64> {
+        self.count_tables_in(database)
     }
 
     fn server_logs(&mut self) -> Result<crate::logs::model::ServerLogs> {
