@@ -90,6 +90,9 @@ enum Command {
     /// Log retention that keeps point-in-time recovery possible: text logs rotated,
     /// compressed and removed; binary logs purged no further than backups and replicas allow.
     Logs(commands::LogsArgs),
+    /// A server's patch level and the gates a patch must pass; with --apply the minor-release
+    /// patch itself (upgrade, restart, post-validation).
+    Patch(commands::PatchArgs),
     /// Change records: create, move through their lifecycle, show, export for a CMDB.
     Change {
         #[command(subcommand)]
@@ -246,6 +249,7 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
         Command::Inventory(args) => commands::inventory(args),
         Command::Tune(args) => commands::tune(args),
         Command::Audit(args) => commands::audit(args),
+        Command::Patch(args) => commands::patch(args),
         Command::Logs(args) => commands::logs(args),
         Command::Change { command } => commands::change(command),
     }

@@ -7,6 +7,7 @@ mod change;
 mod inventory;
 mod lab;
 mod logs;
+mod patch;
 mod schedule;
 mod tune;
 
@@ -18,5 +19,6 @@ pub(crate) use change::{ChangeCommand, change};
 pub(crate) use inventory::{InventoryArgs, inventory};
 pub(crate) use lab::{LabAction, lab};
 pub(crate) use logs::{LogsArgs, logs};
+pub(crate) use patch::{PatchArgs, patch};
 pub(crate) use schedule::{ScheduleAction, schedule};
 pub(crate) use tune::{TuneArgs, tune};

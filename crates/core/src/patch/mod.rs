@@ -132,6 +132,38 @@ pub struct PatchRequest {
     pub run: RunOptions,
 }
 
+impl PatchRequest {
+    /// A check of the server behind `connection` with every default (what the module does
+    /// with no other argument).
+    pub fn defaults(connection: ConnectionArgs) -> PatchRequest {
+        PatchRequest {
+            connection,
+            instance_id: None,
+            action: PatchAction::Check,
+            target_version: None,
+            platform: None,
+            lab_dir: None,
+            package: None,
+            installed_command: None,
+            candidate_command: None,
+            upgrade_command: None,
+            restart_command: None,
+            restart_timeout_seconds: default_restart_timeout(),
+            log_path: None,
+            force: false,
+            ignore_gates: vec![],
+            backup_dir: None,
+            max_backup_age_hours: default_backup_age(),
+            max_transaction_seconds: default_transaction_seconds(),
+            max_replication_lag_seconds: default_lag_seconds(),
+            min_free_bytes: default_free_bytes(),
+            window: None,
+            require_change: false,
+            run: RunOptions::default(),
+        }
+    }
+}
+
 fn default_backup_age() -> u64 {
     24
 }
