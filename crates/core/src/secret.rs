@@ -19,6 +19,14 @@ pub fn serialize_masked<S: serde::Serializer>(
     }
 }
 
+/// Serializes a required secret as [`MASK`]: for `#[serde(serialize_with)]`.
+pub fn serialize_masked_one<S: serde::Serializer>(
+    _value: &SecretString,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(MASK)
+}
+
 /// Serializes a list of secrets as as many masks.
 pub fn serialize_masked_list<S: serde::Serializer>(
     value: &[SecretString],

@@ -1,5 +1,8 @@
 //! `dbcadence change`: change records for people (create, move, show, export). Webhook URLs
 //! hold tokens: they come from $DBCADENCE_CHANGE_WEBHOOKS (comma-separated), never a flag.
+//! Jira Service Management: $DBCADENCE_JIRA_CONFIG names a YAML or JSON file (url,
+//! service_desk_id, request_type_id, user, transitions) and $DBCADENCE_JIRA_TOKEN holds the
+//! token.
 
 use std::path::PathBuf;
 
@@ -81,6 +84,27 @@ fn parse_task(text: &str) -> std::result::Result<Task, String> {
     Task::parse(text).ok_or_else(|| format!("unknown task '{text}'"))
 }
 
+/// The Jira configuration from $DBCADENCE_JIRA_CONFIG (a file) and $DBCADENCE_JIRA_TOKEN.
+fn jira_from_environment() -> Result<Option<change::jira::JiraConfig>> {
+    let Some(path) = std::env::var_os("DBCADENCE_JIRA_CONFIG").map(PathBuf::from) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| dbcadence_core::Error::io("read the Jira configuration", &path, e))?;
+    let mut value: serde_json::Value = serde_yaml_ng::from_str(&text)
+        .map_err(|e| dbcadence_core::Error::invalid("DBCADENCE_JIRA_CONFIG", e.to_string()))?;
+    let token = std::env::var("DBCADENCE_JIRA_TOKEN").map_err(|_| {
+        dbcadence_core::Error::invalid(
+            "DBCADENCE_JIRA_TOKEN",
+            "set it to the Jira API token (or personal access token) when DBCADENCE_JIRA_CONFIG is set",
+        )
+    })?;
+    value["token"] = serde_json::Value::String(token);
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| dbcadence_core::Error::invalid("DBCADENCE_JIRA_CONFIG", e.to_string()))
+}
+
 /// Runs one change command and prints the record (or the export's count).
 pub(crate) fn change(command: ChangeCommand) -> Result<()> {
     let webhooks = std::env::var("DBCADENCE_CHANGE_WEBHOOKS")
@@ -153,6 +177,7 @@ pub(crate) fn change(command: ChangeCommand) -> Result<()> {
     };
     let request = ChangeRequest {
         webhooks,
+        jira: jira_from_environment()?,
         notify_timeout: 5,
         run: run.options()?,
         ..request

@@ -6,6 +6,7 @@
 //! fails is a warning and never loses the record. Modifying modules consult [`gate`] through
 //! their `change_id`.
 
+pub mod jira;
 pub mod notify;
 
 use std::path::PathBuf;
@@ -125,6 +126,9 @@ pub struct ChangeRecord {
     /// Post-execution validation results, attached when validated or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<serde_json::Value>,
+    /// The Jira Service Management request mirroring it (e.g. DBA-42), when jira is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jira_key: Option<String>,
 }
 
 /// What a db_change run returns: the change it created, moved or read, or the export.
@@ -204,6 +208,10 @@ pub struct ChangeRequest {
     /// Seconds one notification may take.
     #[serde(default = "default_notify_timeout")]
     pub notify_timeout: u64,
+    /// Mirror the change into Jira Service Management: a request raised at creation, moved
+    /// on every transition.
+    #[serde(default)]
+    pub jira: Option<jira::JiraConfig>,
     /// Export file (export).
     #[serde(default)]
     #[schemars(extend("x-path" = true))]
@@ -281,12 +289,20 @@ pub fn gate(
     }
 }
 
+fn jira_warning(change: &ChangeRecord, cause: &str) -> String {
+    format!(
+        "Jira Service Management was not told of change {} ({}): {cause}; the change is recorded in the ledger",
+        change.id,
+        change.state.as_str()
+    )
+}
+
 /// Runs db_change: one transition recorded in the ledger, then the notifications.
 pub fn run(request: &ChangeRequest, check_mode: bool) -> Result<Done<ChangeReport>> {
     let store = request.run.ledger()?;
     let now = jiff::Timestamp::now();
     let by = request.by.clone().unwrap_or_else(|| "dbcadence".into());
-    let (record, changed) = match request.action {
+    let (mut record, changed) = match request.action {
         ChangeAction::Show => (find(&store, required(&request.id, "id")?)?, false),
         ChangeAction::Export => return export(request, &store, check_mode),
         ChangeAction::Create => (create(request, &by, now)?, true),
@@ -306,7 +322,22 @@ pub fn run(request: &ChangeRequest, check_mode: bool) -> Result<Done<ChangeRepor
     };
     let mut warnings = Vec::new();
     if changed && !check_mode {
-        let recorder = Recorder::start(Task::Change, &request.run, false);
+        let timeout = std::time::Duration::from_secs(request.notify_timeout);
+        // A Jira request is raised before the record is written, so that its key is kept
+        // with the record; when that fails the record is written without it (and the next
+        // transition tries again).
+        let raised_now = match (&request.jira, &record.jira_key) {
+            (Some(config), None) => {
+                match jira::create(config, &notify::agent(timeout), &record) {
+                    Ok(key) => record.jira_key = Some(key),
+                    Err(cause) => warnings.push(jira_warning(&record, &cause)),
+                }
+                true
+            }
+            _ => false,
+        };
+        let recorder = Recorder::start(Task::Change, &request.run, false)
+            .hiding(request.jira.as_ref().map(|j| &j.token));
         let target = Target {
             instance: "change".into(),
             db: Some(record.id.clone()),
@@ -314,11 +345,16 @@ pub fn run(request: &ChangeRequest, check_mode: bool) -> Result<Done<ChangeRepor
         let details = serde_json::to_value(&record).unwrap_or_default();
         // The record first: a notification that fails never loses it.
         warnings.extend(recorder.finish(target, Outcome::Ok, true, details, vec![]));
-        warnings.extend(notify::announce(
-            &request.webhooks,
-            &record,
-            std::time::Duration::from_secs(request.notify_timeout),
-        ));
+        if let (Some(config), Some(key)) = (&request.jira, &record.jira_key) {
+            // A request raised just now starts in the workflow's first state.
+            let follow = !raised_now || record.state != ChangeState::Requested;
+            if follow
+                && let Err(cause) = jira::follow(config, &notify::agent(timeout), key, &record)
+            {
+                warnings.push(jira_warning(&record, &cause));
+            }
+        }
+        warnings.extend(notify::announce(&request.webhooks, &record, timeout));
     }
     Ok(Done {
         changed,
@@ -392,6 +428,7 @@ fn create(request: &ChangeRequest, by: &str, now: jiff::Timestamp) -> Result<Cha
             note: request.note.clone(),
         }],
         validation: None,
+        jira_key: None,
     };
     if request.standard {
         move_to(

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::ChangeRecord;
 use crate::secret::{ExposeSecret, SecretString};
 
-const TRIES: u32 = 3;
+pub(super) const TRIES: u32 = 3;
 
 /// Posts the record to every webhook; returns the warnings for those that failed.
 pub fn announce(
@@ -43,17 +43,7 @@ pub fn announce(
     let mut warnings = Vec::new();
     for hook in webhooks {
         let url = hook.expose_secret();
-        let mut outcome = Err(String::new());
-        for attempt in 1..=TRIES {
-            outcome = post(&agent, url, &body);
-            if outcome.is_ok() {
-                break;
-            }
-            if attempt < TRIES {
-                std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
-            }
-        }
-        if let Err(cause) = outcome {
+        if let Err(cause) = with_retries(|| post(&agent, url, &body)) {
             warnings.push(format!(
                 "the notification to the webhook on {} failed after {TRIES} tries ({cause}); the change is recorded in the ledger",
                 host_of(url)
@@ -63,7 +53,20 @@ pub fn announce(
     warnings
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
+/// Tries `call` up to TRIES times, a little longer apart each time; the last error.
+pub(super) fn with_retries<T>(mut call: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let mut outcome = call();
+    for attempt in 1..TRIES {
+        if outcome.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
+        outcome = call();
+    }
+    outcome
+}
+
+pub(super) fn agent(timeout: Duration) -> ureq::Agent {
     let config = ureq::config::Config::builder()
         .tls_config(
             ureq::tls::TlsConfig::builder()
@@ -89,7 +92,7 @@ fn post(agent: &ureq::Agent, url: &str, body: &str) -> Result<(), String> {
     }
 }
 
-fn error_kind(e: &ureq::Error) -> String {
+pub(super) fn error_kind(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Timeout(_) => "timed out".into(),
         ureq::Error::Io(io) => format!("{:?}", io.kind()),
@@ -99,7 +102,7 @@ fn error_kind(e: &ureq::Error) -> String {
 }
 
 /// The webhook's host, for messages: never the path, which holds the token.
-fn host_of(url: &str) -> String {
+pub(super) fn host_of(url: &str) -> String {
     url.split("://")
         .nth(1)
         .and_then(|rest| rest.split('/').next())
