@@ -324,3 +324,60 @@ fn the_audit_playbook_audits_each_server_host_once() {
         2
     );
 }
+
+#[test]
+fn the_patch_playbook_checks_then_patches_a_lab_server_once() {
+    let old = std::env::var_os("DBCADENCE_TEST_OLD_PG_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/dbcadence/postgresql-15.8/native/bin".into());
+    let lab = PrivateLab::start_on(1, 0, 0, Some(old));
+    let pg1 = lab.instance("pg1");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [(
+        "DBCADENCE_LEDGER",
+        dir.path().join("ledger.jsonl").display().to_string(),
+    )];
+    let inventory = lab.lab.dir.join("inventory.yml").display().to_string();
+    let run = |action: &str| {
+        ansible(
+            "ansible-playbook",
+            vec![
+                "-i".into(),
+                inventory.clone(),
+                "playbooks/patch.yml".into(),
+                "-e".into(),
+                json!({"dbcadence_patch_action": action, "dbcadence_patch_platform": "lab",
+                       "dbcadence_patch_ignore_gates": ["verified_backup"]})
+                .to_string(),
+            ],
+            &env,
+        )
+    };
+    let version = || {
+        query(
+            pg1,
+            "postgres",
+            "SELECT split_part(current_setting('server_version'), ' ', 1)",
+        )[0][0]
+            .clone()
+            .unwrap()
+    };
+    let (ok, out) = run("check");
+    assert!(
+        ok && out.contains("changed=0") && out.contains("behind"),
+        "{out}"
+    );
+    assert_eq!(version(), "15.8");
+    let (ok, out) = run("apply");
+    assert!(
+        ok && out.contains("changed=1") && out.contains("patched postgresql 15.8"),
+        "{out}"
+    );
+    assert_ne!(version(), "15.8");
+    let (ok, out) = run("apply");
+    assert!(
+        ok && out.contains("changed=0") && out.contains("nothing to do"),
+        "{out}"
+    );
+    assert!(!out.contains(&pg1.password().unwrap()));
+}

@@ -61,7 +61,12 @@ pub(super) fn ansible_inventory(lab: &Lab) -> serde_json::Value {
             &labels(i),
             false,
         );
-        for group in member_of.iter().filter(|g| *g != "all") {
+        // Every lab instance is a server host too, as in the inventory script's servers groups.
+        let servers = [
+            "servers".to_string(),
+            format!("servers_{}", i.engine.as_str()),
+        ];
+        for group in member_of.iter().filter(|g| *g != "all").chain(&servers) {
             groups
                 .entry(group.to_string())
                 .or_default()
