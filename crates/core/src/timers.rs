@@ -6,8 +6,9 @@
 //! counting as the inventory task), picks the databases that follow the template, and backs
 //! up (or verifies, or tunes) each one; one failure does not stop the others, and the command
 //! fails at the end when any did. A server task (audit, logs) runs once per instance that has
-//! a database following the template. Tasks without a runner yet (patch) get no timer:
-//! `install` lists them as skipped rather than calling something that does nothing.
+//! a database following the template. Patch gets no timer: patches run from AWX or
+//! `dbcadence patch` under change records, and `install` lists the task as skipped rather
+//! than patching unattended.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -70,7 +71,7 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
         return Err(Error::invalid(
             "task",
             format!(
-                "{:?} has no runner yet; only inventory, backup, verify, tune, audit and logs run from timers",
+                "{:?} does not run from timers; only inventory, backup, verify, tune, audit and logs do (patch from playbooks/patch.yml or dbcadence patch)",
                 request.task
             )
             .to_lowercase(),
@@ -364,7 +365,7 @@ pub fn plan(request: &InstallRequest) -> Result<InstallPlan> {
             let task_name = format!("{:?}", task.task).to_lowercase();
             if !runnable(task.task) {
                 plan.skipped.push(format!(
-                    "{}/{task_name}: no runner yet (patch comes with its module)",
+                    "{}/{task_name}: no timer (patches run from playbooks/patch.yml or dbcadence patch, under change records)",
                     template.name
                 ));
                 continue;
