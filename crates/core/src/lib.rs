@@ -33,6 +33,7 @@ pub mod patch;
 pub mod process;
 pub mod progress;
 pub mod report;
+pub mod restore;
 pub mod retention;
 pub mod run;
 pub mod schedule;

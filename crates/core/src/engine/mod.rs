@@ -296,6 +296,11 @@ pub trait Engine: Send {
     /// (ALTER EXTENSION ... UPDATE in every database), MariaDB runs mariadb-upgrade. Returns
     /// what was done, a line each.
     fn after_minor_upgrade(&mut self) -> Result<Vec<String>>;
+    /// db_restore: applies a globals file from a backup (roles, or users and grants) statement
+    /// by statement. Accounts that exist already are left as they are (`skip_existing`) or stop
+    /// the restore before anything is applied; the server's own superuser and the restoring
+    /// login are always left alone. Returns what was done, a line each.
+    fn restore_globals(&mut self, sql: &str, skip_existing: bool) -> Result<Vec<String>>;
     /// db_patch's smoke query: the number of tables in `database`, read from its catalog.
     fn count_tables(&mut self, database: &str) -> Result<u64>;
     /// db_logs: the server's text logs, binary logs and WAL as it describes them.

@@ -12,7 +12,7 @@ use crate::backup::lock::{self, BackupLock};
 use crate::backup::{self, Manifest};
 use crate::{Error, Result};
 
-pub(super) fn sha256_of(path: &Path) -> Result<String> {
+pub(crate) fn sha256_of(path: &Path) -> Result<String> {
     let mut file = File::open(path).map_err(|e| Error::io("read the backup file", path, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -18,6 +18,10 @@ use restore::*;
 
 pub use copy::{RestoredCopy, restore_newest_verified};
 
+/// For db_restore: a file's sha256, and the dump fed to a restore plan.
+pub(crate) use choose::sha256_of;
+pub(crate) use restore::restore_dump;
+
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
@@ -223,7 +227,7 @@ fn run_recorded(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyRepo
 }
 
 /// Tables whose restored row count differs from the manifest's, or that only one side has.
-fn row_mismatches(
+pub(crate) fn row_mismatches(
     expected: &[engine::TableRows],
     restored: &[engine::TableRows],
 ) -> Vec<RowMismatch> {

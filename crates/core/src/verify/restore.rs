@@ -155,17 +155,19 @@ pub(super) fn restore(
     // The bytes the restore reads: the dump decompressed (its size is in the manifest).
     let raw: u64 = manifest.files.iter().map(|f| f.raw_bytes).sum();
     crate::progress::start(&format!("restore {}", manifest.database), Some(raw));
-    let restored = restore_with(plan, backup_dir, manifest);
+    let restored = restore_dump(plan, backup_dir, manifest, false);
     crate::progress::finish();
     restored
 }
 
 /// Feeds the dump to the restore tool (on its stdin, or decompressed into a file or directory
-/// it reads).
-pub(super) fn restore_with(
+/// it reads). `rewrite_definers`: a SQL dump's DEFINER clauses become CURRENT_USER on the way
+/// (MariaDB/MySQL dumps fed on stdin).
+pub(crate) fn restore_dump(
     plan: crate::engine::RestorePlan,
     backup_dir: &Path,
     manifest: &Manifest,
+    rewrite_definers: bool,
 ) -> Result<()> {
     let dump = if manifest.dump.is_empty() {
         manifest.files[0].path.clone()
@@ -231,8 +233,13 @@ pub(super) fn restore_with(
     let stderr = crate::process::StderrTail::collect(&mut child);
     let mut feed_error = None;
     if let Some(mut stdin) = child.stdin.take() {
-        let mut decoder = crate::progress::Counting(open()?);
-        if let Err(e) = std::io::copy(&mut decoder, &mut stdin).and_then(|_| stdin.flush()) {
+        let decoder = crate::progress::Counting(open()?);
+        let fed = if rewrite_definers {
+            copy_rewriting_definers(std::io::BufReader::new(decoder), &mut stdin)
+        } else {
+            std::io::copy(&mut { decoder }, &mut stdin).map(|_| ())
+        };
+        if let Err(e) = fed.and_then(|_| stdin.flush()) {
             feed_error = Some(e);
         }
     }
@@ -247,4 +254,49 @@ pub(super) fn restore_with(
         return Err(error);
     }
     Ok(())
+}
+
+/// Copies a SQL dump line by line, every `DEFINER=<account>` (views, routines, triggers,
+/// events) made `DEFINER=CURRENT_USER`, so that the objects belong to the restoring login on a
+/// server where the source's accounts do not exist.
+fn copy_rewriting_definers(
+    mut input: impl std::io::BufRead,
+    output: &mut impl Write,
+) -> std::io::Result<()> {
+    let definer = regex::bytes::Regex::new(
+        r"DEFINER=(`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|[^\s@*/]+)@(`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|[^\s*/]+)",
+    )
+    .expect("a valid pattern");
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        // Data lines (most of a dump) hold no DEFINER clause: copied as they are.
+        if line.windows(8).any(|w| w == b"DEFINER=") {
+            output.write_all(&definer.replace_all(&line, &b"DEFINER=CURRENT_USER"[..]))?;
+        } else {
+            output.write_all(&line)?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_rewriting_definers;
+
+    #[test]
+    fn definers_become_the_restoring_login_and_data_stays() {
+        let dump = "/*!50013 DEFINER=`root`@`localhost` SQL SECURITY DEFINER */\n\
+                    CREATE DEFINER=`we``ird`@`%` PROCEDURE `p`() SELECT 1;\n\
+                    /*!50017 DEFINER='app'@'10.0.0.%'*/ /*!50003 TRIGGER t */\n\
+                    INSERT INTO t VALUES ('DEFINER is a word');\n";
+        let mut out = Vec::new();
+        copy_rewriting_definers(dump.as_bytes(), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out.matches("DEFINER=CURRENT_USER").count(), 3, "{out}");
+        assert!(!out.contains("root") && !out.contains("we``ird") && !out.contains("10.0.0"));
+        assert!(out.contains("SQL SECURITY DEFINER */") && out.contains("'DEFINER is a word'"));
+    }
 }

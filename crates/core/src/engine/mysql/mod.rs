@@ -23,6 +23,7 @@ mod conn;
 mod dump;
 mod dump_parser;
 mod facts;
+mod globals;
 pub(crate) mod lab;
 mod logs;
 mod patch;
@@ -190,6 +191,10 @@ impl Engine for MysqlEngine {
 
     fn count_tables(&mut self, database: &str) -> Result<u64> {
         self.count_tables_in(database)
+    }
+
+    fn restore_globals(&mut self, sql: &str, skip_existing: bool) -> Result<Vec<String>> {
+        self.apply_globals(sql, skip_existing)
     }
 
     fn server_logs(&mut self) -> Result<crate::logs::model::ServerLogs> {

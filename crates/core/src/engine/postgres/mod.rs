@@ -30,6 +30,7 @@ pub use conn::PostgresEngine;
 use conn::{conninfo_value, libpq_env};
 mod dump;
 mod facts;
+mod globals;
 pub(crate) mod lab;
 pub mod ledger;
 mod logs;
@@ -224,6 +225,10 @@ impl Engine for PostgresEngine {
 
     fn count_tables(&mut self, database: &str) -> Result<u64> {
         self.count_tables_in(database)
+    }
+
+    fn restore_globals(&mut self, sql: &str, skip_existing: bool) -> Result<Vec<String>> {
+        self.apply_globals(sql, skip_existing)
     }
 
     fn server_logs(&mut self) -> Result<crate::logs::model::ServerLogs> {

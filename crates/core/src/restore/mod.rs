@@ -1,0 +1,422 @@
+//! db_restore: a backup restored into a server under a database name, the day backups are for.
+//!
+//! Picks the backup (the newest verified of a database; a given one; or the newest taken
+//! before a time), checks every file's checksum before the target is touched, creates the
+//! target database, refusing a non-empty one unless `replace` (which takes a safety backup of
+//! it first and names it), optionally applies the globals (roles, users and grants) with a
+//! policy for existing ones, restores with ownership going to the restoring login
+//! (PostgreSQL --no-owner --no-privileges; MariaDB DEFINERs rewritten to CURRENT_USER when
+//! asked), compares row counts with the manifest, and records task `restore`.
+//!
+//! - `choose`: which backup.
+
+mod choose;
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::backup::{BackupMethod, BackupRequest, Manifest};
+use crate::connection::ConnectionArgs;
+use crate::engine::{self, Engine};
+use crate::ledger::{Outcome, Target};
+use crate::run::{Change, Done, Recorder, RunOptions};
+use crate::task::Task;
+use crate::verify::RowMismatch;
+use crate::{Error, Result};
+
+/// What to do with the accounts a backup's globals hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GlobalsPolicy {
+    /// Restore the database only (the default).
+    #[default]
+    None,
+    /// Create the roles or accounts that are missing; leave existing ones as they are.
+    SkipExisting,
+    /// Stop before anything is restored when one of them exists already.
+    FailExisting,
+}
+
+/// Arguments of db_restore and `dbcadence restore`. The connection is the target server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct RestoreRequest {
+    /// Root directory of the backups.
+    #[schemars(extend("x-path" = true))]
+    pub backup_dir: PathBuf,
+    /// The backed-up instance (the backups' instance id).
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// The backed-up database.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// A given backup directory instead of the newest verified one.
+    #[serde(default)]
+    #[schemars(extend("x-path" = true))]
+    pub backup: Option<PathBuf>,
+    /// The newest backup taken before this time (RFC 3339): a restore as of then.
+    #[serde(default)]
+    pub before: Option<String>,
+    /// Also consider backups no restore has proven yet.
+    #[serde(default)]
+    pub allow_unverified: bool,
+    /// The database to restore into; default: the backed-up database's name.
+    #[serde(default)]
+    pub target_database: Option<String>,
+    /// The target server's instance id in the ledger; default: host:port.
+    #[serde(default)]
+    pub target_instance_id: Option<String>,
+    /// Replace a target database that holds tables (a safety backup of it is taken first).
+    #[serde(default)]
+    pub replace: bool,
+    /// Where the safety backup goes; default: backup_dir.
+    #[serde(default)]
+    #[schemars(extend("x-path" = true))]
+    pub safety_backup_dir: Option<PathBuf>,
+    /// none (default), skip_existing or fail_existing: the backup's roles or accounts.
+    #[serde(default)]
+    pub globals: GlobalsPolicy,
+    /// MariaDB/MySQL: DEFINER clauses of views, routines and triggers become CURRENT_USER,
+    /// for a target where the source's accounts do not exist.
+    #[serde(default)]
+    pub rewrite_definers: bool,
+    /// Parallel restore jobs where the format allows (PostgreSQL).
+    #[serde(default = "default_jobs")]
+    pub jobs: u32,
+    /// An approved change record is needed to replace a database (production).
+    #[serde(default)]
+    pub require_change: bool,
+    #[serde(flatten)]
+    pub target: ConnectionArgs,
+    #[serde(flatten)]
+    pub run: RunOptions,
+}
+
+fn default_jobs() -> u32 {
+    2
+}
+
+/// What a restore did (or, in check mode, would do).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RestoreReport {
+    /// The backup restored.
+    pub backup: PathBuf,
+    /// Its instance, database and start time.
+    pub source_instance: String,
+    /// See source_instance.
+    pub source_database: String,
+    /// See source_instance.
+    pub backup_started_at: String,
+    /// Whether a restore proved the backup before.
+    pub backup_verified: bool,
+    /// The database restored into.
+    pub target_database: String,
+    /// created (it did not exist), filled (it existed, empty) or replaced.
+    pub action: String,
+    /// The safety backup of the replaced database.
+    #[serde(default)]
+    pub safety_backup: Option<PathBuf>,
+    /// Decompressed size of the dump.
+    pub bytes: u64,
+    /// Wall time of the restore.
+    pub restore_seconds: f64,
+    /// Check mode: the restore time expected from the backup's verification.
+    #[serde(default)]
+    pub estimated_seconds: Option<f64>,
+    /// What happened to the globals, a line each.
+    #[serde(default)]
+    pub globals: Vec<String>,
+    /// Tables whose row count was compared with the manifest.
+    pub tables_checked: usize,
+    /// Tables whose restored row count differs from the manifest.
+    #[serde(default)]
+    pub row_mismatches: Vec<RowMismatch>,
+}
+
+/// Restores one backup and records it.
+pub fn run(request: &RestoreRequest, check_mode: bool) -> Result<Done<RestoreReport>> {
+    let recorder = Recorder::start(Task::Restore, &request.run, check_mode)
+        .hiding(request.target.login_password.as_ref());
+    let mut target = Target::of(
+        request.target_instance_id.as_ref(),
+        &request.target,
+        request
+            .target_database
+            .as_deref()
+            .or(request.database.as_deref()),
+    );
+    let mut warnings = Vec::new();
+    let result = restore(request, check_mode, &mut target, &mut warnings);
+    let (report, diff) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            recorder.fail(target, &e);
+            return Err(e);
+        }
+    };
+    let failed = !report.row_mismatches.is_empty();
+    let details = json!({
+        "backup": report.backup, "source_instance": report.source_instance,
+        "source_database": report.source_database, "action": report.action,
+        "safety_backup": report.safety_backup, "restore_seconds": report.restore_seconds,
+        "bytes": report.bytes, "globals": report.globals,
+        "row_mismatches": report.row_mismatches,
+    });
+    let outcome = if failed { Outcome::Failed } else { Outcome::Ok };
+    warnings.extend(recorder.finish(target, outcome, true, details, vec![]));
+    let msg = if check_mode {
+        format!(
+            "would restore {} into {} ({}){}",
+            report.backup.display(),
+            report.target_database,
+            report.action,
+            report
+                .estimated_seconds
+                .map(|s| format!(", about {s:.0} s"))
+                .unwrap_or_default()
+        )
+    } else if failed {
+        format!(
+            "restored {} into {}, but row counts differ from the manifest in {} table(s): {}",
+            report.backup.display(),
+            report.target_database,
+            report.row_mismatches.len(),
+            report
+                .row_mismatches
+                .iter()
+                .map(|m| m.table.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        format!(
+            "restored {} into {} ({}) in {:.1} s; row counts of {} tables match the manifest{}",
+            report.backup.display(),
+            report.target_database,
+            report.action,
+            report.restore_seconds,
+            report.tables_checked,
+            report
+                .safety_backup
+                .as_ref()
+                .map(|p| format!("; the replaced database is saved in {}", p.display()))
+                .unwrap_or_default()
+        )
+    };
+    Ok(Done {
+        changed: true,
+        msg,
+        diff,
+        warnings,
+        output: report,
+    })
+}
+
+impl RestoreReport {
+    /// Why the restore counts as failed, when it does.
+    pub fn failure(&self) -> Option<String> {
+        (!self.row_mismatches.is_empty()).then(|| {
+            format!(
+                "row counts differ from the manifest in {} table(s)",
+                self.row_mismatches.len()
+            )
+        })
+    }
+}
+
+fn restore(
+    request: &RestoreRequest,
+    check_mode: bool,
+    target: &mut Target,
+    warnings: &mut Vec<String>,
+) -> Result<(RestoreReport, Option<Change>)> {
+    let (dir, manifest) = choose::backup(request)?;
+    if manifest.method == BackupMethod::Physical {
+        return Err(Error::invalid(
+            "backup",
+            format!(
+                "{} is a physical backup: db_restore restores logical backups; a physical backup is proven by db_verify (which starts a server on it)",
+                dir.display()
+            ),
+        ));
+    }
+    let target_database = request
+        .target_database
+        .clone()
+        .unwrap_or_else(|| manifest.database.clone());
+    target.db = Some(target_database.clone());
+    // Every byte checked before the target is touched.
+    let bad = choose::damaged_files(&dir, &manifest)?;
+    if !bad.is_empty() {
+        return Err(Error::invalid(
+            "backup",
+            format!(
+                "checksum mismatch in {} of {}: the backup is damaged, nothing was restored; pick another (backup, or before)",
+                bad.join(", "),
+                dir.display()
+            ),
+        ));
+    }
+    let mut engine = engine::connect(&request.target)?;
+    if engine.kind() != manifest.engine {
+        return Err(Error::invalid(
+            "login_host",
+            format!(
+                "the target is a {} server and the backup is of {}: restore into a server of the same engine",
+                engine.kind(),
+                manifest.engine
+            ),
+        ));
+    }
+    let before = user_databases(engine.as_mut())?;
+    let exists = before.contains(&target_database);
+    let tables = if exists {
+        engine.count_tables(&target_database)?
+    } else {
+        0
+    };
+    let action = match (exists, tables) {
+        (false, _) => "created",
+        (true, 0) => "filled",
+        (true, _) => "replaced",
+    };
+    if action == "replaced" && !request.replace {
+        return Err(Error::invalid(
+            "target_database",
+            format!(
+                "'{target_database}' holds {tables} table(s) on the target: nothing was restored; set replace: true to replace it (a safety backup of it is taken first), or pick another target_database"
+            ),
+        ));
+    }
+    let mut report = RestoreReport {
+        backup: dir.clone(),
+        source_instance: manifest.instance_id.clone(),
+        source_database: manifest.database.clone(),
+        backup_started_at: manifest.started_at.clone(),
+        backup_verified: manifest
+            .verification
+            .as_ref()
+            .is_some_and(|v| v["verified"] == true),
+        target_database: target_database.clone(),
+        action: action.into(),
+        bytes: manifest.files.iter().map(|f| f.raw_bytes).sum(),
+        ..RestoreReport::default()
+    };
+    let mut after = before.clone();
+    if !exists {
+        after.push(target_database.clone());
+        after.sort();
+    }
+    let diff = Change::between(
+        "databases",
+        Some(before.join("\n") + "\n"),
+        Some(after.join("\n") + "\n"),
+    )
+    .or_else(|| {
+        (action == "replaced").then(|| Change {
+            what: "databases",
+            before: format!("{target_database}: {tables} table(s)\n"),
+            after: format!("{target_database}: restored from {}\n", dir.display()),
+        })
+    });
+    if check_mode {
+        report.estimated_seconds = manifest
+            .verification
+            .as_ref()
+            .and_then(|v| v["seconds"].as_f64());
+        return Ok((report, diff));
+    }
+    if action == "replaced" {
+        let store = request.run.ledger()?;
+        crate::change::gate(
+            &store,
+            request.run.change_id.as_deref(),
+            request.require_change,
+            jiff::Timestamp::now(),
+        )?;
+        report.safety_backup = Some(safety_backup(request, target, &target_database, warnings)?);
+        engine.drop_database(&target_database)?;
+    }
+    if action != "filled" {
+        engine.create_database(&target_database)?;
+    }
+    if request.globals != GlobalsPolicy::None {
+        let sql = choose::globals_sql(&dir, &manifest)?;
+        report.globals =
+            engine.restore_globals(&sql, request.globals == GlobalsPolicy::SkipExisting)?;
+    }
+    let started = std::time::Instant::now();
+    let plan = engine.restore_plan(&target_database, request.jobs)?;
+    crate::progress::start(&format!("restore {target_database}"), Some(report.bytes));
+    let restored = crate::verify::restore_dump(plan, &dir, &manifest, request.rewrite_definers);
+    crate::progress::finish();
+    restored.map_err(|e| {
+        Error::invalid(
+            "restore",
+            format!(
+                "{e}; '{target_database}' on the target is incomplete: drop it, or run again with replace: true{}",
+                report
+                    .safety_backup
+                    .as_ref()
+                    .map(|p| format!(" (the database it replaced is saved in {})", p.display()))
+                    .unwrap_or_default()
+            ),
+        )
+    })?;
+    report.restore_seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    let restored = engine.row_counts(&target_database)?;
+    report.row_mismatches = crate::verify::row_mismatches(&manifest.tables, &restored);
+    report.tables_checked = manifest.tables.len();
+    Ok((report, diff))
+}
+
+fn user_databases(engine: &mut dyn Engine) -> Result<Vec<String>> {
+    let mut names: Vec<String> = engine
+        .databases()?
+        .into_iter()
+        .filter(|d| d.kind == engine::DatabaseKind::User)
+        .map(|d| d.name)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// A backup of the database about to be replaced; its directory.
+fn safety_backup(
+    request: &RestoreRequest,
+    target: &Target,
+    database: &str,
+    warnings: &mut Vec<String>,
+) -> Result<PathBuf> {
+    let backup = BackupRequest {
+        connection: request.target.clone(),
+        database: database.to_string(),
+        backup_dir: request
+            .safety_backup_dir
+            .clone()
+            .unwrap_or_else(|| request.backup_dir.clone()),
+        instance_id: Some(target.instance.clone()),
+        run: request.run.clone(),
+        ..BackupRequest::default()
+    };
+    let done = crate::backup::run(&backup, false).map_err(|e| {
+        Error::invalid(
+            "replace",
+            format!("the safety backup of '{database}' failed, nothing was replaced: {e}"),
+        )
+    })?;
+    warnings.extend(done.warnings);
+    done.output.path.ok_or_else(|| {
+        Error::invalid(
+            "replace",
+            format!("the safety backup of '{database}' wrote nothing; nothing was replaced"),
+        )
+    })
+}
+
+/// The manifest of a backup directory (for the CLI's listing and tests).
+pub fn manifest_of(dir: &std::path::Path) -> Result<Manifest> {
+    choose::read(dir)
+}
