@@ -250,20 +250,55 @@ fn as_of_a_time_between_two_backups_the_older_is_restored() {
     fill(my(), &db, 20);
     back_up(my(), &db, dir.path(), json!({}));
     let target = targets().instance("my1");
-    let as_of = |before: Option<String>, name: &str| {
-        let mut extra = json!({"instance_id": "my1", "database": db, "allow_unverified": true,
-                               "target_database": name});
-        if let Some(t) = before {
-            extra["before"] = json!(t);
-        }
-        run_module("db_restore", &restore_args(target, dir.path(), extra))
-    };
     let older = format!("{db} older");
-    let run = as_of(Some(between.to_string()), &older);
+    let run = run_module(
+        "db_restore",
+        &restore_args(
+            target,
+            dir.path(),
+            json!({"instance_id": "my1", "database": db, "allow_unverified": true,
+                   "target_database": older, "before": between.to_string()}),
+        ),
+    );
     assert_eq!(run.json["failed"], false, "{}", run.json);
     assert_eq!(rows(target, &older).as_deref(), Some("10"));
+    // Without a time: the newest, here through the CLI.
     let newer = format!("{db} newer");
-    as_of(None, &newer);
+    let out = duct::cmd!(
+        bin("dbcadence"),
+        "restore",
+        "--engine",
+        "mysql",
+        "--host",
+        &target.host,
+        "--port",
+        target.port.to_string(),
+        "--user",
+        &target.user,
+        "--password-file",
+        &target.password_file,
+        "--ssl-mode",
+        "verify-full",
+        "--ca-cert",
+        &target.ca_cert,
+        "--backup-dir",
+        dir.path(),
+        "--instance-id",
+        "my1",
+        "--database",
+        &db,
+        "--allow-unverified",
+        "--target-database",
+        &newer,
+        "--format",
+        "json",
+        "--ledger",
+        dir.path().join("ledger.jsonl"),
+    )
+    .read()
+    .expect("dbcadence restore exits 0");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["action"], "created", "{report}");
     assert_eq!(rows(target, &newer).as_deref(), Some("20"));
     for name in [older, newer] {
         connect(target).drop_database(&name).unwrap();

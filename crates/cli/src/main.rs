@@ -74,6 +74,9 @@ enum Command {
     Backup(commands::BackupArgs),
     /// Prove a backup by restoring it into a throwaway server (checksums, integrity, row counts).
     Verify(commands::VerifyArgs),
+    /// Restore a backup into a server under a database name (the newest verified, a given
+    /// one, or the newest before a time); --dry-run for the plan.
+    Restore(commands::RestoreArgs),
     /// Apply retention (grandfather-father-son) to the backups under a directory.
     Prune(commands::PruneArgs),
     /// Backups on disk.
@@ -242,6 +245,7 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
         Command::Lab { action } => commands::lab(action),
         Command::Backup(args) => commands::backup(args),
         Command::Verify(args) => commands::verify(args),
+        Command::Restore(args) => commands::restore(args),
         Command::Prune(args) => commands::prune(args),
         Command::Backups {
             action: commands::BackupsAction::List { backup_dir, format },

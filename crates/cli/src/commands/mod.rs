@@ -8,6 +8,7 @@ mod inventory;
 mod lab;
 mod logs;
 mod patch;
+mod restore;
 mod schedule;
 mod tune;
 
@@ -20,5 +21,6 @@ pub(crate) use inventory::{InventoryArgs, inventory};
 pub(crate) use lab::{LabAction, lab};
 pub(crate) use logs::{LogsArgs, logs};
 pub(crate) use patch::{PatchArgs, patch};
+pub(crate) use restore::{RestoreArgs, restore};
 pub(crate) use schedule::{ScheduleAction, schedule};
 pub(crate) use tune::{TuneArgs, tune};
