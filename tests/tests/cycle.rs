@@ -11,10 +11,13 @@ use serde_json::{Value, json};
 
 const SCHEDULE: &str = "templates:
   - name: lab
+    rpo: 1d
+    rto: 10m
     tasks:
       - {task: inventory, every: 6h, grace: 1h}
       - {task: backup, cron: '0 1 * * *', grace: 2h, window: {start: '00:30', end: '04:00', time_zone: Europe/Paris}, retention: {keep_last: 3}}
       - {task: verify, cron: '0 5 * * *', grace: 3h}
+      - {task: restore, cron: '0 6 * * 0', grace: 4h}
       - {task: tune, cron: '0 3 * * 0', grace: 4h}
       - {task: audit, cron: '0 4 * * *', grace: 4h}
       - {task: logs, cron: '30 4 * * *', grace: 4h}
@@ -118,7 +121,15 @@ fn one_cycle_of_the_timer_commands_then_the_report_metrics_and_charts() {
             dir.join("backups").display().to_string(),
         ]
     };
-    for task in ["inventory", "backup", "verify", "tune", "audit", "logs"] {
+    for task in [
+        "inventory",
+        "backup",
+        "verify",
+        "restore",
+        "tune",
+        "audit",
+        "logs",
+    ] {
         let args = common(task);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (ok, out, err) = dbcadence(&args, &env);
@@ -177,6 +188,26 @@ fn one_cycle_of_the_timer_commands_then_the_report_metrics_and_charts() {
         .filter_map(|d| d["db"].as_str())
         .collect();
     assert!(databases.contains(&"shop"), "{databases:?}");
+    // RPO and RTO from the real runs: both backups proven minutes ago (RPO within 1d), and a
+    // drill measured each restore (RTO within 10m).
+    for row in report["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["db"] == "shop")
+    {
+        let r = &row["recovery"];
+        assert_eq!(r["rpo_target_seconds"], 86400.0, "{row}");
+        assert_eq!(r["rpo_met"], true, "{row}");
+        assert!(r["rpo_seconds"].as_f64().unwrap() < 3600.0, "{row}");
+        assert!(r["rto_seconds"].as_f64().unwrap() > 0.0, "{row}");
+        assert_eq!(r["rto_met"], true, "{row}");
+    }
+    let drills = records
+        .iter()
+        .filter(|r| r.task == dbcadence_core::task::Task::Restore && r.details["drill"] == true)
+        .count();
+    assert_eq!(drills, 2, "a drill of each database, recorded against it");
     // Every metric on the dashboard was written by these real runs, except the compliance
     // ratios: the fleet was first seen minutes ago, nothing was due yet, and 0 of 0 is
     // "no data" (null in the report, no series), never a green 100%.

@@ -4,7 +4,7 @@
 //! `dbcadence run --task backup --template postgresql-production` takes an inventory of the
 //! sources (recorded as a rehearsal: it tells the report which databases exist without
 //! counting as the inventory task), picks the databases that follow the template, and backs
-//! up (or verifies, or tunes) each one; one failure does not stop the others, and the command
+//! up (or verifies, drills a restore, or tunes) each one; one failure does not stop the others, and the command
 //! fails at the end when any did. A server task (audit, logs) runs once per instance that has
 //! a database following the template. Patch gets no timer: patches run from AWX or
 //! `dbcadence patch` under change records, and `install` lists the task as skipped rather
@@ -50,7 +50,13 @@ pub struct TaskRunItem {
 fn runnable(task: Task) -> bool {
     matches!(
         task,
-        Task::Inventory | Task::Backup | Task::Verify | Task::Tune | Task::Audit | Task::Logs
+        Task::Inventory
+            | Task::Backup
+            | Task::Verify
+            | Task::Restore
+            | Task::Tune
+            | Task::Audit
+            | Task::Logs
     )
 }
 
@@ -71,7 +77,7 @@ pub fn run_task(request: &TaskRun) -> Result<Vec<TaskRunItem>> {
         return Err(Error::invalid(
             "task",
             format!(
-                "{:?} does not run from timers; only inventory, backup, verify, tune, audit and logs do (patch from playbooks/patch.yml or dbcadence patch)",
+                "{:?} does not run from timers; only inventory, backup, verify, restore (a drill), tune, audit and logs do (patch from playbooks/patch.yml or dbcadence patch)",
                 request.task
             )
             .to_lowercase(),
@@ -180,6 +186,24 @@ fn run_on_database(
             false,
         )
         .map(|done| done.msg),
+        // A restore drill: the newest verified backup restored into a throwaway server, a
+        // smoke query, the time measured (the database's RTO in the report).
+        Task::Restore => crate::restore::run(
+            &crate::restore::RestoreRequest {
+                backup_dir: request.backup_dir.clone(),
+                instance_id: Some(instance.to_string()),
+                database: Some(database.to_string()),
+                drill: true,
+                jobs: 2,
+                run: request.run.clone(),
+                ..crate::restore::RestoreRequest::default()
+            },
+            false,
+        )
+        .and_then(|done| match done.output.failure() {
+            Some(msg) => Err(Error::invalid("restore", msg)),
+            None => Ok(done.msg),
+        }),
         // From a timer, tuning applies what needs no opt-in (statistics, vacuum, rebuilds of
         // invalid or bloated indexes), inside the task's window.
         Task::Tune => crate::tune::run(

@@ -57,6 +57,13 @@ pub(crate) struct RestoreArgs {
     /// Replacing needs an approved change record (--change-id).
     #[arg(long)]
     pub(crate) require_change: bool,
+    /// A restore drill into the target server: under <database>_drill_<date>, a smoke query,
+    /// dropped afterwards (the timers' drills use a throwaway server).
+    #[arg(long)]
+    pub(crate) drill: bool,
+    /// A drill keeps the restored copy.
+    #[arg(long)]
+    pub(crate) keep: bool,
     /// Say what would be restored, change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
@@ -88,6 +95,8 @@ pub(crate) fn restore(args: RestoreArgs) -> Result<()> {
         rewrite_definers: args.rewrite_definers,
         jobs: args.jobs,
         require_change: args.require_change,
+        drill: args.drill,
+        keep: args.keep,
         run: args.run.options()?,
     };
     let done = restore::run(&request, args.dry_run)?;

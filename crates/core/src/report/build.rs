@@ -47,7 +47,8 @@ pub fn build(
     let (bound, unscheduled) = bind(schedule, &gathered, &period);
     let day_count = (period.days().ceil() as usize).max(1);
     let mut judged = judge_all(&bound, &gathered, &period, day_count)?;
-    let databases = judged.ranked_rows();
+    let mut databases = judged.ranked_rows();
+    add_recovery(&mut databases, schedule, &gathered, &period);
     let heatmap_days = day_count.div_ceil(HEATMAP_COLUMNS);
     let heatmap = heat_rows(&databases, &judged.row_days, heatmap_days);
     let scorecard = scorecard(&gathered, &judged.fleet, &period, goals);
@@ -75,6 +76,32 @@ pub fn build(
             .collect(),
         warnings,
     })
+}
+
+/// RPO and RTO of every database row, against its template's targets.
+fn add_recovery(
+    rows: &mut [DatabaseCompliance],
+    schedule: &ScheduleFile,
+    gathered: &Gathered,
+    period: &Period,
+) {
+    let end = period.now.min(period.to);
+    for row in rows.iter_mut() {
+        let Some(db) = row.db.as_deref() else {
+            continue;
+        };
+        let template = schedule.templates.iter().find(|t| t.name == row.template);
+        let since = row
+            .since
+            .as_deref()
+            .and_then(|s| s.parse::<Timestamp>().ok());
+        let start = since.map_or(period.from, |s| s.max(period.from));
+        row.recovery = Some(
+            gathered
+                .recovery
+                .of(&row.instance, db, template, start, end),
+        );
+    }
 }
 
 /// Reads the ledger on every core (the file in chunks cut at line boundaries) and merges the
@@ -290,6 +317,7 @@ fn judge_all(
                 since: (b.since > Timestamp::MIN).then(|| b.since.to_string()),
                 share: Share::default(),
                 tasks: vec![],
+                recovery: None,
             });
         row.tasks.push(task_row(b, runs, &occurrences, &tally));
     }

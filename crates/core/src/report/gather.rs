@@ -131,6 +131,8 @@ pub(super) struct Gathered {
     pub(super) audits: BTreeMap<String, super::model::AuditSummary>,
     /// The last transition of each change record in the period.
     pub(super) changes: BTreeMap<String, super::model::ChangeSummary>,
+    /// Backups, their proofs and measured restores up to the period's end (RPO, RTO).
+    pub(super) recovery: super::recovery::RecoveryEvidence,
     pub(super) key: String,
 }
 
@@ -153,6 +155,9 @@ impl Gathered {
             return;
         }
         self.index_run(record, finished);
+        if finished <= period.to {
+            self.recovery.visit(record, finished);
+        }
         if in_period {
             self.note_duration(record, finished);
             self.note_evidence(record);
@@ -329,6 +334,7 @@ impl Gathered {
         // A later chunk holds the later audits and transitions.
         self.audits.extend(later.audits);
         self.changes.extend(later.changes);
+        self.recovery.absorb(later.recovery);
     }
 
     /// The inventory observations, in ledger order: the fleet and the outages.

@@ -59,6 +59,7 @@ pub fn samples(report: &Report, schedule: &ScheduleFile, now: Timestamp) -> Vec<
             }
         }
     }
+    recovery_samples(report, &mut out);
     for criterion in &report.scorecard {
         if let Some(met) = criterion.met {
             out.push(Sample::gauge(
@@ -72,12 +73,69 @@ pub fn samples(report: &Report, schedule: &ScheduleFile, now: Timestamp) -> Vec<
     out
 }
 
+/// RPO and RTO per database, and their targets (DbcadenceRpoBreached compares them). A
+/// database without a proven backup has a target and no RPO series: the alert catches that
+/// too.
+fn recovery_samples(report: &Report, out: &mut Vec<Sample>) {
+    for row in &report.databases {
+        let (Some(db), Some(r)) = (row.db.as_deref(), &row.recovery) else {
+            continue;
+        };
+        let labels = [("instance", row.instance.as_str()), ("db", db)];
+        let series = [
+            (
+                "dbcadence_rpo_seconds",
+                "Age of the newest backup a restore has proven, when the report was written.",
+                r.rpo_seconds,
+            ),
+            (
+                "dbcadence_rpo_target_seconds",
+                "The schedule template's recovery point objective.",
+                r.rpo_target_seconds,
+            ),
+            (
+                "dbcadence_rto_seconds",
+                "Duration of the latest measured restore (a drill or a verification).",
+                r.rto_seconds,
+            ),
+            (
+                "dbcadence_rto_target_seconds",
+                "The schedule template's recovery time objective.",
+                r.rto_target_seconds,
+            ),
+        ];
+        for (name, help, value) in series {
+            if let Some(value) = value {
+                out.push(Sample::gauge(name, help, &labels, value));
+            }
+        }
+        // The alert ages this one itself (time() - it), between two reports.
+        if let Some(t) = r
+            .newest_proven_backup
+            .as_deref()
+            .and_then(|t| parse_time(t).ok())
+        {
+            out.push(Sample::gauge(
+                "dbcadence_recovery_point_timestamp_seconds",
+                "Unix time the newest backup a restore has proven started: the point a restore gets back to.",
+                &labels,
+                t.as_second() as f64,
+            ));
+        }
+    }
+}
+
 /// The metric families a report owns: replaced whole on every write, so that a database
 /// that left the fleet leaves the metrics too.
 pub const REPORT_METRICS: &[&str] = &[
     "dbcadence_compliance_ratio",
     "dbcadence_schedule_max_age_seconds",
     "dbcadence_scorecard_met",
+    "dbcadence_recovery_point_timestamp_seconds",
+    "dbcadence_rpo_seconds",
+    "dbcadence_rpo_target_seconds",
+    "dbcadence_rto_seconds",
+    "dbcadence_rto_target_seconds",
 ];
 
 /// Replaces the report's metric families with this report's samples.

@@ -18,6 +18,7 @@ mod build;
 mod gather;
 mod metrics;
 mod model;
+mod recovery;
 mod render;
 mod run;
 mod scorecard;

@@ -186,6 +186,33 @@ pub struct DatabaseCompliance {
     pub share: Share,
     /// Per task.
     pub tasks: Vec<TaskCompliance>,
+    /// RPO and RTO (databases only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+}
+
+/// How much a database would lose and how long getting it back takes (see report/recovery.rs).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Recovery {
+    /// Age of the newest backup a restore has proven, at the end of the period (seconds).
+    pub rpo_seconds: Option<f64>,
+    /// The worst RPO during the period.
+    pub worst_rpo_seconds: Option<f64>,
+    /// When the newest proven backup started.
+    pub newest_proven_backup: Option<String>,
+    /// The latest measured restore (a drill, or a verification's restore), in seconds.
+    pub rto_seconds: Option<f64>,
+    /// When it was measured.
+    pub rto_measured_at: Option<String>,
+    /// The template's rpo.
+    pub rpo_target_seconds: Option<f64>,
+    /// The template's rto.
+    pub rto_target_seconds: Option<f64>,
+    /// The worst RPO of the period within the target (none without a target; false without
+    /// any proven backup).
+    pub rpo_met: Option<bool>,
+    /// The measured restore within the target (none without a target or a measurement).
+    pub rto_met: Option<bool>,
 }
 
 /// One day of the period (by due time, UTC).

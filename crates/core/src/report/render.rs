@@ -35,6 +35,21 @@ fn number(value: Option<f64>) -> String {
     value.map_or("-".into(), |v| format!("{v}"))
 }
 
+/// Seconds as people read them: 45 s, 12 min, 6 h 05 min, 2 d 3 h; "–" when absent.
+fn duration(seconds: Option<f64>) -> String {
+    let Some(s) = seconds else {
+        return "–".into();
+    };
+    let s = s.max(0.0);
+    let whole = s.round() as u64;
+    match whole {
+        0..=59 => format!("{s:.1} s"),
+        60..=3599 => format!("{} min", whole / 60),
+        3600..=86_399 => format!("{} h {:02} min", whole / 3600, whole % 3600 / 60),
+        _ => format!("{} d {} h", whole / 86_400, whole % 86_400 / 3600),
+    }
+}
+
 /// Pipes and newlines would break a Markdown table cell.
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
@@ -63,6 +78,7 @@ fn environment() -> Environment<'static> {
     env.add_filter("percent", |ratio: Option<f64>| percent(ratio));
     env.add_filter("number", |value: Option<f64>| number(value));
     env.add_filter("cell", |text: String| cell(&text));
+    env.add_filter("duration", |seconds: Option<f64>| duration(seconds));
     env.add_filter("status", |met: Option<bool>| status(met).to_vec());
     // The names end in .html and .md: auto-escape follows (HTML for the page, none for Markdown).
     env.add_template("report.html", HTML)

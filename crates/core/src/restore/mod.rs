@@ -8,9 +8,17 @@
 //! (PostgreSQL --no-owner --no-privileges; MariaDB DEFINERs rewritten to CURRENT_USER when
 //! asked), compares row counts with the manifest, and records task `restore`.
 //!
+//! A drill (`drill: true`) proves the restore path end to end: the newest verified backup
+//! restored under a dated name (into the given server, or a throwaway lab server), a smoke
+//! query, the restore time measured, the copy dropped (unless `keep`). It is recorded against
+//! the backed-up database, so that schedules and compliance count drills, and the report reads
+//! its duration as the database's measured RTO.
+//!
 //! - `choose`: which backup.
+//! - `drill`: the throwaway server of a drill.
 
 mod choose;
+mod drill;
 
 use std::path::PathBuf;
 
@@ -88,6 +96,14 @@ pub struct RestoreRequest {
     /// An approved change record is needed to replace a database (production).
     #[serde(default)]
     pub require_change: bool,
+    /// A restore drill: into <database>_drill_<date> (or target_database), a smoke query,
+    /// then dropped unless keep; without connection arguments, into a throwaway lab server.
+    /// Recorded against the backed-up database.
+    #[serde(default)]
+    pub drill: bool,
+    /// A drill keeps the restored copy.
+    #[serde(default)]
+    pub keep: bool,
     #[serde(flatten)]
     pub target: ConnectionArgs,
     #[serde(flatten)]
@@ -133,6 +149,20 @@ pub struct RestoreReport {
     /// Tables whose restored row count differs from the manifest.
     #[serde(default)]
     pub row_mismatches: Vec<RowMismatch>,
+    /// A drill: the smoke query's answer, and whether the copy was dropped.
+    #[serde(default)]
+    pub drill: Option<DrillOutcome>,
+}
+
+/// What a drill did after the restore.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DrillOutcome {
+    /// Tables the smoke query counted in the restored copy.
+    pub tables: u64,
+    /// The copy was dropped (false with keep).
+    pub dropped: bool,
+    /// lab (a throwaway server) or target (the given server).
+    pub server: String,
 }
 
 /// Restores one backup and records it.
@@ -162,7 +192,8 @@ pub fn run(request: &RestoreRequest, check_mode: bool) -> Result<Done<RestoreRep
         "source_database": report.source_database, "action": report.action,
         "safety_backup": report.safety_backup, "restore_seconds": report.restore_seconds,
         "bytes": report.bytes, "globals": report.globals,
-        "row_mismatches": report.row_mismatches,
+        "row_mismatches": report.row_mismatches, "drill": request.drill,
+        "target_database": report.target_database,
     });
     let outcome = if failed { Outcome::Failed } else { Outcome::Ok };
     warnings.extend(recorder.finish(target, outcome, true, details, vec![]));
@@ -189,6 +220,16 @@ pub fn run(request: &RestoreRequest, check_mode: bool) -> Result<Done<RestoreRep
                 .map(|m| m.table.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
+        )
+    } else if let Some(drill) = &report.drill {
+        format!(
+            "drill: {} restored in {:.1} s into {} ({} server), {} tables answered the smoke query; {}",
+            report.backup.display(),
+            report.restore_seconds,
+            report.target_database,
+            drill.server,
+            drill.tables,
+            if drill.dropped { "dropped" } else { "kept" }
         )
     } else {
         format!(
@@ -242,11 +283,36 @@ fn restore(
             ),
         ));
     }
-    let target_database = request
-        .target_database
-        .clone()
-        .unwrap_or_else(|| manifest.database.clone());
-    target.db = Some(target_database.clone());
+    let target_database = request.target_database.clone().unwrap_or_else(|| {
+        if request.drill {
+            format!(
+                "{}_drill_{}",
+                manifest.database,
+                jiff::Zoned::now().strftime("%Y%m%d")
+            )
+        } else {
+            manifest.database.clone()
+        }
+    });
+    if !request.drill {
+        target.db = Some(target_database.clone());
+    } else {
+        *target = Target {
+            instance: manifest.instance_id.clone(),
+            db: Some(manifest.database.clone()),
+        };
+    }
+    if request.drill && request.replace {
+        return Err(Error::invalid(
+            "replace",
+            "a drill never replaces a database: leave replace out, or name another target_database",
+        ));
+    } else if request.keep && request.target.engine.is_none() {
+        return Err(Error::invalid(
+            "keep",
+            "keep needs a target server (connection arguments): a drill's throwaway server is deleted afterwards",
+        ));
+    }
     // Every byte checked before the target is touched.
     let bad = choose::damaged_files(&dir, &manifest)?;
     if !bad.is_empty() {
@@ -259,7 +325,22 @@ fn restore(
             ),
         ));
     }
-    let mut engine = engine::connect(&request.target)?;
+    // A drill without a target server restores into a throwaway one (not in check mode).
+    let scratch = if request.drill && request.target.engine.is_none() && !check_mode {
+        Some(drill::Scratch::start(manifest.engine)?)
+    } else {
+        None
+    };
+    let connection = match &scratch {
+        Some(scratch) => scratch.connection.clone(),
+        None if request.drill && request.target.engine.is_none() => {
+            // Check mode: the plan without starting anything.
+            let report = planned_drill(&dir, &manifest, &target_database);
+            return Ok((report, None));
+        }
+        None => request.target.clone(),
+    };
+    let mut engine = engine::connect(&connection)?;
     if engine.kind() != manifest.engine {
         return Err(Error::invalid(
             "login_host",
@@ -304,6 +385,14 @@ fn restore(
         bytes: manifest.files.iter().map(|f| f.raw_bytes).sum(),
         ..RestoreReport::default()
     };
+    if request.drill && exists {
+        return Err(Error::invalid(
+            "target_database",
+            format!(
+                "'{target_database}' exists on the target already: a drill restores into a new database; drop it or name another target_database"
+            ),
+        ));
+    }
     let mut after = before.clone();
     if !exists {
         after.push(target_database.clone());
@@ -369,7 +458,57 @@ fn restore(
     let restored = engine.row_counts(&target_database)?;
     report.row_mismatches = crate::verify::row_mismatches(&manifest.tables, &restored);
     report.tables_checked = manifest.tables.len();
+    if request.drill {
+        let tables = engine.count_tables(&target_database)?;
+        if !request.keep && scratch.is_none() {
+            engine.drop_database(&target_database)?;
+        }
+        report.drill = Some(DrillOutcome {
+            tables,
+            dropped: !request.keep,
+            server: if scratch.is_some() { "lab" } else { "target" }.into(),
+        });
+        drop_scratch(scratch, engine, warnings);
+    }
     Ok((report, diff))
+}
+
+/// A drill's plan in check mode, when it would start a throwaway server.
+fn planned_drill(
+    dir: &std::path::Path,
+    manifest: &Manifest,
+    target_database: &str,
+) -> RestoreReport {
+    RestoreReport {
+        backup: dir.to_path_buf(),
+        source_instance: manifest.instance_id.clone(),
+        source_database: manifest.database.clone(),
+        backup_started_at: manifest.started_at.clone(),
+        backup_verified: manifest
+            .verification
+            .as_ref()
+            .is_some_and(|v| v["verified"] == true),
+        target_database: target_database.to_string(),
+        action: "created".into(),
+        bytes: manifest.files.iter().map(|f| f.raw_bytes).sum(),
+        estimated_seconds: manifest
+            .verification
+            .as_ref()
+            .and_then(|v| v["seconds"].as_f64()),
+        ..RestoreReport::default()
+    }
+}
+
+/// The drill's throwaway server goes, with the copy in it.
+fn drop_scratch(
+    scratch: Option<drill::Scratch>,
+    engine: Box<dyn Engine>,
+    warnings: &mut Vec<String>,
+) {
+    drop(engine);
+    if let Some(scratch) = scratch {
+        warnings.extend(scratch.stop());
+    }
 }
 
 fn user_databases(engine: &mut dyn Engine) -> Result<Vec<String>> {

@@ -119,6 +119,26 @@ pub struct Template {
     pub env: Option<String>,
     /// Its tasks.
     pub tasks: Vec<TaskSchedule>,
+    /// Recovery point objective: how old the newest restorable (proven) backup may be, e.g.
+    /// 24h. The report and DbcadenceRpoBreached hold every database of the template to it.
+    #[serde(default)]
+    pub rpo: Option<String>,
+    /// Recovery time objective: how long a restore may take, e.g. 1h, judged against the
+    /// latest measured restore (a drill or a verification).
+    #[serde(default)]
+    pub rto: Option<String>,
+}
+
+impl Template {
+    /// The RPO in seconds, when set (and valid: `check` says when it is not).
+    pub fn rpo_seconds(&self) -> Option<i64> {
+        self.rpo.as_deref().and_then(parse_duration)
+    }
+
+    /// The RTO in seconds, when set.
+    pub fn rto_seconds(&self) -> Option<i64> {
+        self.rto.as_deref().and_then(parse_duration)
+    }
 }
 
 /// Which databases follow a template: by inventory group, by labels, or by name.
@@ -220,6 +240,16 @@ pub fn check(file: &ScheduleFile) -> Vec<Problem> {
         }
         for (k, task) in template.tasks.iter().enumerate() {
             check_task(task, &format!("templates[{t}].tasks[{k}]"), &mut push);
+        }
+        for (key, value) in [("rpo", &template.rpo), ("rto", &template.rto)] {
+            if let Some(text) = value
+                && parse_duration(text).is_none_or(|s| s <= 0)
+            {
+                push(
+                    format!("templates[{t}].{key}"),
+                    format!("'{text}' is not a duration; use 30m, 6h, 1d or 1w"),
+                );
+            }
         }
     }
     for (a, assignment) in file.assignments.iter().enumerate() {

@@ -221,7 +221,7 @@ fn run_recorded(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyRepo
     } else {
         Outcome::Failed
     };
-    let details = json!({"backup": dir, "verified": report.verified, "reason": report.reason});
+    let details = json!({"backup": dir, "verified": report.verified, "reason": report.reason, "restore_seconds": report.restore_seconds});
     warnings.extend(recorder.finish(target, outcome, true, details, samples));
     Ok((report, warnings))
 }
