@@ -381,3 +381,84 @@ fn the_patch_playbook_checks_then_patches_a_lab_server_once() {
     );
     assert!(!out.contains(&pg1.password().unwrap()));
 }
+
+#[test]
+fn the_restore_drill_playbook_restores_queries_and_drops_and_refuses_the_source_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = sources_file(dir.path());
+    let db = unique("drill");
+    let mut engine = connect(pg());
+    engine.create_database(&db).unwrap();
+    engine
+        .execute_in(
+            Some(&db),
+            "CREATE TABLE t (id integer PRIMARY KEY); INSERT INTO t VALUES (1), (2), (3);",
+        )
+        .unwrap();
+    let backups = dir.path().join("backups");
+    let ledger = dir.path().join("ledger.jsonl");
+    let mut args = backup_args(pg(), &db, &backups);
+    args["ledger_path"] = json!(ledger);
+    assert_eq!(run_module("db_backup", &args).json["failed"], false);
+    let verify = run_module(
+        "db_verify",
+        &json!({"backup_dir": backups, "ledger_path": ledger}),
+    );
+    assert_eq!(verify.json["verified"], true, "{}", verify.json);
+    let env = [
+        ("DBCADENCE_SOURCES", sources.display().to_string()),
+        ("DBCADENCE_LEDGER", ledger.display().to_string()),
+    ];
+    let run = |extra: serde_json::Value| {
+        let mut vars = json!({"dbcadence_drill_hosts": "all", "dbcadence_backup_dir": backups,
+                              "ansible_python_interpreter": "{{ ansible_playbook_python }}"});
+        vars.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        ansible(
+            "ansible-playbook",
+            vec![
+                "-i".into(),
+                "ansible/inventory/dbcadence_inventory.sh".into(),
+                "playbooks/restore_drill.yml".into(),
+                "--limit".into(),
+                format!("pg1.{db}"),
+                "-e".into(),
+                vars.to_string(),
+            ],
+            &env,
+        )
+    };
+    // Into a throwaway server on the control node.
+    let (ok, out) = run(json!({}));
+    assert!(
+        ok && out.contains("failed=0") && out.contains("drill:"),
+        "{out}"
+    );
+    let records = dbcadence_core::ledger::Ledger::new(&ledger)
+        .read()
+        .unwrap()
+        .records;
+    let drill = records
+        .iter()
+        .find(|r| r.task == dbcadence_core::task::Task::Restore)
+        .expect("a restore record");
+    assert_eq!(drill.target.instance, "pg1");
+    assert_eq!(drill.target.db.as_deref(), Some(db.as_str()));
+    assert_eq!(drill.details["drill"], true);
+    assert!(drill.details["restore_seconds"].as_f64().unwrap() > 0.0);
+    // The drilled database's own server is refused as the target.
+    let (ok, out) = run(json!({"dbcadence_drill_server": {
+        "engine": "postgresql", "login_host": pg().host, "login_port": pg().port,
+        "login_user": pg().user, "login_password": pg().password().unwrap()}}));
+    assert!(!ok && out.contains("own server"), "{out}");
+    assert!(
+        !connect(pg())
+            .databases()
+            .unwrap()
+            .iter()
+            .any(|d| d.name.contains("_drill_")),
+        "no drill copy left on the source"
+    );
+    assert!(!out.contains(&pg().password().unwrap()));
+}
