@@ -394,3 +394,76 @@ fn mariadb_definers_become_the_restoring_login() {
     );
     connect(target).drop_database(&db).unwrap();
 }
+
+/// Stops a server started on a restored data directory (its pid file says which process).
+fn stop_restored(engine: EngineKind, data_dir: &Path) {
+    let pid_file = match engine {
+        EngineKind::Postgresql => data_dir.join("postmaster.pid"),
+        EngineKind::Mysql => Path::new(&format!("{}.run", data_dir.display())).join("mysqld.pid"),
+    };
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let pid = pid.lines().next().unwrap().trim().to_string();
+    duct::cmd!("kill", "-TERM", &pid).run().unwrap();
+    wait_until(60, "the restored server stops", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+}
+
+#[test]
+fn a_physical_backup_lands_in_a_new_data_directory_and_starts() {
+    for name in ["pg1", "my1"] {
+        let instance = targets().instance(name);
+        let db = format!("{} phys\"ical", unique("ph"));
+        fill(instance, &db, 40);
+        let dir = tempfile::Builder::new()
+            .prefix("dbc-rp.")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let path = back_up(instance, "*", dir.path(), json!({"method": "physical"}));
+        let data_dir = dir.path().join("restored");
+        let args = restore_args(
+            instance,
+            dir.path(),
+            json!({"backup": path, "data_dir": data_dir, "start": true}),
+        );
+        // Check mode: the plan, nothing unpacked.
+        let mut check = args.clone();
+        check["_ansible_check_mode"] = json!(true);
+        let planned = run_module("db_restore", &check);
+        assert_eq!(planned.json["failed"], false, "{}", planned.json);
+        assert!(!data_dir.exists());
+        let run = run_module("db_restore", &args);
+        assert_eq!(run.json["failed"], false, "{name}: {}", run.json);
+        assert!(
+            run.json["databases"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(db)),
+            "{name}: {}",
+            run.json
+        );
+        assert!(
+            run.json["msg"]
+                .as_str()
+                .unwrap()
+                .contains("a server runs on it")
+        );
+        let mode = std::fs::metadata(&data_dir).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
+        // Never over a directory that holds something (here: the running copy).
+        let again = run_module("db_restore", &args);
+        assert_eq!(again.json["failed"], true);
+        assert!(
+            again.json["msg"].as_str().unwrap().contains("not empty"),
+            "{}",
+            again.json
+        );
+        stop_restored(instance.engine, &data_dir);
+        connect(instance).drop_database(&db).unwrap();
+    }
+}

@@ -64,6 +64,12 @@ pub(crate) struct RestoreArgs {
     /// A drill keeps the restored copy.
     #[arg(long)]
     pub(crate) keep: bool,
+    /// A physical backup: the new data directory to restore into.
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// A physical backup: start a server on it (socket only, in <data-dir>.run).
+    #[arg(long)]
+    pub(crate) start: bool,
     /// Say what would be restored, change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
@@ -97,6 +103,8 @@ pub(crate) fn restore(args: RestoreArgs) -> Result<()> {
         require_change: args.require_change,
         drill: args.drill,
         keep: args.keep,
+        data_dir: args.data_dir,
+        start: args.start,
         run: args.run.options()?,
     };
     let done = restore::run(&request, args.dry_run)?;

@@ -394,6 +394,55 @@ pub fn start_physical_copy(
     }
 }
 
+/// db_restore of a physical backup: unpacks (and checks or prepares) it into `data_dir`, a
+/// new or empty directory, owned by the engine's service user.
+pub fn unpack_physical(
+    kind: EngineKind,
+    stream: &mut dyn std::io::Read,
+    data_dir: &std::path::Path,
+) -> Result<()> {
+    match kind {
+        EngineKind::Mysql => mysql::physical::unpack(stream, data_dir),
+        EngineKind::Postgresql => postgres::physical::unpack(stream, data_dir),
+    }
+}
+
+/// A server started on a restored data directory; it keeps running.
+#[derive(Debug, Clone)]
+pub struct RestoredServer {
+    /// How to reach it (its socket; local trust for PostgreSQL's `user`, root for MariaDB).
+    pub connection: ConnectionArgs,
+    /// Where its socket, log and (MariaDB) pid file are.
+    pub run_dir: std::path::PathBuf,
+}
+
+/// Starts a server (socket only, in `run_dir`) on a restored data directory and leaves it
+/// running.
+pub fn start_restored(
+    kind: EngineKind,
+    data_dir: &std::path::Path,
+    run_dir: &std::path::Path,
+    user: &str,
+) -> Result<RestoredServer> {
+    std::fs::create_dir_all(run_dir).map_err(|e| crate::Error::io("create", run_dir, e))?;
+    crate::util::chown_recursive(run_dir, lab::service_user(kind))?;
+    let connection = match kind {
+        EngineKind::Mysql => mysql::physical::start(data_dir, run_dir, false)?.0,
+        EngineKind::Postgresql => postgres::physical::start(
+            data_dir,
+            run_dir,
+            &run_dir.join("hba.conf"),
+            &run_dir.join("server.log"),
+            user,
+            false,
+        )?,
+    };
+    Ok(RestoredServer {
+        connection,
+        run_dir: run_dir.to_path_buf(),
+    })
+}
+
 /// A hint for the most common connection failures, chosen from the driver's message.
 pub(crate) fn connect_hint(cause: &str) -> &'static str {
     let lower = cause.to_ascii_lowercase();

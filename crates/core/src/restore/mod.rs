@@ -16,9 +16,11 @@
 //!
 //! - `choose`: which backup.
 //! - `drill`: the throwaway server of a drill.
+//! - `physical`: a physical backup into a new data directory, optionally started.
 
 mod choose;
 mod drill;
+mod physical;
 
 use std::path::PathBuf;
 
@@ -104,6 +106,15 @@ pub struct RestoreRequest {
     /// A drill keeps the restored copy.
     #[serde(default)]
     pub keep: bool,
+    /// A physical backup: the new data directory to restore into (it must not exist, or be
+    /// empty; a running server's directory never is).
+    #[serde(default)]
+    #[schemars(extend("x-path" = true))]
+    pub data_dir: Option<PathBuf>,
+    /// A physical backup: start a server on the restored directory (no TCP; its socket in
+    /// <data_dir>.run) and leave it running.
+    #[serde(default)]
+    pub start: bool,
     #[serde(flatten)]
     pub target: ConnectionArgs,
     #[serde(flatten)]
@@ -152,6 +163,16 @@ pub struct RestoreReport {
     /// A drill: the smoke query's answer, and whether the copy was dropped.
     #[serde(default)]
     pub drill: Option<DrillOutcome>,
+    /// A physical backup: the data directory it was restored into.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// A physical backup started: the directory of its socket (and log), and the user
+    /// databases it answered with.
+    #[serde(default)]
+    pub server_socket_dir: Option<PathBuf>,
+    /// See server_socket_dir.
+    #[serde(default)]
+    pub databases: Vec<String>,
 }
 
 /// What a drill did after the restore.
@@ -193,7 +214,7 @@ pub fn run(request: &RestoreRequest, check_mode: bool) -> Result<Done<RestoreRep
         "safety_backup": report.safety_backup, "restore_seconds": report.restore_seconds,
         "bytes": report.bytes, "globals": report.globals,
         "row_mismatches": report.row_mismatches, "drill": request.drill,
-        "target_database": report.target_database,
+        "target_database": report.target_database, "data_dir": report.data_dir,
     });
     let outcome = if failed { Outcome::Failed } else { Outcome::Ok };
     warnings.extend(recorder.finish(target, outcome, true, details, vec![]));
@@ -220,6 +241,22 @@ pub fn run(request: &RestoreRequest, check_mode: bool) -> Result<Done<RestoreRep
                 .map(|m| m.table.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
+        )
+    } else if let Some(data_dir) = &report.data_dir {
+        format!(
+            "restored {} into the new data directory {} in {:.1} s{}",
+            report.backup.display(),
+            data_dir.display(),
+            report.restore_seconds,
+            report
+                .server_socket_dir
+                .as_ref()
+                .map(|s| format!(
+                    "; a server runs on it (socket in {}, no TCP) with {} user database(s)",
+                    s.display(),
+                    report.databases.len()
+                ))
+                .unwrap_or_default()
         )
     } else if let Some(drill) = &report.drill {
         format!(
@@ -275,13 +312,7 @@ fn restore(
 ) -> Result<(RestoreReport, Option<Change>)> {
     let (dir, manifest) = choose::backup(request)?;
     if manifest.method == BackupMethod::Physical {
-        return Err(Error::invalid(
-            "backup",
-            format!(
-                "{} is a physical backup: db_restore restores logical backups; a physical backup is proven by db_verify (which starts a server on it)",
-                dir.display()
-            ),
-        ));
+        return physical::restore(request, &dir, &manifest, check_mode, target);
     }
     let target_database = request.target_database.clone().unwrap_or_else(|| {
         if request.drill {

@@ -23,6 +23,8 @@ impl Module for DbRestore {
                 "Objects belong to the restoring login: PostgreSQL restores with --no-owner --no-privileges; on MariaDB/MySQL rewrite_definers makes the DEFINER of views, routines and triggers CURRENT_USER, so that a production copy lands on a staging server whose accounts differ.",
                 "globals skip_existing applies the backup's roles (PostgreSQL) or users and grants (MariaDB) before the data, leaving existing ones as they are; fail_existing stops before anything is restored when one exists. The server's own superuser and the restoring login are never changed.",
                 "After the restore every table's row count is compared with the manifest; a difference fails the task (the restored database stays for inspection). Recorded in the ledger as task restore, with its duration.",
+                "A drill (drill: true) restores the newest verified backup under <database>_drill_<YYYYMMDD> (into the server of the connection arguments, or without them into a throwaway lab server), runs a smoke query, measures the restore and drops the copy (keep: true keeps it on a given server). It is recorded against the backed-up database, so that schedules (task restore) and compliance count drills, and the report reads its duration as the database's RTO.",
+                "A physical backup is restored into data_dir, a new (or empty) directory: never over an existing data directory. PostgreSQL's is checked with pg_verifybackup, MariaDB's prepared with mariadb-backup; owned by the service user, mode 0700. With start: true a server is started on it (no TCP, its socket in <data_dir>.run; PostgreSQL with local trust through an hba file of its own, the backup's pg_hba.conf untouched) and left running.",
             ],
             examples: r#"- name: Last night's orders from production, into staging under a dated name
   dbcadence.maintenance.db_restore:
@@ -54,7 +56,8 @@ impl Module for DbRestore {
             check_mode: Support::Full,
             diff_mode: Support::Full,
             requirements: &[
-                "PostgreSQL: pg_restore (postgresql-client). MySQL/MariaDB: mariadb (mariadb-client); mariadb-dump for the safety backup.",
+                "PostgreSQL: pg_restore (postgresql-client); physical: tar, pg_verifybackup and postgres. MySQL/MariaDB: mariadb (mariadb-client), mariadb-dump for the safety backup; physical: mbstream and mariadb-backup (mariadb-backup), mariadbd.",
+                "A drill without a target server, and a started physical restore, run as root (the servers run as postgres or mysql).",
             ],
             fragments: &[dbcadence_modules::CONNECTION, dbcadence_modules::LEDGER],
         }

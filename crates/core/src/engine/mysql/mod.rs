@@ -27,7 +27,7 @@ mod globals;
 pub(crate) mod lab;
 mod logs;
 mod patch;
-mod physical;
+pub(crate) mod physical;
 pub mod server;
 mod tune;
 

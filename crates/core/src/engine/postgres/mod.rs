@@ -35,7 +35,7 @@ pub(crate) mod lab;
 pub mod ledger;
 mod logs;
 mod patch;
-mod physical;
+pub(crate) mod physical;
 mod plans;
 pub mod server;
 mod tune;
