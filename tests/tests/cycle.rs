@@ -286,8 +286,8 @@ fn schedule_install_writes_units_systemd_accepts_and_is_idempotent() {
     let (ok, out, err) = dbcadence(&args, &[]);
     assert!(ok, "{err}");
     let plan: Value = serde_json::from_str(&out).unwrap();
-    // inventory, backup, verify, tune, audit, logs and the report.
-    assert_eq!(plan["timers"].as_array().unwrap().len(), 7, "{plan}");
+    // inventory, backup, verify, restore (a drill), tune, audit, logs and the report.
+    assert_eq!(plan["timers"].as_array().unwrap().len(), 8, "{plan}");
     assert_eq!(plan["skipped"], json!([]), "{plan}");
     let (_, out, _) = dbcadence(&args, &[]);
     assert_eq!(

@@ -47,7 +47,7 @@ fn the_rules_pass_promtool_check_and_their_unit_tests() {
         "{out}{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    assert!(out.contains("SUCCESS: 8 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 9 rules found"), "{out}");
     let test = promtool(&[
         "test",
         "rules",
@@ -77,7 +77,7 @@ fn every_alert_has_a_firing_and_a_silent_case() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 8);
+    assert_eq!(alerts.len(), 9);
     for alert in alerts {
         let (mut fires, mut silent) = (false, false);
         for test in tests["tests"].as_sequence().unwrap() {

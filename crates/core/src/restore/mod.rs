@@ -149,7 +149,7 @@ pub struct RestoreReport {
     pub bytes: u64,
     /// Wall time of the restore.
     pub restore_seconds: f64,
-    /// Check mode: the restore time expected from the backup's verification.
+    /// The restore time expected from the backup's verification (how long its restore took).
     #[serde(default)]
     pub estimated_seconds: Option<f64>,
     /// What happened to the globals, a line each.
@@ -293,6 +293,24 @@ pub fn run(request: &RestoreRequest, check_mode: bool) -> Result<Done<RestoreRep
 }
 
 impl RestoreReport {
+    /// What is known before restoring: the backup, the target and, from the backup's
+    /// verification, how long a restore took (the check-mode estimate).
+    fn of(dir: &std::path::Path, manifest: &Manifest, target_database: &str, action: &str) -> Self {
+        let verification = manifest.verification.as_ref();
+        RestoreReport {
+            backup: dir.to_path_buf(),
+            source_instance: manifest.instance_id.clone(),
+            source_database: manifest.database.clone(),
+            backup_started_at: manifest.started_at.clone(),
+            backup_verified: verification.is_some_and(|v| v["verified"] == true),
+            target_database: target_database.to_string(),
+            action: action.into(),
+            bytes: manifest.files.iter().map(|f| f.raw_bytes).sum(),
+            estimated_seconds: verification.and_then(|v| v["seconds"].as_f64()),
+            ..RestoreReport::default()
+        }
+    }
+
     /// Why the restore counts as failed, when it does.
     pub fn failure(&self) -> Option<String> {
         (!self.row_mismatches.is_empty()).then(|| {
@@ -366,7 +384,7 @@ fn restore(
         Some(scratch) => scratch.connection.clone(),
         None if request.drill && request.target.engine.is_none() => {
             // Check mode: the plan without starting anything.
-            let report = planned_drill(&dir, &manifest, &target_database);
+            let report = RestoreReport::of(&dir, &manifest, &target_database, "created");
             return Ok((report, None));
         }
         None => request.target.clone(),
@@ -402,20 +420,7 @@ fn restore(
             ),
         ));
     }
-    let mut report = RestoreReport {
-        backup: dir.clone(),
-        source_instance: manifest.instance_id.clone(),
-        source_database: manifest.database.clone(),
-        backup_started_at: manifest.started_at.clone(),
-        backup_verified: manifest
-            .verification
-            .as_ref()
-            .is_some_and(|v| v["verified"] == true),
-        target_database: target_database.clone(),
-        action: action.into(),
-        bytes: manifest.files.iter().map(|f| f.raw_bytes).sum(),
-        ..RestoreReport::default()
-    };
+    let mut report = RestoreReport::of(&dir, &manifest, &target_database, action);
     if request.drill && exists {
         return Err(Error::invalid(
             "target_database",
@@ -442,10 +447,6 @@ fn restore(
         })
     });
     if check_mode {
-        report.estimated_seconds = manifest
-            .verification
-            .as_ref()
-            .and_then(|v| v["seconds"].as_f64());
         return Ok((report, diff));
     }
     if action == "replaced" {
@@ -502,32 +503,6 @@ fn restore(
         drop_scratch(scratch, engine, warnings);
     }
     Ok((report, diff))
-}
-
-/// A drill's plan in check mode, when it would start a throwaway server.
-fn planned_drill(
-    dir: &std::path::Path,
-    manifest: &Manifest,
-    target_database: &str,
-) -> RestoreReport {
-    RestoreReport {
-        backup: dir.to_path_buf(),
-        source_instance: manifest.instance_id.clone(),
-        source_database: manifest.database.clone(),
-        backup_started_at: manifest.started_at.clone(),
-        backup_verified: manifest
-            .verification
-            .as_ref()
-            .is_some_and(|v| v["verified"] == true),
-        target_database: target_database.to_string(),
-        action: "created".into(),
-        bytes: manifest.files.iter().map(|f| f.raw_bytes).sum(),
-        estimated_seconds: manifest
-            .verification
-            .as_ref()
-            .and_then(|v| v["seconds"].as_f64()),
-        ..RestoreReport::default()
-    }
 }
 
 /// The drill's throwaway server goes, with the copy in it.

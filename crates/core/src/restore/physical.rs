@@ -58,19 +58,8 @@ pub(super) fn restore(
         db: None,
     };
     let mut report = RestoreReport {
-        backup: dir.to_path_buf(),
-        source_instance: manifest.instance_id.clone(),
-        source_database: manifest.database.clone(),
-        backup_started_at: manifest.started_at.clone(),
-        backup_verified: manifest
-            .verification
-            .as_ref()
-            .is_some_and(|v| v["verified"] == true),
-        target_database: "*".into(),
-        action: "created".into(),
-        bytes: manifest.files.iter().map(|f| f.raw_bytes).sum(),
         data_dir: Some(data_dir.clone()),
-        ..RestoreReport::default()
+        ..RestoreReport::of(dir, manifest, "*", "created")
     };
     let diff = Some(Change {
         what: "data directory",
@@ -78,10 +67,6 @@ pub(super) fn restore(
         after: format!("{}: restored from {}\n", data_dir.display(), dir.display()),
     });
     if check_mode {
-        report.estimated_seconds = manifest
-            .verification
-            .as_ref()
-            .and_then(|v| v["seconds"].as_f64());
         return Ok((report, diff));
     }
     let started = std::time::Instant::now();
