@@ -15,11 +15,13 @@
 //! its duration as the database's measured RTO.
 //!
 //! - `choose`: which backup.
+//! - `logical`: a dump into a database, replace and drill included.
 //! - `drill`: the throwaway server of a drill.
 //! - `physical`: a physical backup into a new data directory, optionally started.
 
 mod choose;
 mod drill;
+mod logical;
 mod physical;
 
 use std::path::PathBuf;
@@ -322,6 +324,7 @@ impl RestoreReport {
     }
 }
 
+/// Picks the backup and restores it the way its method needs.
 fn restore(
     request: &RestoreRequest,
     check_mode: bool,
@@ -332,200 +335,7 @@ fn restore(
     if manifest.method == BackupMethod::Physical {
         return physical::restore(request, &dir, &manifest, check_mode, target);
     }
-    let target_database = request.target_database.clone().unwrap_or_else(|| {
-        if request.drill {
-            format!(
-                "{}_drill_{}",
-                manifest.database,
-                jiff::Zoned::now().strftime("%Y%m%d")
-            )
-        } else {
-            manifest.database.clone()
-        }
-    });
-    if !request.drill {
-        target.db = Some(target_database.clone());
-    } else {
-        *target = Target {
-            instance: manifest.instance_id.clone(),
-            db: Some(manifest.database.clone()),
-        };
-    }
-    if request.drill && request.replace {
-        return Err(Error::invalid(
-            "replace",
-            "a drill never replaces a database: leave replace out, or name another target_database",
-        ));
-    } else if request.keep && request.target.engine.is_none() {
-        return Err(Error::invalid(
-            "keep",
-            "keep needs a target server (connection arguments): a drill's throwaway server is deleted afterwards",
-        ));
-    }
-    // Every byte checked before the target is touched.
-    let bad = choose::damaged_files(&dir, &manifest)?;
-    if !bad.is_empty() {
-        return Err(Error::invalid(
-            "backup",
-            format!(
-                "checksum mismatch in {} of {}: the backup is damaged, nothing was restored; pick another (backup, or before)",
-                bad.join(", "),
-                dir.display()
-            ),
-        ));
-    }
-    // A drill without a target server restores into a throwaway one (not in check mode).
-    let scratch = if request.drill && request.target.engine.is_none() && !check_mode {
-        Some(drill::Scratch::start(manifest.engine)?)
-    } else {
-        None
-    };
-    let connection = match &scratch {
-        Some(scratch) => scratch.connection.clone(),
-        None if request.drill && request.target.engine.is_none() => {
-            // Check mode: the plan without starting anything.
-            let report = RestoreReport::of(&dir, &manifest, &target_database, "created");
-            return Ok((report, None));
-        }
-        None => request.target.clone(),
-    };
-    let mut engine = engine::connect(&connection)?;
-    if engine.kind() != manifest.engine {
-        return Err(Error::invalid(
-            "login_host",
-            format!(
-                "the target is a {} server and the backup is of {}: restore into a server of the same engine",
-                engine.kind(),
-                manifest.engine
-            ),
-        ));
-    }
-    let before = user_databases(engine.as_mut())?;
-    let exists = before.contains(&target_database);
-    let tables = if exists {
-        engine.count_tables(&target_database)?
-    } else {
-        0
-    };
-    let action = match (exists, tables) {
-        (false, _) => "created",
-        (true, 0) => "filled",
-        (true, _) => "replaced",
-    };
-    if action == "replaced" && !request.replace {
-        return Err(Error::invalid(
-            "target_database",
-            format!(
-                "'{target_database}' holds {tables} table(s) on the target: nothing was restored; set replace: true to replace it (a safety backup of it is taken first), or pick another target_database"
-            ),
-        ));
-    }
-    let mut report = RestoreReport::of(&dir, &manifest, &target_database, action);
-    if request.drill && exists {
-        return Err(Error::invalid(
-            "target_database",
-            format!(
-                "'{target_database}' exists on the target already: a drill restores into a new database; drop it or name another target_database"
-            ),
-        ));
-    }
-    let mut after = before.clone();
-    if !exists {
-        after.push(target_database.clone());
-        after.sort();
-    }
-    let diff = Change::between(
-        "databases",
-        Some(before.join("\n") + "\n"),
-        Some(after.join("\n") + "\n"),
-    )
-    .or_else(|| {
-        (action == "replaced").then(|| Change {
-            what: "databases",
-            before: format!("{target_database}: {tables} table(s)\n"),
-            after: format!("{target_database}: restored from {}\n", dir.display()),
-        })
-    });
-    if check_mode {
-        return Ok((report, diff));
-    }
-    if action == "replaced" {
-        let store = request.run.ledger()?;
-        crate::change::gate(
-            &store,
-            request.run.change_id.as_deref(),
-            request.require_change,
-            jiff::Timestamp::now(),
-        )?;
-        report.safety_backup = Some(safety_backup(request, target, &target_database, warnings)?);
-        engine.drop_database(&target_database)?;
-    }
-    if action != "filled" {
-        engine.create_database(&target_database)?;
-    }
-    if request.globals != GlobalsPolicy::None {
-        let sql = choose::globals_sql(&dir, &manifest)?;
-        report.globals =
-            engine.restore_globals(&sql, request.globals == GlobalsPolicy::SkipExisting)?;
-    }
-    let started = std::time::Instant::now();
-    let plan = engine.restore_plan(&target_database, request.jobs)?;
-    crate::progress::start(&format!("restore {target_database}"), Some(report.bytes));
-    let restored = crate::verify::restore_dump(plan, &dir, &manifest, request.rewrite_definers);
-    crate::progress::finish();
-    restored.map_err(|e| {
-        Error::invalid(
-            "restore",
-            format!(
-                "{e}; '{target_database}' on the target is incomplete: drop it, or run again with replace: true{}",
-                report
-                    .safety_backup
-                    .as_ref()
-                    .map(|p| format!(" (the database it replaced is saved in {})", p.display()))
-                    .unwrap_or_default()
-            ),
-        )
-    })?;
-    report.restore_seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-    let restored = engine.row_counts(&target_database)?;
-    report.row_mismatches = crate::verify::row_mismatches(&manifest.tables, &restored);
-    report.tables_checked = manifest.tables.len();
-    if request.drill {
-        let tables = engine.count_tables(&target_database)?;
-        if !request.keep && scratch.is_none() {
-            engine.drop_database(&target_database)?;
-        }
-        report.drill = Some(DrillOutcome {
-            tables,
-            dropped: !request.keep,
-            server: if scratch.is_some() { "lab" } else { "target" }.into(),
-        });
-        drop_scratch(scratch, engine, warnings);
-    }
-    Ok((report, diff))
-}
-
-/// The drill's throwaway server goes, with the copy in it.
-fn drop_scratch(
-    scratch: Option<drill::Scratch>,
-    engine: Box<dyn Engine>,
-    warnings: &mut Vec<String>,
-) {
-    drop(engine);
-    if let Some(scratch) = scratch {
-        warnings.extend(scratch.stop());
-    }
-}
-
-fn user_databases(engine: &mut dyn Engine) -> Result<Vec<String>> {
-    let mut names: Vec<String> = engine
-        .databases()?
-        .into_iter()
-        .filter(|d| d.kind == engine::DatabaseKind::User)
-        .map(|d| d.name)
-        .collect();
-    names.sort();
-    Ok(names)
+    logical::restore(request, &dir, &manifest, check_mode, target, warnings)
 }
 
 /// A backup of the database about to be replaced; its directory.
@@ -559,9 +369,4 @@ fn safety_backup(
             format!("the safety backup of '{database}' wrote nothing; nothing was replaced"),
         )
     })
-}
-
-/// The manifest of a backup directory (for the CLI's listing and tests).
-pub fn manifest_of(dir: &std::path::Path) -> Result<Manifest> {
-    choose::read(dir)
 }
