@@ -2,9 +2,13 @@
 //! implementing → validated → closed (or failed → rolled_back → closed); every transition is a
 //! ledger record (task change) holding the whole record, so the ledger (file or PostgreSQL) is
 //! the store and its history is the audit trail. Each transition is announced to Slack or
-//! Mattermost incoming webhooks (JSON POST, bounded timeout, retries); a notification that
-//! fails is a warning and never loses the record. Modifying modules consult [`gate`] through
-//! their `change_id`.
+//! Mattermost incoming webhooks (JSON POST, bounded timeout, retries) and, with `jira`,
+//! mirrored into Jira Service Management (`jira`); a notification that fails is a warning and
+//! never loses the record. Modifying modules (tune, logs, patch, restore's replace) consult
+//! [`gate`] through their `change_id`.
+//!
+//! - `notify`: the webhooks, the HTTP agent and the retries.
+//! - `jira`: the service desk request and its transitions.
 
 pub mod jira;
 pub mod notify;
