@@ -394,6 +394,15 @@ pub fn start_physical_copy(
     }
 }
 
+/// Whether the engine's restore tool reads the dump from a file (parallel pg_restore) rather
+/// than its standard input: then the dump can be decompressed ahead, while a server starts.
+pub fn restores_from_file(kind: EngineKind) -> bool {
+    match kind {
+        EngineKind::Postgresql => true,
+        EngineKind::Mysql => false,
+    }
+}
+
 /// db_restore of a physical backup: unpacks (and checks or prepares) it into `data_dir`, a
 /// new or empty directory, owned by the engine's service user.
 pub fn unpack_physical(

@@ -204,7 +204,7 @@ fn load(
     let started = std::time::Instant::now();
     let plan = engine.restore_plan(&name, request.jobs)?;
     crate::progress::start(&format!("restore {name}"), Some(report.bytes));
-    let restored = crate::verify::restore_dump(plan, dir, manifest, request.rewrite_definers);
+    let restored = crate::verify::restore_dump(plan, dir, manifest, request.rewrite_definers, None);
     crate::progress::finish();
     restored.map_err(|e| {
         Error::invalid(

@@ -78,7 +78,7 @@ pub fn restore_newest_verified(
     })?;
     engine.create_database(&database_name)?;
     let scratch = copy.scratch.as_ref().expect("set above");
-    restore(&mut engine, scratch, &newest.path, &manifest, 2)?;
+    restore(&mut engine, scratch, &newest.path, &manifest, 2, None)?;
     copy.restore_seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     Ok(copy)
 }

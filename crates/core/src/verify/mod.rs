@@ -261,6 +261,24 @@ pub(crate) fn row_mismatches(
     mismatches
 }
 
+/// The files whose sha256 differs from the manifest's.
+fn damaged_files(dir: &Path, manifest: &Manifest) -> Result<Vec<String>> {
+    let mut bad = Vec::new();
+    for file in &manifest.files {
+        if sha256_of(&dir.join(&file.path))? != file.sha256 {
+            bad.push(file.path.clone());
+        }
+    }
+    Ok(bad)
+}
+
+fn damaged(bad: &[String]) -> String {
+    format!(
+        "checksum mismatch in {}: the backup is damaged; take a new backup",
+        bad.join(", ")
+    )
+}
+
 /// Writes the verification's outcome into the backup's manifest.
 fn record_in_manifest(
     dir: &Path,
@@ -332,23 +350,49 @@ fn verify_one(
         database: manifest.database.clone(),
         ..VerifyReport::default()
     };
-    for file in &manifest.files {
-        let found = sha256_of(&dir.join(&file.path))?;
-        if found != file.sha256 {
-            report.bad_files.push(file.path.clone());
-        }
-    }
-    if !report.bad_files.is_empty() {
-        report.reason = format!(
-            "checksum mismatch in {}: the backup is damaged; take a new backup",
-            report.bad_files.join(", ")
-        );
-        return Ok(report);
-    }
     if manifest.method == backup::BackupMethod::Physical {
+        report.bad_files = damaged_files(dir, manifest)?;
+        if !report.bad_files.is_empty() {
+            report.reason = damaged(&report.bad_files);
+            return Ok(report);
+        }
         return verify_physical(request, dir, manifest, report);
     }
-    let scratch = Scratch::open(request, manifest)?;
+    // The scratch server starts while the checksums are computed and, for a tool that reads a
+    // file, the dump is decompressed: each takes seconds, and they do not wait for one another.
+    let (scratch, bad_files, staged) = std::thread::scope(|s| {
+        let server = s.spawn(|| Scratch::open(request, manifest));
+        let bad_files = damaged_files(dir, manifest);
+        let staged = match &bad_files {
+            Ok(bad) if bad.is_empty() && engine::restores_from_file(manifest.engine) => {
+                Some(stage_dump(dir, manifest))
+            }
+            _ => None,
+        };
+        let scratch = server
+            .join()
+            .unwrap_or_else(|_| Err(Error::lab("start the scratch server", "its thread crashed")));
+        (scratch, bad_files, staged)
+    });
+    // A damaged backup is a verdict (unverified), not an error: said first.
+    if let Ok(bad) = &bad_files
+        && !bad.is_empty()
+    {
+        if let Ok(scratch) = scratch {
+            warnings.extend(scratch.close(None));
+        }
+        report.bad_files = bad.clone();
+        report.reason = damaged(bad);
+        return Ok(report);
+    }
+    let scratch = scratch?;
+    let staged = match bad_files.and_then(|_| staged.transpose()) {
+        Ok(staged) => staged,
+        Err(e) => {
+            warnings.extend(scratch.close(None));
+            return Err(e);
+        }
+    };
     report.scratch = scratch.kind.into();
     let mut engine = match engine::connect(&scratch.connection) {
         Ok(engine) => engine,
@@ -360,7 +404,7 @@ fn verify_one(
     let result = (|| -> Result<()> {
         engine.create_database(&scratch.database)?;
         let started = std::time::Instant::now();
-        restore(&mut engine, &scratch, dir, manifest, request.jobs)?;
+        restore(&mut engine, &scratch, dir, manifest, request.jobs, staged)?;
         report.restore_seconds = started.elapsed().as_secs_f64();
         report.integrity_problems = engine.check_integrity(&scratch.database)?;
         let restored = engine.row_counts(&scratch.database)?;

@@ -143,38 +143,94 @@ pub(super) fn verify_physical(
     Ok(report)
 }
 
-/// Loads the dump file into the scratch database.
+/// Loads the dump file (or the copy staged ahead) into the scratch database.
 pub(super) fn restore(
     engine: &mut Box<dyn Engine>,
     scratch: &Scratch,
     backup_dir: &Path,
     manifest: &Manifest,
     jobs: u32,
+    staged: Option<StagedDump>,
 ) -> Result<()> {
     let plan = engine.restore_plan(&scratch.database, jobs)?;
     // The bytes the restore reads: the dump decompressed (its size is in the manifest).
     let raw: u64 = manifest.files.iter().map(|f| f.raw_bytes).sum();
     crate::progress::start(&format!("restore {}", manifest.database), Some(raw));
-    let restored = restore_dump(plan, backup_dir, manifest, false);
+    let restored = restore_dump(plan, backup_dir, manifest, false, staged);
     crate::progress::finish();
     restored
 }
 
+/// The dump decompressed for a tool that wants a seekable file or directory (parallel
+/// pg_restore): prepared ahead, while the scratch server starts, or on the way.
+pub(crate) struct StagedDump {
+    _temp: tempfile::TempDir,
+    /// The file, or the directory of a directory-format dump, the tool is given.
+    path: std::path::PathBuf,
+}
+
+/// The main dump of a backup: the file (or directory) named in the manifest.
+fn dump_name(manifest: &Manifest) -> String {
+    if manifest.dump.is_empty() {
+        manifest.files[0].path.clone()
+    } else {
+        manifest.dump.clone()
+    }
+}
+
+/// Decompresses the dump into a private temp directory.
+pub(crate) fn stage_dump(backup_dir: &Path, manifest: &Manifest) -> Result<StagedDump> {
+    let dump = dump_name(manifest);
+    let temp = tempfile::Builder::new()
+        .prefix("dbc-restore.")
+        .tempdir()
+        .map_err(|e| Error::io("create a temp dir", std::env::temp_dir(), e))?;
+    let decompress = |source: &Path, target: &Path| -> Result<()> {
+        let f = File::open(source).map_err(|e| Error::io("read the backup file", source, e))?;
+        let mut decoder =
+            zstd::stream::read::Decoder::new(f).map_err(|e| Error::io("decompress", source, e))?;
+        let mut out = File::create(target).map_err(|e| Error::io("write", target, e))?;
+        std::io::copy(&mut crate::progress::Counting(&mut decoder), &mut out)
+            .map_err(|e| Error::io("decompress", source, e))?;
+        Ok(())
+    };
+    let path = if dump.ends_with(".zst") {
+        let raw = temp.path().join("dump");
+        decompress(&backup_dir.join(&dump), &raw)?;
+        raw
+    } else {
+        // A directory-format dump: every file of the directory, decompressed beside the others.
+        let raw_dir = temp.path().join(&dump);
+        std::fs::create_dir_all(&raw_dir).map_err(|e| Error::io("create", &raw_dir, e))?;
+        for file in manifest
+            .files
+            .iter()
+            .filter(|f| f.path.starts_with(&format!("{dump}/")))
+        {
+            let name = Path::new(&file.path)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .trim_end_matches(".zst")
+                .to_string();
+            decompress(&backup_dir.join(&file.path), &raw_dir.join(name))?;
+        }
+        raw_dir
+    };
+    Ok(StagedDump { _temp: temp, path })
+}
+
 /// Feeds the dump to the restore tool (on its stdin, or decompressed into a file or directory
-/// it reads). `rewrite_definers`: a SQL dump's DEFINER clauses become CURRENT_USER on the way
-/// (MariaDB/MySQL dumps fed on stdin).
+/// it reads: `staged` when prepared ahead). `rewrite_definers`: a SQL dump's DEFINER clauses
+/// become CURRENT_USER on the way (MariaDB/MySQL dumps fed on stdin).
 pub(crate) fn restore_dump(
     plan: crate::engine::RestorePlan,
     backup_dir: &Path,
     manifest: &Manifest,
     rewrite_definers: bool,
+    staged: Option<StagedDump>,
 ) -> Result<()> {
-    let dump = if manifest.dump.is_empty() {
-        manifest.files[0].path.clone()
-    } else {
-        manifest.dump.clone()
-    };
-    let compressed = backup_dir.join(&dump);
+    let compressed = backup_dir.join(dump_name(manifest));
     let open = || -> Result<zstd::stream::read::Decoder<'static, std::io::BufReader<File>>> {
         let f = File::open(&compressed)
             .map_err(|e| Error::io("read the backup file", &compressed, e))?;
@@ -188,44 +244,17 @@ pub(crate) fn restore_dump(
             .args(extra)
             .spawn(stdin, Stdio::null(), Stdio::piped())
     };
-    // A decompressed copy for tools that want a seekable file (parallel pg_restore); it lives
-    // beside the scratch server, or in a temp dir for a target server.
-    let temp = tempfile::Builder::new()
-        .prefix("dbc-restore.")
-        .tempdir()
-        .map_err(|e| Error::io("create a temp dir", std::env::temp_dir(), e))?;
+    let mut _staged = None;
     let child = match plan.input {
-        // A directory-format dump: every file of the directory, decompressed beside the others.
-        RestoreInput::File if !dump.ends_with(".zst") => {
-            let raw_dir = temp.path().join(&dump);
-            std::fs::create_dir_all(&raw_dir).map_err(|e| Error::io("create", &raw_dir, e))?;
-            for file in manifest
-                .files
-                .iter()
-                .filter(|f| f.path.starts_with(&format!("{dump}/")))
-            {
-                let source = backup_dir.join(&file.path);
-                let name = Path::new(&file.path)
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy();
-                let target = raw_dir.join(name.trim_end_matches(".zst"));
-                let f = File::open(&source)
-                    .map_err(|e| Error::io("read the backup file", &source, e))?;
-                let mut decoder = zstd::stream::read::Decoder::new(f)
-                    .map_err(|e| Error::io("decompress", &source, e))?;
-                let mut out = File::create(&target).map_err(|e| Error::io("write", &target, e))?;
-                std::io::copy(&mut crate::progress::Counting(&mut decoder), &mut out)
-                    .map_err(|e| Error::io("decompress", &source, e))?;
-            }
-            spawn(Some(&raw_dir), Stdio::null())
-        }
         RestoreInput::File => {
-            let raw = temp.path().join("dump");
-            let mut out = File::create(&raw).map_err(|e| Error::io("write", &raw, e))?;
-            std::io::copy(&mut crate::progress::Counting(open()?), &mut out)
-                .map_err(|e| Error::io("decompress", &compressed, e))?;
-            spawn(Some(&raw), Stdio::null())
+            let staged = match staged {
+                Some(staged) => staged,
+                None => stage_dump(backup_dir, manifest)?,
+            };
+            let child = spawn(Some(&staged.path), Stdio::null());
+            // Kept until the tool has read it.
+            _staged = Some(staged);
+            child
         }
         RestoreInput::Stdin => spawn(None, Stdio::piped()),
     };
