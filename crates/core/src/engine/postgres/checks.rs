@@ -45,7 +45,8 @@ impl PostgresEngine {
     pub(super) fn run_integrity_check(&mut self, database: &str) -> Result<Vec<String>> {
         let program = bin_dir()?.join("pg_amcheck");
         // pg_amcheck verifies heap and B-tree structure; --heapallindexed also checks that every
-        // heap tuple is in its indexes. --install-missing adds the amcheck extension.
+        // heap tuple is in its indexes. --install-missing adds the amcheck extension. Two
+        // connections check two relations at a time (the scratch server has nothing else to do).
         // A failed check exits non-zero with its findings on stdout: not a tool failure.
         let output = crate::process::Tool::new(&program)
             .package("postgresql-client")
@@ -53,6 +54,7 @@ impl PostgresEngine {
                 "--install-missing",
                 "--heapallindexed",
                 "--no-dependent-indexes",
+                "--jobs=2",
             ])
             // pg_amcheck expands a database name holding '=' as a connection string, so the
             // name is given as one, quoted: `--x=y` stays a name.
