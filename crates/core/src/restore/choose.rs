@@ -9,11 +9,9 @@ use super::RestoreRequest;
 use crate::backup::Manifest;
 use crate::{Error, Result};
 
+/// A backup's manifest, when the backup is complete.
 pub(super) fn read(dir: &Path) -> Result<Manifest> {
-    let path = dir.join("manifest.json");
-    let bytes = std::fs::read(&path).map_err(|e| Error::io("read the manifest", &path, e))?;
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::invalid(format!("manifest '{}'", path.display()), e.to_string()))?;
+    let manifest = crate::verify::read_manifest(dir)?;
     if manifest.status != "complete" {
         return Err(Error::invalid(
             "backup",
@@ -78,18 +76,6 @@ pub(super) fn backup(request: &RestoreRequest) -> Result<(PathBuf, Manifest)> {
         })?;
     let manifest = read(&newest.path)?;
     Ok((newest.path, manifest))
-}
-
-/// The files whose sha256 differs from the manifest's (or that cannot be read).
-pub(super) fn damaged_files(dir: &Path, manifest: &Manifest) -> Result<Vec<String>> {
-    let mut bad = Vec::new();
-    for file in &manifest.files {
-        match crate::verify::sha256_of(&dir.join(&file.path)) {
-            Ok(sum) if sum == file.sha256 => {}
-            _ => bad.push(file.path.clone()),
-        }
-    }
-    Ok(bad)
 }
 
 /// The backup's globals as SQL text.

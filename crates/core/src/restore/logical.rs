@@ -125,7 +125,7 @@ fn checked_target(
         }
     };
     // Every byte checked before the target is touched.
-    let bad = choose::damaged_files(dir, manifest)?;
+    let bad = crate::verify::damaged_files(dir, manifest)?;
     if !bad.is_empty() {
         return Err(Error::invalid(
             "backup",

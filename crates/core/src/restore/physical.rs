@@ -42,7 +42,7 @@ pub(super) fn restore(
             ),
         ));
     }
-    let bad = super::choose::damaged_files(dir, manifest)?;
+    let bad = crate::verify::damaged_files(dir, manifest)?;
     if !bad.is_empty() {
         return Err(Error::invalid(
             "backup",

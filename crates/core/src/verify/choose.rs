@@ -12,7 +12,7 @@ use crate::backup::lock::{self, BackupLock};
 use crate::backup::{self, Manifest};
 use crate::{Error, Result};
 
-pub(crate) fn sha256_of(path: &Path) -> Result<String> {
+pub(super) fn sha256_of(path: &Path) -> Result<String> {
     let mut file = File::open(path).map_err(|e| Error::io("read the backup file", path, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -28,7 +28,7 @@ pub(crate) fn sha256_of(path: &Path) -> Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
-pub(super) fn read_manifest(dir: &Path) -> Result<Manifest> {
+pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join("manifest.json");
     let bytes = std::fs::read(&path).map_err(|e| Error::io("read the manifest", &path, e))?;
     serde_json::from_slice(&bytes)

@@ -18,8 +18,9 @@ use restore::*;
 
 pub use copy::{RestoredCopy, restore_newest_verified};
 
-/// For db_restore: a file's sha256, and the dump fed to a restore plan.
-pub(crate) use choose::sha256_of;
+/// For db_restore: a manifest, the files whose checksum is wrong, the dump fed to a restore
+/// plan.
+pub(crate) use choose::read_manifest;
 pub(crate) use restore::restore_dump;
 
 use std::path::{Path, PathBuf};
@@ -261,8 +262,9 @@ pub(crate) fn row_mismatches(
     mismatches
 }
 
-/// The files whose sha256 differs from the manifest's.
-fn damaged_files(dir: &Path, manifest: &Manifest) -> Result<Vec<String>> {
+/// The files whose sha256 differs from the manifest's (a file that cannot be read is an
+/// error: nothing can be said of it).
+pub(crate) fn damaged_files(dir: &Path, manifest: &Manifest) -> Result<Vec<String>> {
     let mut bad = Vec::new();
     for file in &manifest.files {
         if sha256_of(&dir.join(&file.path))? != file.sha256 {
