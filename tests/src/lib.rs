@@ -301,6 +301,19 @@ impl Drop for PrivateLab {
     }
 }
 
+/// The PostgreSQL 15.8 server binaries that .ci/setup fetches (db_patch's real upgrade).
+pub fn old_postgres_bin() -> PathBuf {
+    let dir = std::env::var_os("DBCADENCE_TEST_OLD_PG_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/dbcadence/postgresql-15.8/native/bin"));
+    assert!(
+        dir.join("postgres").exists(),
+        "{} has no postgres: run .ci/setup (it fetches PostgreSQL 15.8)",
+        dir.display()
+    );
+    dir
+}
+
 /// A PostgreSQL session of the lab user over the instance's socket, in `database` (for tests
 /// that hold a transaction open or read the catalogue).
 pub fn pg_session(instance: &LabInstance, database: &str) -> postgres::Client {

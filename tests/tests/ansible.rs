@@ -327,10 +327,7 @@ fn the_audit_playbook_audits_each_server_host_once() {
 
 #[test]
 fn the_patch_playbook_checks_then_patches_a_lab_server_once() {
-    let old = std::env::var_os("DBCADENCE_TEST_OLD_PG_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "/var/cache/dbcadence/postgresql-15.8/native/bin".into());
-    let lab = PrivateLab::start_on(1, 0, 0, Some(old));
+    let lab = PrivateLab::start_on(1, 0, 0, Some(old_postgres_bin()));
     let pg1 = lab.instance("pg1");
     let dir = tempfile::tempdir().unwrap();
     let env = [(

@@ -284,6 +284,53 @@ fn a_hostile_password_works_everywhere_and_never_reaches_a_command_line() {
             "{}: {}",
             instance.name, verify.json
         );
+        // db_restore as that login: into a new database with the globals, then a replace
+        // (its safety backup dumps as that login too); db_patch reads the server's state.
+        let restore = |extra: serde_json::Value| {
+            let mut args = json!({
+                "backup": run.json["path"], "backup_dir": backups,
+                "engine": instance.engine, "login_host": instance.host,
+                "login_port": instance.port, "login_user": user, "login_password": password,
+                "ssl_mode": "verify-full", "ca_cert": instance.ca_cert,
+                "target_database": format!("{name}_r"), "globals": "skip_existing",
+                "ledger_path": backups.join("ledger.jsonl"),
+            });
+            args.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            run_module("db_restore", &args)
+        };
+        let restored = restore(json!({}));
+        assert_eq!(
+            restored.json["failed"], false,
+            "{}: {}",
+            instance.name, restored.json
+        );
+        let replaced = restore(json!({"replace": true}));
+        assert_eq!(
+            replaced.json["failed"], false,
+            "{}: {}",
+            instance.name, replaced.json
+        );
+        assert!(replaced.json["safety_backup"].is_string());
+        let patch = run_module(
+            "db_patch",
+            &json!({
+                "engine": instance.engine, "login_host": instance.host,
+                "login_port": instance.port, "login_user": user, "login_password": password,
+                "ssl_mode": "verify-full", "ca_cert": instance.ca_cert,
+                "ledger_path": backups.join("ledger.jsonl"),
+            }),
+        );
+        assert_eq!(
+            patch.json["failed"], false,
+            "{}: {}",
+            instance.name, patch.json
+        );
+        for output in [&restored.stdout, &replaced.stdout, &patch.stdout] {
+            assert!(!output.contains(password) && !output.contains(r#"p'w"#));
+        }
+        engine.drop_database(&format!("{name}_r")).unwrap();
         let mut physical = args.clone();
         physical["method"] = json!("physical");
         physical["database"] = json!("*");

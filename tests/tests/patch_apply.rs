@@ -5,24 +5,9 @@
 //! back, and following that way back brings the data up again on 15.8. MariaDB's apply path
 //! runs with a restart-based upgrade (one MariaDB release is installed here).
 
-use std::path::PathBuf;
-
 use dbcadence_core::lab::{self, LabInstance};
 use dbcadence_e2e::*;
 use serde_json::{Value, json};
-
-/// The PostgreSQL 15.8 server binaries; .ci/setup puts them there.
-fn old_postgres() -> PathBuf {
-    let dir = std::env::var_os("DBCADENCE_TEST_OLD_PG_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/dbcadence/postgresql-15.8/native/bin"));
-    assert!(
-        dir.join("postgres").exists(),
-        "{} has no postgres: run .ci/setup (it fetches PostgreSQL 15.8)",
-        dir.display()
-    );
-    dir
-}
 
 fn apply_args(lab: &PrivateLab, instance: &LabInstance, work: &std::path::Path) -> Value {
     json!({
@@ -89,7 +74,7 @@ fn seed_and_back_up(instance: &LabInstance, work: &std::path::Path) -> String {
 
 #[test]
 fn a_real_minor_upgrade_from_15_8_is_validated_recorded_and_keeps_the_data() {
-    let lab = PrivateLab::start_on(1, 0, 0, Some(old_postgres()));
+    let lab = PrivateLab::start_on(1, 0, 0, Some(old_postgres_bin()));
     let pg1 = lab.instance("pg1");
     assert_eq!(version(pg1), "15.8");
     let work = tempfile::tempdir().unwrap();
@@ -194,7 +179,7 @@ fn a_real_minor_upgrade_from_15_8_is_validated_recorded_and_keeps_the_data() {
 
 #[test]
 fn a_failed_restart_says_the_server_is_down_and_the_way_back_works() {
-    let old = old_postgres();
+    let old = old_postgres_bin();
     let lab = PrivateLab::start_on(1, 0, 0, Some(old.clone()));
     let pg1 = lab.instance("pg1");
     let work = tempfile::tempdir().unwrap();

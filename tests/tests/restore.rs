@@ -216,6 +216,21 @@ fn replacing_needs_replace_keeps_a_safety_backup_that_restores_back() {
         );
         assert_eq!(rows(target, &db).as_deref(), Some("7"), "untouched");
 
+        // Production's rule: no replace without an approved change.
+        let unapproved = run_module(
+            "db_restore",
+            &args(json!({"replace": true, "require_change": true})),
+        );
+        assert_eq!(unapproved.json["failed"], true);
+        assert!(
+            unapproved.json["msg"]
+                .as_str()
+                .unwrap()
+                .contains("approved change record"),
+            "{}",
+            unapproved.json
+        );
+        assert_eq!(rows(target, &db).as_deref(), Some("7"), "untouched");
         let replaced = run_module("db_restore", &args(json!({"replace": true})));
         assert_eq!(replaced.json["failed"], false, "{}", replaced.json);
         assert_eq!(replaced.json["action"], "replaced");
