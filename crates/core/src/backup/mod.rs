@@ -286,6 +286,12 @@ fn write_backup(
     started: jiff::Timestamp,
     access: Access,
 ) -> Result<Manifest> {
+    // The definitions a restore must reproduce, read just before the dump (DDL is rare; one
+    // that runs in between shows up as a difference at verification, never as a pass).
+    let objects = match request.method {
+        BackupMethod::Logical => engine.object_definitions(&request.database)?,
+        BackupMethod::Physical => None,
+    };
     let mut dumped = dump_into(engine, request, partial, access)?;
     let mut warnings = Vec::new();
     if request.globals {
@@ -320,6 +326,7 @@ fn write_backup(
         duration_seconds: (finished - started).get_milliseconds() as f64 / 1000.0,
         snapshot: dumped.snapshot,
         tables: dumped.tables,
+        objects,
         dump: dumped.dump,
         method: request.method,
         files: dumped.files,

@@ -165,6 +165,11 @@ pub struct Manifest {
     pub snapshot: Value,
     /// Rows per table in the dump's own snapshot.
     pub tables: Vec<TableRows>,
+    /// SHOW CREATE of every object of the database, read just before the dump (MariaDB/MySQL
+    /// logical backups); verification compares the restore with it. None: not recorded
+    /// (PostgreSQL, physical backups, backups made before dbcadence recorded them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<Vec<crate::engine::ObjectDefinition>>,
     /// The main dump: a file (dump.pgcustom.zst, dump.sql.zst, physical.mbstream.zst) or a
     /// directory (dump.pgdir).
     #[serde(default)]

@@ -98,6 +98,19 @@ pub struct TableRows {
     pub rows: u64,
 }
 
+/// One object of a database as the server shows it (SHOW CREATE ...), for comparing a
+/// restore with its source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ObjectDefinition {
+    /// table, view, procedure, function, trigger or event.
+    pub kind: String,
+    /// The object's name.
+    pub name: String,
+    /// Its definition, without what a restore legitimately changes (a table's next
+    /// AUTO_INCREMENT value).
+    pub definition: String,
+}
+
 /// Watches an uncompressed text dump stream line by line (MySQL: rows per table and the
 /// binary log position written in the dump's header).
 pub trait StreamObserver: Send {
@@ -267,6 +280,25 @@ pub trait Engine: Send {
     fn physical_plan(&mut self) -> Result<DumpPlan>;
     /// Prepares loading a dump of this engine's format into `database` (which must exist).
     fn restore_plan(&mut self, database: &str, jobs: u32) -> Result<RestorePlan>;
+    /// Verification's load of a dump, where the engine has one faster than the restore plan
+    /// with the same result (MariaDB/MySQL: rows on `jobs` sessions, secondary keys built after
+    /// the rows). Returns the tables whose keys were built after their rows; None when the
+    /// engine has no such load or the dump is not one it understands (nothing was read: use
+    /// [`Engine::restore_plan`]).
+    fn load_dump(
+        &mut self,
+        _database: &str,
+        _dump: &mut dyn std::io::BufRead,
+        _jobs: u32,
+    ) -> Result<Option<usize>> {
+        Ok(None)
+    }
+    /// SHOW CREATE of every table, view, routine, trigger and event of `database`, recorded
+    /// in a backup's manifest and compared with the restore by verification; None where the
+    /// engine records none (PostgreSQL: pg_restore replays the dump as it is).
+    fn object_definitions(&mut self, _database: &str) -> Result<Option<Vec<ObjectDefinition>>> {
+        Ok(None)
+    }
     /// Rows per table of `database`, counted now.
     fn row_counts(&mut self, database: &str) -> Result<Vec<TableRows>>;
     /// Integrity checks of `database` (pg_amcheck, CHECK TABLE); returns the problems found.

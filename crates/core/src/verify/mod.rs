@@ -97,7 +97,8 @@ pub struct VerifyReport {
     pub instance_id: String,
     /// Database of the backup.
     pub database: String,
-    /// True only when checksums, restore, integrity checks and row counts all passed.
+    /// True only when checksums, restore, integrity checks, row counts and (where recorded)
+    /// object definitions all passed.
     pub verified: bool,
     /// Why, in one sentence.
     pub reason: String,
@@ -105,12 +106,20 @@ pub struct VerifyReport {
     pub bad_files: Vec<String>,
     /// Wall time of the restore (or unpack, prepare and start).
     pub restore_seconds: f64,
+    /// How the dump was loaded: the restore tool (pg_restore, mariadb), or MariaDB/MySQL's
+    /// faster load (rows on parallel sessions, secondary keys built after the rows).
+    pub restore_method: String,
     /// What pg_amcheck or CHECK TABLE reported.
     pub integrity_problems: Vec<String>,
     /// Tables whose row count differs from the manifest.
     pub row_mismatches: Vec<RowMismatch>,
     /// Tables whose row counts were compared.
     pub tables_checked: usize,
+    /// Objects whose restored definition (SHOW CREATE) differs from the one recorded at
+    /// backup time, or that the restore lacks (MariaDB/MySQL logical backups).
+    pub definition_problems: Vec<String>,
+    /// Objects whose definitions were compared (0: none recorded in the manifest).
+    pub definitions_checked: usize,
     /// lab (a throwaway server) or target (a scratch database on a given server).
     pub scratch: String,
 }
@@ -262,6 +271,80 @@ pub(crate) fn row_mismatches(
     mismatches
 }
 
+/// What differs between the definitions recorded at backup time and the restore's: objects
+/// missing, and for a table the lines (columns, keys, options) one side lacks. The restore's
+/// database name (a scratch name on a given server) reads as the source's.
+pub(crate) fn definition_problems(
+    recorded: &[engine::ObjectDefinition],
+    restored: &[engine::ObjectDefinition],
+    source_database: &str,
+    restored_database: &str,
+) -> Vec<String> {
+    let rename = |text: &str| {
+        if source_database == restored_database {
+            return text.to_string();
+        }
+        let quoted = |name: &str| format!("`{}`.", name.replace('`', "``"));
+        text.replace(&quoted(restored_database), &quoted(source_database))
+    };
+    let mut problems = Vec::new();
+    for wanted in recorded {
+        let found = restored
+            .iter()
+            .find(|r| r.kind == wanted.kind && r.name == wanted.name);
+        let Some(found) = found else {
+            problems.push(format!(
+                "{} `{}` is missing from the restore",
+                wanted.kind, wanted.name
+            ));
+            continue;
+        };
+        let found = rename(&found.definition);
+        if found == wanted.definition {
+            continue;
+        }
+        let lines = |text: &str| -> Vec<String> {
+            text.lines()
+                .map(|l| l.trim().trim_end_matches(',').to_string())
+                .collect()
+        };
+        let (before, after) = (lines(&wanted.definition), lines(&found));
+        let lacking: Vec<&String> = before.iter().filter(|l| !after.contains(l)).collect();
+        let added: Vec<&String> = after.iter().filter(|l| !before.contains(l)).collect();
+        let mut what = Vec::new();
+        if !lacking.is_empty() {
+            what.push(format!(
+                "lacks {}",
+                lacking
+                    .iter()
+                    .map(|l| format!("'{l}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if !added.is_empty() {
+            what.push(format!(
+                "has {} instead",
+                added
+                    .iter()
+                    .map(|l| format!("'{l}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if what.is_empty() {
+            what.push("differs in order".into());
+        }
+        problems.push(format!(
+            "{} `{}` differs from its definition at backup time: the restore {}",
+            wanted.kind,
+            wanted.name,
+            what.join("; ")
+        ));
+    }
+    problems
+}
+
 /// The files whose sha256 differs from the manifest's (a file that cannot be read is an
 /// error: nothing can be said of it).
 pub(crate) fn damaged_files(dir: &Path, manifest: &Manifest) -> Result<Vec<String>> {
@@ -406,26 +489,49 @@ fn verify_one(
     let result = (|| -> Result<()> {
         engine.create_database(&scratch.database)?;
         let started = std::time::Instant::now();
-        restore(&mut engine, &scratch, dir, manifest, request.jobs, staged)?;
+        report.restore_method =
+            restore(&mut engine, &scratch, dir, manifest, request.jobs, staged)?;
         report.restore_seconds = started.elapsed().as_secs_f64();
         report.integrity_problems = engine.check_integrity(&scratch.database)?;
         let restored = engine.row_counts(&scratch.database)?;
         report.row_mismatches = row_mismatches(&manifest.tables, &restored);
         report.tables_checked = manifest.tables.len();
+        if let Some(recorded) = &manifest.objects {
+            let restored = engine
+                .object_definitions(&scratch.database)?
+                .unwrap_or_default();
+            report.definition_problems =
+                definition_problems(recorded, &restored, &manifest.database, &scratch.database);
+            report.definitions_checked = recorded.len();
+        }
         Ok(())
     })();
     warnings.extend(scratch.close(Some(&mut engine)));
     result?;
-    report.verified = report.integrity_problems.is_empty() && report.row_mismatches.is_empty();
+    report.verified = report.integrity_problems.is_empty()
+        && report.row_mismatches.is_empty()
+        && report.definition_problems.is_empty();
     report.reason = if report.verified {
+        let definitions = match manifest.objects {
+            Some(_) => format!(
+                "; definitions of {} objects match the source's",
+                report.definitions_checked
+            ),
+            None => String::new(),
+        };
         format!(
-            "restored in {:.1}s; integrity checks passed; row counts of {} tables match the manifest",
+            "restored in {:.1}s; integrity checks passed; row counts of {} tables match the manifest{definitions}",
             report.restore_seconds, report.tables_checked
         )
     } else if !report.integrity_problems.is_empty() {
         format!(
             "integrity checks failed: {}",
             report.integrity_problems.join("; ")
+        )
+    } else if !report.definition_problems.is_empty() {
+        format!(
+            "the restore differs from the source: {}",
+            report.definition_problems.join("; ")
         )
     } else {
         format!(

@@ -25,6 +25,7 @@ mod dump_parser;
 mod facts;
 mod globals;
 pub(crate) mod lab;
+mod load;
 mod logs;
 mod patch;
 pub(crate) mod physical;
@@ -141,6 +142,23 @@ impl Engine for MysqlEngine {
 
     fn restore_plan(&mut self, database: &str, jobs: u32) -> Result<RestorePlan> {
         self.plan_restore(database, jobs)
+    }
+
+    fn load_dump(
+        &mut self,
+        database: &str,
+        dump: &mut dyn std::io::BufRead,
+        jobs: u32,
+    ) -> Result<Option<usize>> {
+        let plan = self.plan_restore(database, jobs)?;
+        load::load_if_understood(&plan, dump, jobs)
+    }
+
+    fn object_definitions(
+        &mut self,
+        database: &str,
+    ) -> Result<Option<Vec<crate::engine::ObjectDefinition>>> {
+        self.read_object_definitions(database).map(Some)
     }
 
     fn row_counts(&mut self, database: &str) -> Result<Vec<TableRows>> {
