@@ -161,7 +161,8 @@ fn a_dump_without_an_index_a_trigger_or_a_routine_fails_verification() {
     let dir = tempfile::tempdir().unwrap();
     let name = unique("tamper");
     make_rich_database(&name);
-    let cases: [(&str, fn(String) -> String, &str); 3] = [
+    type Case = (&'static str, fn(String) -> String, &'static str);
+    let cases: [Case; 3] = [
         (
             "index",
             |d| {

@@ -113,6 +113,17 @@ pub fn binaries_version(kind: EngineKind, bin_dir: Option<&Path>) -> Result<Stri
 }
 
 /// Stops a lab server: a clean shutdown first, then a kill after `timeout`. True when it is gone.
+/// Stops a throwaway server whose data is deleted next, as fast as is clean: MariaDB is
+/// killed (nothing of its data is kept, and it holds no shared memory that outlives it);
+/// PostgreSQL gets the usual fast shutdown (a killed postmaster may leave a System V shared
+/// memory segment behind).
+pub fn discard(kind: EngineKind, files: &ServerFiles, timeout: Duration) -> bool {
+    match kind {
+        EngineKind::Postgresql => stop(kind, files, timeout),
+        EngineKind::Mysql => super::mysql::server::kill(&files.pid_file, timeout),
+    }
+}
+
 pub fn stop(kind: EngineKind, files: &ServerFiles, timeout: Duration) -> bool {
     match kind {
         EngineKind::Postgresql => super::postgres::server::stop(&files.data_dir, timeout),

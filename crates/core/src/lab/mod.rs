@@ -426,6 +426,20 @@ pub fn down(dir: &Path, purge: bool) -> Result<Vec<String>> {
     Ok(lines)
 }
 
+/// Removes a throwaway lab (verification's scratch server): its servers stopped the fastest
+/// clean way, the directory deleted.
+pub fn discard(dir: &Path) -> Result<()> {
+    if let Ok(lab) = Lab::load(dir) {
+        with_lock(dir, || {
+            for instance in &lab.instances {
+                servers::discard_instance(instance);
+            }
+            Ok(())
+        })?;
+    }
+    std::fs::remove_dir_all(dir).map_err(|e| Error::io("delete the lab directory", dir, e))
+}
+
 fn prepare_dir(dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create the lab directory", dir, e))?;
     let dir = dir

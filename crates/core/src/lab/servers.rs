@@ -64,6 +64,13 @@ pub(super) fn stop_instance(instance: &LabInstance) -> String {
     format!("{}: stopped", instance.name)
 }
 
+/// Stops a throwaway instance whose data is deleted next (see [`engine::lab::discard`]).
+pub(super) fn discard_instance(instance: &LabInstance) {
+    if instance.pid().is_some_and(process_alive) {
+        engine::lab::discard(instance.engine, &instance.files(), Duration::from_secs(60));
+    }
+}
+
 /// Sample data for the demo: an application database with a few rows and a dated copy of it,
 /// the kind of forgotten backup copy the inventory must flag.
 pub(super) fn seed_instance(instance: &LabInstance) -> Result<()> {

@@ -65,7 +65,7 @@ impl Scratch {
     /// stands) that names what is left behind and how to remove it.
     pub(super) fn close(self, engine: Option<&mut Box<dyn Engine>>) -> Option<String> {
         match &self.lab_dir {
-            Some(dir) => lab::down(dir.path(), true).err().map(|e| {
+            Some(dir) => lab::discard(dir.path()).err().map(|e| {
                 format!(
                     "the scratch server in '{}' could not be removed ({e}); stop it with: dbcadence lab down --dir '{}' --purge",
                     dir.path().display(),

@@ -132,6 +132,18 @@ impl MysqlEngine {
             })
     }
 
+    /// Runs one statement given as bytes (a dump's INSERT, passed on as it was read).
+    pub(super) fn run_bytes(&mut self, what: &str, sql: &[u8]) -> Result<()> {
+        let conn = self.conn.as_mut().expect("connection is open until drop");
+        self.runtime
+            .block_on(conn.query_drop(sql))
+            .map_err(|e| Error::Query {
+                what: what.into(),
+                target: self.target.clone(),
+                cause: e.to_string(),
+            })
+    }
+
     pub(super) fn run(&mut self, what: &str, sql: &str) -> Result<()> {
         let conn = self.conn.as_mut().expect("connection is open until drop");
         self.runtime

@@ -6,9 +6,11 @@
 //! index, in random order. Once those indexes outgrow the buffer pool, each insert reads and
 //! writes index pages on disk and the restore slows down more than linearly. Here:
 //! - table definitions go to one ordered session, with their secondary keys taken out;
-//! - the INSERT statements go round-robin to `jobs` sessions (InnoDB takes concurrent inserts
-//!   into one table), each started with the dump's own header (character set, sql_mode,
-//!   time zone, unique and foreign key checks off);
+//! - the INSERT statements go to `jobs` connections of our own, whichever is free (InnoDB takes
+//!   concurrent inserts into one table), each started with the dump's own header (character
+//!   set, sql_mode, time zone, unique and foreign key checks off). Rows go over our connections
+//!   rather than more `mariadb` clients: the client reads every byte of a statement again to
+//!   find where it ends, and on two cores that CPU is the server's;
 //! - then one `ALTER TABLE ... ADD KEY ...` per table builds the secondary keys by sorting
 //!   (InnoDB's bulk index build), tables spread over the sessions;
 //! - then everything that followed the rows (triggers, views, routines, events) runs on the
@@ -237,7 +239,7 @@ pub(crate) fn defer_secondary_keys(create: &str) -> Option<(String, String)> {
     Some((create, alter))
 }
 
-/// One `mariadb` client session fed on its standard input.
+/// The `mariadb` client of the ordered part, fed on its standard input.
 struct Session {
     tool: Tool,
     child: std::process::Child,
@@ -247,29 +249,22 @@ struct Session {
 }
 
 impl Session {
-    /// Starts a client; `answers`: its results are read back (the ordered session's sync).
-    fn start(plan: &RestorePlan, answers: bool) -> Result<Session> {
-        // --unbuffered: the client writes each result as soon as it has it (the sync reads it).
+    /// Starts a client whose results are read back (the sync).
+    fn start(plan: &RestorePlan) -> Result<Session> {
+        // --unbuffered: the client writes each result as soon as it has it.
         let mut args = plan.args.clone();
-        if answers {
-            let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
-            args.insert(at, "--unbuffered".into());
-        }
+        let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+        args.insert(at, "--unbuffered".into());
         let tool = Tool::new(&plan.program)
             .args(&args)
             .envs(plan.env.iter().map(|(k, v)| (k, v)));
-        let stdout = if answers {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        };
-        let mut child = tool.spawn(Stdio::piped(), stdout, Stdio::piped())?;
+        let mut child = tool.spawn(Stdio::piped(), Stdio::piped(), Stdio::piped())?;
         let stderr = StderrTail::collect(&mut child);
         Ok(Session {
             stdin: child
                 .stdin
                 .take()
-                .map(|s| BufWriter::with_capacity(1 << 20, s)),
+                .map(|s| BufWriter::with_capacity(1 << 16, s)),
             stdout: child.stdout.take().map(BufReader::new),
             tool,
             child,
@@ -295,8 +290,11 @@ impl Session {
         let Some(stdout) = self.stdout.as_mut() else {
             return false;
         };
+        if !sent {
+            return false;
+        }
         let mut answer = String::new();
-        while sent {
+        loop {
             answer.clear();
             match stdout.read_line(&mut answer) {
                 Ok(0) | Err(_) => return false,
@@ -304,7 +302,6 @@ impl Session {
                 Ok(_) => {}
             }
         }
-        false
     }
 
     /// Closes the input and waits; a client that failed is an error quoting its stderr.
@@ -321,35 +318,54 @@ impl Session {
     }
 }
 
-/// `jobs` sessions taking statements from one queue: whichever is free takes the next.
+/// `jobs` connections taking statements from one queue: whichever is free takes the next.
 struct Pool {
     queue: Option<mpsc::SyncSender<Vec<u8>>>,
     workers: Vec<std::thread::JoinHandle<Result<()>>>,
 }
 
+/// The statements of a dump's header (its SET lines), to run on every connection.
+fn header_statements(header: &[u8]) -> Vec<Vec<u8>> {
+    header
+        .split(|b| *b == b'\n')
+        .map(|line| line.trim_ascii())
+        .filter(|line| line.starts_with(b"/*!") && line.ends_with(b";"))
+        .map(|line| line[..line.len() - 1].to_vec())
+        .collect()
+}
+
 impl Pool {
-    fn start(plan: &RestorePlan, jobs: u32, header: &[u8]) -> Result<Pool> {
-        // A few statements (about 1 MB each) wait per session: memory stays bounded.
+    fn start(
+        connection: &crate::connection::ConnectionArgs,
+        database: &str,
+        jobs: u32,
+        header: &[u8],
+    ) -> Result<Pool> {
+        // A few statements (about 1 MB each) wait per connection: memory stays bounded.
         let (queue, receiver) = mpsc::sync_channel::<Vec<u8>>(2 * jobs as usize);
         let receiver = Arc::new(Mutex::new(receiver));
+        let setup = header_statements(header);
         let mut workers = Vec::new();
         for _ in 0..jobs.max(1) {
-            let mut session = Session::start(plan, false)?;
+            let mut engine = super::MysqlEngine::connect(connection)?;
+            engine.run(
+                "use the restored database",
+                &format!("USE {}", super::quote_ident(database)),
+            )?;
+            for statement in &setup {
+                engine.run_bytes("run the dump's header", statement)?;
+            }
             let receiver = Arc::clone(&receiver);
-            let header = header.to_vec();
-            workers.push(std::thread::spawn(move || {
-                let mut alive = session.write(&header);
-                while alive {
-                    let next = receiver
-                        .lock()
-                        .map_err(|_| ())
-                        .and_then(|r| r.recv().map_err(|_| ()));
-                    match next {
-                        Ok(statement) => alive = session.write(&statement),
-                        Err(()) => break,
-                    }
+            workers.push(std::thread::spawn(move || -> Result<()> {
+                loop {
+                    let next = receiver.lock().ok().and_then(|r| r.recv().ok());
+                    let Some(statement) = next else {
+                        return Ok(());
+                    };
+                    // The first failure stops this connection (the queue then fills and the
+                    // dump reading stops); its error is the load's.
+                    engine.run_bytes("load rows", &statement)?;
                 }
-                session.finish()
             }));
         }
         Ok(Pool {
@@ -358,14 +374,14 @@ impl Pool {
         })
     }
 
-    /// Queues a statement; false when every session has stopped.
+    /// Queues a statement; false when every connection has stopped.
     fn send(&self, statement: Vec<u8>) -> bool {
         self.queue
             .as_ref()
             .is_some_and(|q| q.send(statement).is_ok())
     }
 
-    /// Waits for every session; the first failure is the error.
+    /// Waits for every connection; the first failure is the error.
     fn finish(mut self) -> Result<()> {
         drop(self.queue.take());
         let mut first_error = None;
@@ -383,7 +399,8 @@ impl Pool {
 
 /// The sink of a real load: the ordered session and, from the first rows on, the pool.
 struct Loader<'a> {
-    plan: &'a RestorePlan,
+    connection: &'a crate::connection::ConnectionArgs,
+    database: &'a str,
     jobs: u32,
     ordered: Option<Session>,
     pool: Option<Pool>,
@@ -433,7 +450,12 @@ impl LoadSink for Loader<'_> {
             return Err(self.ordered_failed());
         }
         if self.pool.is_none() {
-            self.pool = Some(Pool::start(self.plan, self.jobs, header)?);
+            self.pool = Some(Pool::start(
+                self.connection,
+                self.database,
+                self.jobs,
+                header,
+            )?);
         }
         Ok(())
     }
@@ -459,6 +481,7 @@ impl LoadSink for Loader<'_> {
 /// nothing was read; restore it the plain way).
 pub(crate) fn load_if_understood(
     plan: &RestorePlan,
+    target: (&crate::connection::ConnectionArgs, &str),
     dump: &mut dyn BufRead,
     jobs: u32,
 ) -> Result<Option<usize>> {
@@ -468,18 +491,25 @@ pub(crate) fn load_if_understood(
     if !understands(head) {
         return Ok(None);
     }
-    load(plan, dump, jobs).map(Some)
+    load(plan, target, dump, jobs).map(Some)
 }
 
-/// Loads the dump read from `input` into the plan's database: definitions, rows on `jobs`
-/// sessions, secondary keys, then what followed the rows. Returns the number of tables whose
-/// secondary keys were built after their rows.
-pub(crate) fn load(plan: &RestorePlan, input: impl BufRead, jobs: u32) -> Result<usize> {
+/// Loads the dump read from `input` into `database` of the server at `connection` (the plan
+/// runs the `mariadb` client for the ordered part): definitions, rows on `jobs` connections,
+/// secondary keys, then what followed the rows. Returns the number of tables whose secondary
+/// keys were built after their rows.
+pub(crate) fn load(
+    plan: &RestorePlan,
+    (connection, database): (&crate::connection::ConnectionArgs, &str),
+    input: impl BufRead,
+    jobs: u32,
+) -> Result<usize> {
     let jobs = jobs.max(1);
     let mut loader = Loader {
-        plan,
+        connection,
+        database,
         jobs,
-        ordered: Some(Session::start(plan, true)?),
+        ordered: Some(Session::start(plan)?),
         pool: None,
         syncs: 0,
     };
@@ -498,7 +528,12 @@ pub(crate) fn load(plan: &RestorePlan, input: impl BufRead, jobs: u32) -> Result
     // Secondary keys, a table per statement, on fresh sessions.
     let built = deferred.index_builds.len();
     if built > 0 {
-        let pool = Pool::start(plan, jobs.min(built as u32), &deferred.header)?;
+        let pool = Pool::start(
+            connection,
+            database,
+            jobs.min(built as u32),
+            &deferred.header,
+        )?;
         for alter in deferred.index_builds {
             if !pool.send(alter.into_bytes()) {
                 break;

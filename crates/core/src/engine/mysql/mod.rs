@@ -151,7 +151,8 @@ impl Engine for MysqlEngine {
         jobs: u32,
     ) -> Result<Option<usize>> {
         let plan = self.plan_restore(database, jobs)?;
-        load::load_if_understood(&plan, dump, jobs)
+        let connection = self.args.clone();
+        load::load_if_understood(&plan, (&connection, database), dump, jobs)
     }
 
     fn object_definitions(

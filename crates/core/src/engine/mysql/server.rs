@@ -152,6 +152,17 @@ pub fn start(spec: &ServerSpec) -> Result<()> {
 
 /// Stops the server whose pid is in `pid_file` (SIGTERM, then SIGKILL after `timeout`).
 /// Returns whether a server was running.
+/// Kills the server (a throwaway one whose data is deleted next).
+pub fn kill(pid_file: &Path, timeout: Duration) -> bool {
+    let Some(pid) = pid(pid_file).filter(|p| crate::util::process_alive(*p)) else {
+        return false;
+    };
+    crate::process::signal(pid, Signal::KILL);
+    crate::process::wait_gone(pid, timeout);
+    let _ = std::fs::remove_file(pid_file);
+    true
+}
+
 pub fn stop(pid_file: &Path, timeout: Duration) -> bool {
     let Some(pid) = pid(pid_file).filter(|p| crate::util::process_alive(*p)) else {
         return false;
