@@ -919,6 +919,45 @@ fn physical_backups_are_verified_by_unpack_start_and_checks_on_both_engines() {
             "{}",
             verify.json
         );
+        // Rows were counted in every user database at both ends of the copy, and compared.
+        let manifest_path = Path::new(&path).join("manifest.json");
+        let mut manifest: Value =
+            serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+        for list in ["tables", "tables_at_end"] {
+            let odd = manifest[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["database"] == name.as_str() && t["name"] == "it's (odd)")
+                .unwrap_or_else(|| panic!("{list}: {}", manifest[list]));
+            assert_eq!(odd["rows"], 1000, "{list}");
+        }
+        assert!(
+            verify.json["msg"].as_str().unwrap().contains(
+                "counted at the start and end of the copy are in it, 0 with a count outside"
+            ),
+            "{}",
+            verify.json
+        );
+        // A table the source had at both ends that the copy lacks fails the verification.
+        for list in ["tables", "tables_at_end"] {
+            manifest[list]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"database": name, "schema": null, "name": "vanished", "rows": 5}));
+        }
+        manifest["verification"] = Value::Null;
+        std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+        let verify = run_module(
+            "db_verify",
+            &verify_args(dir.path(), json!({"backup": path})),
+        );
+        assert_eq!(verify.json["verified"], false, "{}", verify.json);
+        assert!(
+            verify.json["msg"].as_str().unwrap().contains("vanished"),
+            "{}",
+            verify.json
+        );
     }
     // No server process is left behind by the verifications.
     let leftover = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {

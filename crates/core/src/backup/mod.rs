@@ -292,7 +292,18 @@ fn write_backup(
         BackupMethod::Logical => engine.object_definitions(&request.database)?,
         BackupMethod::Physical => None,
     };
+    // A physical copy has no snapshot to count rows in: they are counted in every user
+    // database before and after it (the copy is consistent at a point in between).
+    let counted_at_start = match request.method {
+        BackupMethod::Physical => Some(count_every_database(engine)?),
+        BackupMethod::Logical => None,
+    };
     let mut dumped = dump_into(engine, request, partial, access)?;
+    let mut tables_at_end = Vec::new();
+    if let Some(at_start) = counted_at_start {
+        dumped.tables = at_start;
+        tables_at_end = count_every_database(engine)?;
+    }
     let mut warnings = Vec::new();
     if request.globals {
         let globals = engine.dump_globals()?;
@@ -326,6 +337,7 @@ fn write_backup(
         duration_seconds: (finished - started).get_milliseconds() as f64 / 1000.0,
         snapshot: dumped.snapshot,
         tables: dumped.tables,
+        tables_at_end,
         objects,
         dump: dumped.dump,
         method: request.method,
@@ -339,6 +351,23 @@ fn write_backup(
     access.apply_recursive(partial)?;
     sync_dir(partial)?;
     Ok(manifest)
+}
+
+/// Rows per table of every user database, each count naming its database.
+fn count_every_database(engine: &mut dyn Engine) -> Result<Vec<crate::engine::TableRows>> {
+    let mut counts = Vec::new();
+    for database in engine.databases()? {
+        if database.kind != DatabaseKind::User {
+            continue;
+        }
+        counts.extend(engine.row_counts(&database.name)?.into_iter().map(|t| {
+            crate::engine::TableRows {
+                database: Some(database.name.clone()),
+                ..t
+            }
+        }));
+    }
+    Ok(counts)
 }
 
 /// Removes a partial backup after `error`; if even that fails, the error says so (the next

@@ -163,8 +163,14 @@ pub struct Manifest {
     pub duration_seconds: f64,
     /// Snapshot position: PostgreSQL LSN and exported snapshot; MySQL binary log file and position.
     pub snapshot: Value,
-    /// Rows per table in the dump's own snapshot.
+    /// Rows per table in the dump's own snapshot. A physical backup: rows per table of every
+    /// user database when the copy started (see `tables_at_end`).
     pub tables: Vec<TableRows>,
+    /// Physical backups: rows per table when the copy ended. The copy is consistent at a point
+    /// in between, so verification requires every table counted at both ends to be restored
+    /// and notes (without failing) a restored count outside the two.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables_at_end: Vec<TableRows>,
     /// SHOW CREATE of every object of the database, read just before the dump (MariaDB/MySQL
     /// logical backups); verification compares the restore with it. None: not recorded
     /// (PostgreSQL, physical backups, backups made before dbcadence recorded them).

@@ -90,6 +90,9 @@ pub struct DatabaseFacts {
 /// Rows of one table, counted in the dump's own snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TableRows {
+    /// Database, in a physical backup's counts (a logical backup is of one database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// Schema (PostgreSQL); MySQL tables have none beyond the database.
     pub schema: Option<String>,
     /// Table name.

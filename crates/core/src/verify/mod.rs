@@ -115,6 +115,9 @@ pub struct VerifyReport {
     pub row_mismatches: Vec<RowMismatch>,
     /// Tables whose row counts were compared.
     pub tables_checked: usize,
+    /// Physical backups: restored counts outside those taken at the start and the end of the
+    /// copy (rows written while it ran); noted, not a failure.
+    pub row_count_notes: Vec<String>,
     /// Objects whose restored definition (SHOW CREATE) differs from the one recorded at
     /// backup time, or that the restore lacks (MariaDB/MySQL logical backups).
     pub definition_problems: Vec<String>,

@@ -115,6 +115,7 @@ pub(super) fn verify_physical(
         .filter(|d| d.kind == crate::engine::DatabaseKind::User)
         .map(|d| d.name)
         .collect();
+    let mut restored = Vec::new();
     for database in &databases {
         report.integrity_problems.extend(
             engine
@@ -122,25 +123,104 @@ pub(super) fn verify_physical(
                 .into_iter()
                 .map(|p| format!("{database}: {p}")),
         );
-        report.tables_checked += engine.row_counts(database)?.len();
+        restored.extend(
+            engine
+                .row_counts(database)?
+                .into_iter()
+                .map(|t| engine::TableRows {
+                    database: Some(database.clone()),
+                    ..t
+                }),
+        );
     }
     drop(engine);
     drop(copy);
-    report.verified = report.integrity_problems.is_empty();
-    report.reason = if report.verified {
-        format!(
-            "prepared and started in {:.1}s; integrity checks passed on {} tables of {} databases",
-            report.restore_seconds,
-            report.tables_checked,
-            databases.len()
-        )
+    let (missing, notes, compared) = compare_with_both_ends(manifest, &restored);
+    report.row_mismatches = missing;
+    report.row_count_notes = notes;
+    report.tables_checked = restored.len();
+    report.verified = report.integrity_problems.is_empty() && report.row_mismatches.is_empty();
+    let counted = if manifest.tables_at_end.is_empty() {
+        "no row counts recorded at backup time".to_string()
     } else {
+        format!(
+            "all {compared} tables counted at the start and end of the copy are in it, {} with a count outside the two",
+            report.row_count_notes.len()
+        )
+    };
+    report.reason = if !report.integrity_problems.is_empty() {
         format!(
             "integrity checks failed: {}",
             report.integrity_problems.join("; ")
         )
+    } else if !report.row_mismatches.is_empty() {
+        format!(
+            "tables counted at the start and end of the backup are missing from the copy: {}",
+            report
+                .row_mismatches
+                .iter()
+                .map(|m| m.table.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        format!(
+            "prepared and started in {:.1}s; integrity checks passed on {} tables of {} databases; {counted}",
+            report.restore_seconds,
+            report.tables_checked,
+            databases.len()
+        )
     };
     Ok(report)
+}
+
+/// A physical copy against the counts taken when it started and when it ended: a table
+/// counted at both ends must be in the copy (a missing one is a mismatch); a count outside the
+/// two is a note, not a failure, since rows written while the copy ran (a queue emptied and
+/// refilled) can put the copy's point anywhere.
+fn compare_with_both_ends(
+    manifest: &Manifest,
+    restored: &[engine::TableRows],
+) -> (Vec<RowMismatch>, Vec<String>, usize) {
+    let same = |a: &engine::TableRows, b: &engine::TableRows| {
+        a.database == b.database && a.schema == b.schema && a.name == b.name
+    };
+    let mut missing = Vec::new();
+    let mut notes = Vec::new();
+    let mut compared = 0;
+    for start in &manifest.tables {
+        let Some(end) = manifest.tables_at_end.iter().find(|e| same(e, start)) else {
+            continue; // dropped while the copy ran
+        };
+        compared += 1;
+        let name = format!(
+            "{}.{}{}",
+            start.database.as_deref().unwrap_or(""),
+            start
+                .schema
+                .as_deref()
+                .map(|s| format!("{s}."))
+                .unwrap_or_default(),
+            start.name
+        );
+        match restored.iter().find(|r| same(r, start)) {
+            None => missing.push(RowMismatch {
+                table: name,
+                expected: Some(end.rows),
+                found: None,
+            }),
+            Some(found) => {
+                let (low, high) = (start.rows.min(end.rows), start.rows.max(end.rows));
+                if !(low..=high).contains(&found.rows) {
+                    notes.push(format!(
+                        "{name}: {} rows restored, {} at the start of the copy and {} at its end (written while it ran)",
+                        found.rows, start.rows, end.rows
+                    ));
+                }
+            }
+        }
+    }
+    (missing, notes, compared)
 }
 
 /// Loads the dump file (or the copy staged ahead) into the scratch database; returns how.

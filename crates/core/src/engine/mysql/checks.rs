@@ -28,6 +28,7 @@ impl MysqlEngine {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
             counts.push(TableRows {
+                database: None,
                 schema: None,
                 name,
                 rows,

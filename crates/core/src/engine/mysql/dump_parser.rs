@@ -74,6 +74,7 @@ impl DumpRowCounter {
             return index;
         }
         self.tables.push(TableRows {
+            database: None,
             schema: None,
             name: name.to_string(),
             rows: 0,

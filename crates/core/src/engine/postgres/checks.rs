@@ -30,6 +30,7 @@ impl PostgresEngine {
                 .map_err(|e| self.query_err(&format!("count rows of {schema}.{name}"), &e))?
                 .get(0);
             counts.push(TableRows {
+                database: None,
                 schema: Some(schema),
                 name,
                 rows: u64::try_from(rows).unwrap_or(0),
