@@ -28,7 +28,7 @@ impl Module for DbVerify {
     database: orders
 "#,
             notes: &[
-                "The task fails when the backup is not verified; the result still carries verified, reason, bad_files, integrity_problems and row_mismatches.",
+                "The task fails when the backup is not verified; the result still carries verified, reason, bad_files, integrity_problems, row_mismatches and definition_problems.",
                 "Check mode is not supported by a restore: in check mode the module only reports which backup it would verify (the same choice, filters included).",
                 "With nothing left to verify (every matching backup is verified, or none exists) the task is ok and unchanged, with nothing_to_verify set: a verify timer does not fail because the work is done.",
             ],

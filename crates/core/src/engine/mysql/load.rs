@@ -334,6 +334,26 @@ fn header_statements(header: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Runs one statement of the dump; a deadlock between the loading sessions (InnoDB picks one
+/// statement as the victim and rolls it back whole) runs it again. Any other failure stops
+/// this connection (the queue then fills and reading the dump stops): its error is the load's.
+fn run_retrying_deadlocks(engine: &mut super::MysqlEngine, statement: &[u8]) -> Result<()> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match engine.run_bytes("load rows", statement) {
+            Err(Error::Query { cause, .. })
+                if attempt < ATTEMPTS
+                    && (cause.contains("ERROR 1213") || cause.contains("ERROR 1205")) =>
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Pool {
     fn start(
         connection: &crate::connection::ConnectionArgs,
@@ -355,6 +375,11 @@ impl Pool {
             for statement in &setup {
                 engine.run_bytes("run the dump's header", statement)?;
             }
+            // No gap locks between sessions that insert into the same table.
+            engine.run(
+                "set the isolation level",
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            )?;
             let receiver = Arc::clone(&receiver);
             workers.push(std::thread::spawn(move || -> Result<()> {
                 loop {
@@ -362,9 +387,7 @@ impl Pool {
                     let Some(statement) = next else {
                         return Ok(());
                     };
-                    // The first failure stops this connection (the queue then fills and the
-                    // dump reading stops); its error is the load's.
-                    engine.run_bytes("load rows", &statement)?;
+                    run_retrying_deadlocks(&mut engine, &statement)?;
                 }
             }));
         }
