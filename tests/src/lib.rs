@@ -59,6 +59,8 @@ pub fn shared_lab() -> &'static Lab {
             seed: false,
             tuned_for_loading: false,
             pg_bin_dir: None,
+            hosts: 0,
+            runner: false,
         })
         .unwrap_or_else(|e| panic!("lab up: {e}"))
     })
@@ -285,6 +287,8 @@ impl PrivateLab {
             seed: false,
             tuned_for_loading: false,
             pg_bin_dir,
+            hosts: 0,
+            runner: false,
         })
         .unwrap_or_else(|e| panic!("private lab: {e}"));
         PrivateLab { lab, _dir: dir }

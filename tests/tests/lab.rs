@@ -17,6 +17,8 @@ fn a_server_that_cannot_start_quotes_its_log_and_down_is_idempotent() {
         seed: false,
         tuned_for_loading: false,
         pg_bin_dir: None,
+        hosts: 0,
+        runner: false,
     };
     let lab = lab::up(&request).unwrap();
     let pg = lab.instance("pg1").unwrap().clone();

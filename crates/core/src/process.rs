@@ -24,6 +24,7 @@ pub struct Tool {
     env: Vec<(OsString, OsString)>,
     run_as: Option<String>,
     new_session: bool,
+    netns: Option<String>,
     current_dir: Option<PathBuf>,
     package: &'static str,
 }
@@ -36,6 +37,7 @@ impl Tool {
             env: Vec::new(),
             run_as: None,
             new_session: false,
+            netns: None,
             current_dir: None,
             package: "",
         }
@@ -102,6 +104,12 @@ impl Tool {
         self
     }
 
+    /// Runs in the named network namespace (`ip netns exec`): the lab's test hosts.
+    pub fn in_netns(mut self, netns: Option<&str>) -> Self {
+        self.netns = netns.map(str::to_string);
+        self
+    }
+
     /// The directory the tool runs in.
     pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.current_dir = Some(dir.into());
@@ -138,6 +146,11 @@ impl Tool {
         }
         argv.push(self.program.clone().into_os_string());
         argv.extend(self.args.iter().cloned());
+        if let Some(netns) = &self.netns {
+            // Entered as root, before runuser drops to the service user.
+            let prefix = ["ip", "netns", "exec", netns.as_str()].map(OsString::from);
+            argv.splice(0..0, prefix);
+        }
         if self.new_session {
             // Not a process group leader (we spawn it), so setsid needs no fork and the child
             // we hold is the server's parent: an early exit is seen by try_wait.

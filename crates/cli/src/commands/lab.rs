@@ -1,4 +1,5 @@
-//! `dbcadence lab`: throwaway PostgreSQL and MariaDB servers on 127.0.0.1 for tests and demos.
+//! `dbcadence lab`: throwaway PostgreSQL and MariaDB servers for tests and demos, on 127.0.0.1
+//! or on test hosts in network namespaces reached over SSH.
 
 use std::path::PathBuf;
 
@@ -28,6 +29,14 @@ pub(crate) enum LabAction {
         /// patch); default: the system's newest.
         #[arg(long)]
         pg_bin_dir: Option<PathBuf>,
+        /// Test hosts (host1..N), each in its own network namespace with an sshd and
+        /// --postgres/--mysql servers of its own on its address (root only).
+        #[arg(long, default_value_t = 0)]
+        hosts: usize,
+        /// One more test host, `runner`, without servers: where backups are kept and
+        /// verified.
+        #[arg(long)]
+        runner: bool,
     },
     /// The lab's package upgrade: INSTANCE starts with other binaries from its next restart
     /// (the running server is left alone, as after apt-get upgrade).
@@ -81,6 +90,8 @@ pub(crate) fn lab(action: LabAction) -> Result<()> {
             pg_replicas,
             seed,
             pg_bin_dir,
+            hosts,
+            runner,
         } => {
             let lab = lab::up(&LabRequest {
                 dir,
@@ -90,13 +101,24 @@ pub(crate) fn lab(action: LabAction) -> Result<()> {
                 seed,
                 tuned_for_loading: false,
                 pg_bin_dir,
+                hosts,
+                runner,
             })?;
+            for h in &lab.hosts {
+                println!(
+                    "{:<12} host       ssh root@{} (key {})",
+                    h.name,
+                    h.address,
+                    lab.dir.join("ssh/lab_key").display()
+                );
+            }
             for i in &lab.instances {
                 println!(
-                    "{:<5} {:<10} {:<12} 127.0.0.1:{:<6} user {} (password in {})",
+                    "{:<12} {:<10} {:<12} {}:{:<6} user {} (password in {})",
                     i.name,
                     i.engine,
                     i.env,
+                    i.host,
                     i.port,
                     i.user,
                     i.password_file.display()

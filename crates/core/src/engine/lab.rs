@@ -74,6 +74,8 @@ pub struct LabServer<'a> {
     pub bin_dir: Option<&'a Path>,
     /// PostgreSQL only: start as a streaming replica of this primary.
     pub primary: Option<Primary<'a>>,
+    /// The lab test host's network namespace the server runs in (None: this machine's).
+    pub netns: Option<&'a str>,
     /// The admin login over the socket (tells a bootstrapped server from a new one).
     pub admin: ConnectionArgs,
 }

@@ -33,15 +33,41 @@ pub(super) fn write_lab_json(lab: &Lab) -> Result<()> {
     crate::files::write_atomically(&lab.dir.join("lab.json"), &json, crate::files::PUBLIC_FILE)
 }
 
+/// How Ansible reaches a test host: SSH as root with the lab key, its host key checked
+/// against the lab's known_hosts.
+fn ssh_vars(lab: &Lab, host: &hosts::LabHost) -> serde_json::Value {
+    let ssh = lab.dir.join("ssh");
+    json!({
+        "ansible_connection": "ssh",
+        "ansible_host": host.address,
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": ssh.join("lab_key"),
+        "ansible_ssh_common_args": format!(
+            "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
+            ssh.join("known_hosts").display()
+        ),
+        "ansible_python_interpreter": "/usr/bin/python3",
+    })
+}
+
 /// An Ansible inventory of the lab: one host per server, groups per engine and environment.
-/// The password is a file lookup, never the value.
+/// A server on a test host is reached over SSH (its `ansible_host`), with `dbcadence_runner`
+/// naming the lab's runner when there is one; the test hosts themselves are in `lab_hosts`
+/// and the runner in `runners`. The password is a file lookup, never the value.
 pub(super) fn ansible_inventory(lab: &Lab) -> serde_json::Value {
     let mut hosts = serde_json::Map::new();
     let mut groups: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    let runner = lab.hosts.iter().find(|h| h.runner);
+    for host in &lab.hosts {
+        hosts.insert(host.name.clone(), ssh_vars(lab, host));
+        let group = if host.runner { "runners" } else { "lab_hosts" };
+        groups
+            .entry(group.to_string())
+            .or_default()
+            .insert(host.name.clone(), serde_json::Value::Null);
+    }
     for i in &lab.instances {
-        hosts.insert(
-            i.name.clone(),
-            json!({
+        let mut vars = json!({
                 "dbcadence_engine": i.engine,
                 "dbcadence_env": i.env,
                 "dbcadence_login_host": i.host,
@@ -51,8 +77,20 @@ pub(super) fn ansible_inventory(lab: &Lab) -> serde_json::Value {
                 "dbcadence_ssl_mode": "verify-full",
                 "dbcadence_ca_cert": i.ca_cert,
                 "dbcadence_login_password": format!("{{{{ lookup('ansible.builtin.file', '{}') }}}}", i.password_file.display()),
-            }),
-        );
+        });
+        let placed = i
+            .lab_host
+            .as_deref()
+            .and_then(|name| lab.hosts.iter().find(|h| h.name == name));
+        if let (Some(host), serde_json::Value::Object(vars)) = (placed, &mut vars) {
+            if let serde_json::Value::Object(ssh) = ssh_vars(lab, host) {
+                vars.extend(ssh);
+            }
+            if let Some(runner) = runner {
+                vars.insert("dbcadence_runner".into(), json!(runner.name));
+            }
+        }
+        hosts.insert(i.name.clone(), vars);
         // The same group names as the inventory script and schedule assignments.
         let member_of = crate::schedule::assign::groups_of(
             &i.name,

@@ -23,6 +23,7 @@
 //! - `files`: lab.json, inventory.yml (the inventory script's group names), sources.yml.
 
 mod files;
+pub mod hosts;
 mod servers;
 mod tls;
 
@@ -63,6 +64,11 @@ pub struct LabRequest {
     /// PostgreSQL server binaries for new primaries (an older release, for db_patch's
     /// upgrade); None: the system's.
     pub pg_bin_dir: Option<PathBuf>,
+    /// Test hosts in network namespaces (host1..hostN), each with `postgres` PostgreSQL and
+    /// `mysql` MariaDB servers of its own on its address; 0: the servers run on 127.0.0.1.
+    pub hosts: usize,
+    /// One more test host, `runner`, without servers: where backups are kept and verified.
+    pub runner: bool,
 }
 
 impl LabRequest {
@@ -78,6 +84,8 @@ impl LabRequest {
             seed: false,
             tuned_for_loading: true,
             pg_bin_dir: None,
+            hosts: 0,
+            runner: false,
         }
     }
 }
@@ -110,6 +118,12 @@ pub struct LabInstance {
     /// until `lab restart`.
     #[serde(default)]
     pub bin_dir: Option<PathBuf>,
+    /// The lab test host the server runs on (`lab up --hosts`); None: this machine.
+    #[serde(default)]
+    pub lab_host: Option<String>,
+    /// That host's network namespace.
+    #[serde(default)]
+    pub netns: Option<String>,
 }
 
 /// The whole lab (lab.json).
@@ -117,6 +131,12 @@ pub struct LabInstance {
 pub struct Lab {
     pub dir: PathBuf,
     pub instances: Vec<LabInstance>,
+    /// Test hosts in network namespaces, reached over SSH (`lab up --hosts N`).
+    #[serde(default)]
+    pub hosts: Vec<hosts::LabHost>,
+    /// Their network: a bridge on this machine and a /24 of the project's test range.
+    #[serde(default)]
+    pub network: Option<hosts::LabNetwork>,
 }
 
 /// Whether an instance runs, for `lab status`.
@@ -237,19 +257,50 @@ pub fn up(request: &LabRequest) -> Result<Lab> {
     with_lock(&dir, || {
         let mut lab = Lab::load(&dir).unwrap_or_else(|_| Lab {
             dir: dir.clone(),
-            instances: vec![],
+            ..Lab::default()
         });
         lab.dir = dir.clone();
-        make_tls(&dir)?;
-        let wanted = (1..=request.postgres)
-            .map(|i| (EngineKind::Postgresql, format!("pg{i}"), i))
-            .chain((1..=request.mysql).map(|i| (EngineKind::Mysql, format!("my{i}"), i)));
-        for (engine, name, index) in wanted {
-            if lab.instance(&name).is_none() {
-                let mut instance = plan_instance(&dir, engine, &name, index, &lab)?;
+        if request.hosts > 0 || request.runner || !lab.hosts.is_empty() {
+            plan_hosts(&mut lab, request)?;
+        }
+        let addresses: Vec<String> = lab.hosts.iter().map(|h| h.address.clone()).collect();
+        make_tls(&dir, &addresses)?;
+        // Without hosts: pg1, my1... on 127.0.0.1. With hosts: host1-pg1, host1-my1... on
+        // each host's address, on the engines' usual ports.
+        let placements: Vec<Option<hosts::LabHost>> = if lab.hosts.is_empty() {
+            vec![None]
+        } else {
+            lab.hosts
+                .iter()
+                .filter(|h| !h.runner)
+                .cloned()
+                .map(Some)
+                .collect()
+        };
+        for (number, placement) in placements.iter().enumerate() {
+            let wanted = (1..=request.postgres)
+                .map(|i| (EngineKind::Postgresql, "pg", i))
+                .chain((1..=request.mysql).map(|i| (EngineKind::Mysql, "my", i)));
+            for (engine, prefix, index) in wanted {
+                let name = match placement {
+                    Some(host) => format!("{}-{prefix}{index}", host.name),
+                    None => format!("{prefix}{index}"),
+                };
+                if lab.instance(&name).is_some() {
+                    continue;
+                }
+                // Environments round-robin over the instances of an engine, host by host.
+                let env_index = number * request.postgres.max(request.mysql) + index;
+                let mut instance = plan_instance(&dir, engine, &name, env_index, &lab)?;
                 instance.tuned_for_loading = request.tuned_for_loading;
                 if engine == EngineKind::Postgresql {
                     instance.bin_dir = request.pg_bin_dir.clone();
+                }
+                if let Some(host) = placement {
+                    instance.host = host.address.clone();
+                    instance.port = engine.default_port() + (index - 1) as u16;
+                    instance.lab_host = Some(host.name.clone());
+                    instance.netns = Some(host.netns.clone());
                 }
                 lab.instances.push(instance);
             }
@@ -396,6 +447,34 @@ pub fn status(dir: &Path) -> Result<Vec<InstanceStatus>> {
         .collect())
 }
 
+/// Plans the test hosts `request` asks for, and brings the network, the namespaces and every
+/// host's sshd up.
+fn plan_hosts(lab: &mut Lab, request: &LabRequest) -> Result<()> {
+    let network = hosts::ensure_network(lab.network.clone())?;
+    for number in 1..=request.hosts {
+        let name = format!("host{number}");
+        if !lab.hosts.iter().any(|h| h.name == name) {
+            let number = u8::try_from(number)
+                .ok()
+                .filter(|n| *n <= 100)
+                .ok_or_else(|| Error::lab("plan the test hosts", "at most 100 hosts"))?;
+            lab.hosts
+                .push(hosts::plan_host(&lab.dir, &network, &name, number, false));
+        }
+    }
+    if request.runner && !lab.hosts.iter().any(|h| h.runner) {
+        lab.hosts
+            .push(hosts::plan_host(&lab.dir, &network, "runner", 200, true));
+    }
+    lab.network = Some(network.clone());
+    // Written before anything can fail, so that `lab down` finds what to remove.
+    files::write_lab_json(lab)?;
+    for host in &lab.hosts {
+        hosts::start_host(&lab.dir, &network, host)?;
+    }
+    hosts::write_known_hosts(&lab.dir, &lab.hosts)
+}
+
 /// Stops every server of the lab (idempotent); `purge` also deletes the directory.
 /// Returns one line per instance saying what happened.
 pub fn down(dir: &Path, purge: bool) -> Result<Vec<String>> {
@@ -420,6 +499,9 @@ pub fn down(dir: &Path, purge: bool) -> Result<Vec<String>> {
                 .collect::<Vec<_>>()
         }))
     })?;
+    let mut lines = lines;
+    // The hosts after their servers: a server in a namespace that is gone cannot be reached.
+    lines.extend(hosts::remove(&lab.hosts, lab.network.as_ref()));
     if purge {
         std::fs::remove_dir_all(dir).map_err(|e| Error::io("delete the lab directory", dir, e))?;
     }
@@ -547,6 +629,8 @@ fn plan_instance(
         replica_of: None,
         tuned_for_loading: false,
         bin_dir: None,
+        lab_host: None,
+        netns: None,
     })
 }
 

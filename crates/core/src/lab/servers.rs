@@ -31,6 +31,7 @@ pub(super) fn start_instance(
         tls_dir: &tls_dir,
         tuned_for_loading: instance.tuned_for_loading,
         bin_dir: instance.bin_dir.as_deref(),
+        netns: instance.netns.as_deref(),
         primary: primary.map(|p| Primary {
             name: &p.name,
             socket: &p.socket,

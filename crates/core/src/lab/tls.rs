@@ -9,19 +9,25 @@ use crate::{Error, Result};
 
 /// A lab CA and one server certificate for 127.0.0.1/localhost, made once per lab directory
 /// with the openssl command.
-pub(super) fn make_tls(dir: &Path) -> Result<()> {
+pub(super) fn make_tls(dir: &Path, host_addresses: &[String]) -> Result<()> {
     let tls = dir.join("tls");
-    if tls.join("server.pem").exists() {
+    // The certificate names 127.0.0.1 and every test host's address (verify-full from
+    // anywhere); it is made again when the hosts change.
+    let names: String = std::iter::once("IP:127.0.0.1,DNS:localhost".to_string())
+        .chain(host_addresses.iter().map(|a| format!("IP:{a}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let ext = format!("subjectAltName={names}\nbasicConstraints=CA:FALSE\n");
+    if tls.join("server.pem").exists()
+        && std::fs::read_to_string(tls.join("server.ext")).is_ok_and(|e| e == ext)
+    {
         return Ok(());
     }
     std::fs::create_dir_all(&tls).map_err(|e| Error::io("create the TLS directory", &tls, e))?;
     set_mode(&tls, 0o755)?;
     let p = |name: &str| tls.join(name).to_string_lossy().into_owned();
-    std::fs::write(
-        tls.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .map_err(|e| Error::io("write", tls.join("server.ext"), e))?;
+    std::fs::write(tls.join("server.ext"), &ext)
+        .map_err(|e| Error::io("write", tls.join("server.ext"), e))?;
     let steps: [Vec<String>; 3] = [
         [
             "req",
@@ -78,7 +84,10 @@ pub(super) fn make_tls(dir: &Path) -> Result<()> {
         .map(String::from)
         .to_vec(),
     ];
-    for args in steps {
+    // The CA stays when only the server certificate is made again (servers and clients keep
+    // trusting it).
+    let ca_exists = tls.join("ca.pem").exists() && tls.join("ca.key").exists();
+    for args in steps.into_iter().skip(usize::from(ca_exists)) {
         Tool::find("openssl")?
             .package("openssl")
             .args(args)

@@ -71,6 +71,7 @@ pub(crate) fn start(server: &LabServer) -> Result<()> {
             log_file: files.log_file.clone(),
             tmp_dir: tmpdir.clone(),
             options,
+            netns: server.netns.map(str::to_string),
             timeout: Duration::from_secs(90),
         })?;
     }

@@ -55,6 +55,7 @@ pub fn start(
         ]);
     }
     server::start(&server::ServerSpec {
+        netns: None,
         data_dir: data.to_path_buf(),
         socket: socket.clone(),
         pid_file: pid_file.clone(),

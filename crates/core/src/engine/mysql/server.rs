@@ -24,6 +24,8 @@ pub struct ServerSpec {
     pub tmp_dir: PathBuf,
     /// Further `--name=value` options (port, TLS, buffer sizes...).
     pub options: Vec<String>,
+    /// The lab test host's network namespace the server runs in (None: this machine's).
+    pub netns: Option<String>,
     /// How long to wait for the socket to appear.
     pub timeout: Duration,
 }
@@ -113,6 +115,7 @@ pub fn start(spec: &ServerSpec) -> Result<()> {
         .arg(format!("--log-error={}", spec.log_file.display()))
         .arg(format!("--tmpdir={}", spec.tmp_dir.display()))
         .args(&spec.options)
+        .in_netns(spec.netns.as_deref())
         .new_session();
     if crate::util::effective_uid() == Some(0) {
         tool = tool.arg("--user=mysql");

@@ -34,6 +34,7 @@ pub(crate) fn start(server: &LabServer) -> Result<()> {
         data_dir: files.data_dir.clone(),
         log_file: files.log_file.clone(),
         settings: settings(server),
+        netns: server.netns.map(str::to_string),
         timeout: Duration::from_secs(60),
     })
 }
@@ -102,7 +103,20 @@ fn init_cluster(server: &LabServer) -> Result<()> {
         ])
         .run();
     let _ = std::fs::remove_file(&pwfile);
-    result.map_err(|e| Error::lab(format!("{} initdb", server.name), e.to_string()))
+    result.map_err(|e| Error::lab(format!("{} initdb", server.name), e.to_string()))?;
+    if server.netns.is_some() {
+        // On a test host, clients come from the lab's test network (this machine through the
+        // bridge, the runner, the host itself), not from 127.0.0.1.
+        let hba = files.data_dir.join("pg_hba.conf");
+        let mut text = std::fs::read_to_string(&hba).map_err(|e| Error::io("read", &hba, e))?;
+        text.push_str(
+            "# dbcadence lab: the test network\n\
+             host all all 10.213.0.0/16 scram-sha-256\n\
+             host replication all 10.213.0.0/16 scram-sha-256\n",
+        );
+        std::fs::write(&hba, text).map_err(|e| Error::io("write", &hba, e))?;
+    }
+    Ok(())
 }
 
 /// The server's settings: its port, socket and TLS; for a scratch server durability traded

@@ -72,6 +72,7 @@ pub fn start(
         ]);
     }
     server::start(&server::ServerSpec {
+        netns: None,
         bin_dir: None,
         data_dir: data.to_path_buf(),
         log_file: log_file.to_path_buf(),

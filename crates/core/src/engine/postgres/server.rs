@@ -26,6 +26,8 @@ pub struct ServerSpec {
     pub log_file: PathBuf,
     /// `-c name=value` settings, each one argv entry: no quoting is needed or done.
     pub settings: Vec<(String, String)>,
+    /// The lab test host's network namespace the server runs in (None: this machine's).
+    pub netns: Option<String>,
     /// How long to wait for the server to accept connections.
     pub timeout: Duration,
 }
@@ -57,6 +59,7 @@ pub fn start(spec: &ServerSpec) -> Result<()> {
         .arg("-D")
         .arg(&spec.data_dir)
         .as_user("postgres")
+        .in_netns(spec.netns.as_deref())
         .new_session();
     for (name, value) in &spec.settings {
         tool = tool.arg("-c").arg(format!("{name}={value}"));
