@@ -1,0 +1,173 @@
+//! Modules where they belong: lab test hosts in network namespaces, reached over SSH. A backup
+//! and a verification run on the runner host (delegate_to), a server task runs on each
+//! database host; the servers' own logs say where each connection came from. `lab down`
+//! leaves no namespace, link, sshd or server behind.
+
+use std::path::Path;
+
+use dbcadence_core::lab::{self, LabRequest};
+use dbcadence_e2e::*;
+
+fn ansible_playbook(inventory: &Path, playbook: &Path) -> (bool, String) {
+    let out = duct::cmd(
+        venv_bin("ansible-playbook"),
+        [
+            "-i".into(),
+            inventory.display().to_string(),
+            playbook.display().to_string(),
+        ],
+    )
+    .dir(workspace_root())
+    .env(
+        "ANSIBLE_COLLECTIONS_PATH",
+        workspace_root().join("target/collections"),
+    )
+    .env("ANSIBLE_NOCOLOR", "1")
+    .stderr_to_stdout()
+    .stdout_capture()
+    .unchecked()
+    .run()
+    .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Live processes whose command line mentions `needle` (zombies do not count).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (text.contains(needle) && !status.contains("State:\tZ")).then_some(text)
+        })
+        .collect()
+}
+
+const PLAY: &str = r#"
+- name: Backups on the runner, server tasks on the servers
+  hosts: servers
+  gather_facts: false
+  vars:
+    connection_args: &connection
+      engine: "{{ dbcadence_engine }}"
+      login_host: "{{ dbcadence_login_host }}"
+      login_port: "{{ dbcadence_login_port }}"
+      login_user: "{{ dbcadence_login_user }}"
+      login_password: "{{ dbcadence_login_password }}"
+      ssl_mode: verify-full
+      ca_cert: "{{ dbcadence_ca_cert }}"
+  tasks:
+    - name: Back up from the runner into its backup directory
+      dbcadence.maintenance.db_backup:
+        <<: *connection
+        database: app
+        instance_id: "{{ inventory_hostname }}"
+        backup_dir: "{{ runner_backups }}"
+        ledger_path: "{{ runner_backups }}/ledger.jsonl"
+      delegate_to: "{{ dbcadence_runner }}"
+      register: backup
+
+    - name: Verify on the runner
+      dbcadence.maintenance.db_verify:
+        backup_dir: "{{ runner_backups }}"
+        backup: "{{ backup.path }}"
+        ledger_path: "{{ runner_backups }}/ledger.jsonl"
+      delegate_to: "{{ dbcadence_runner }}"
+      register: verify
+
+    - name: A server task on the server itself
+      dbcadence.maintenance.db_audit:
+        <<: *connection
+        instance_id: "{{ inventory_hostname }}"
+        ledger_path: "{{ runner_backups }}/server-tasks.jsonl"
+      register: audit
+
+    - name: Check the outcomes
+      ansible.builtin.assert:
+        that:
+          - verify.verified
+          - audit is not failed
+"#;
+
+#[test]
+fn backups_run_on_the_runner_and_server_tasks_on_their_hosts_over_ssh() {
+    let dir = tempfile::Builder::new()
+        .prefix("dbc-hosts.")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let request = LabRequest {
+        dir: dir.path().to_path_buf(),
+        postgres: 1,
+        mysql: 1,
+        pg_replicas: 0,
+        seed: true,
+        tuned_for_loading: false,
+        pg_bin_dir: None,
+        hosts: 2,
+        runner: true,
+    };
+    let lab = lab::up(&request).unwrap_or_else(|e| panic!("lab with hosts: {e}"));
+    let result = std::panic::catch_unwind(|| {
+        assert_eq!(lab.hosts.len(), 3);
+        assert_eq!(lab.instances.len(), 4);
+        let runner = lab.hosts.iter().find(|h| h.runner).unwrap();
+        let backups = dir.path().join("runner-backups");
+        let playbook = dir.path().join("placement.yml");
+        std::fs::write(&playbook, PLAY).unwrap();
+        let inventory = dir.path().join("inventory.yml");
+        // The playbook's one extra variable goes through the inventory's group vars.
+        let mut doc: serde_json::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&inventory).unwrap()).unwrap();
+        doc["all"]["vars"]["runner_backups"] = backups.display().to_string().into();
+        std::fs::write(&inventory, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
+        let (ok, out) = ansible_playbook(&inventory, &playbook);
+        assert!(ok && out.contains("failed=0"), "{out}");
+        for instance in &lab.instances {
+            // Delegated tasks name the runner they ran on.
+            assert!(
+                out.contains(&format!("[{} -> runner(", instance.name)),
+                "{}: {out}",
+                instance.name
+            );
+            assert!(!out.contains(&instance.password().unwrap()));
+        }
+        // Four backups, each verified, in the runner's backup directory.
+        let listed = dbcadence_core::backup::list(&backups).unwrap();
+        assert_eq!(listed.len(), 4, "{listed:?}");
+        assert!(listed.iter().all(|b| b.verified), "{listed:?}");
+        // PostgreSQL logs every connection with its client address: the dump came from the
+        // runner, the audit from the server's own host.
+        for instance in lab
+            .instances
+            .iter()
+            .filter(|i| i.engine == dbcadence_core::connection::EngineKind::Postgresql)
+        {
+            let log = std::fs::read_to_string(&instance.log_file).unwrap();
+            let from = |address: &str| {
+                log.lines()
+                    .filter(|l| l.contains(&format!("connection received: host={address}")))
+                    .count()
+            };
+            assert!(from(&runner.address) >= 1, "{}: {log}", instance.name);
+            assert!(from(&instance.host) >= 1, "{}: {log}", instance.name);
+        }
+    });
+    let lines = lab::down(dir.path(), false).unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("runner: removed")),
+        "{lines:?}"
+    );
+    // Nothing is left: namespaces, links, sshd, servers.
+    let left = lab::hosts::leftovers(&lab.hosts, lab.network.as_ref());
+    assert!(left.is_empty(), "{left:?}");
+    let running = processes_mentioning(&dir.path().display().to_string());
+    assert!(running.is_empty(), "{running:?}");
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
