@@ -9,25 +9,45 @@ use dbcadence_core::lab::{self, LabRequest};
 use dbcadence_e2e::*;
 
 fn ansible_playbook(inventory: &Path, playbook: &Path) -> (bool, String) {
-    let out = duct::cmd(
-        venv_bin("ansible-playbook"),
-        [
-            "-i".into(),
-            inventory.display().to_string(),
-            playbook.display().to_string(),
-        ],
-    )
-    .dir(workspace_root())
-    .env(
-        "ANSIBLE_COLLECTIONS_PATH",
-        workspace_root().join("target/collections"),
-    )
-    .env("ANSIBLE_NOCOLOR", "1")
-    .stderr_to_stdout()
-    .stdout_capture()
-    .unchecked()
-    .run()
-    .unwrap();
+    ansible_playbook_with(inventory, playbook, &[], &[])
+}
+
+fn ansible_playbook_with(
+    inventory: &Path,
+    playbook: &Path,
+    extra: &[String],
+    env: &[(&str, String)],
+) -> (bool, String) {
+    let mut args = vec![
+        "-i".to_string(),
+        inventory.display().to_string(),
+        playbook.display().to_string(),
+    ];
+    args.extend(extra.iter().cloned());
+    let mut cmd = duct::cmd(venv_bin("ansible-playbook"), args);
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
+    }
+    let out = cmd
+        .dir(workspace_root())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin("dbcadence").parent().unwrap().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env(
+            "ANSIBLE_COLLECTIONS_PATH",
+            workspace_root().join("target/collections"),
+        )
+        .env("ANSIBLE_NOCOLOR", "1")
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -155,6 +175,41 @@ fn backups_run_on_the_runner_and_server_tasks_on_their_hosts_over_ssh() {
             };
             assert!(from(&runner.address) >= 1, "{}: {log}", instance.name);
             assert!(from(&instance.host) >= 1, "{}: {log}", instance.name);
+        }
+        // The shipped backup playbook through the inventory script: the lab's sources say
+        // where each server is (its host over SSH) and name the runner, which keeps and
+        // verifies every database's backup.
+        let shipped = dir.path().join("shipped-backups");
+        let ledger = shipped.join("ledger.jsonl");
+        let (ok, out) = ansible_playbook_with(
+            &workspace_root().join("ansible/inventory/dbcadence_inventory.sh"),
+            &workspace_root().join("playbooks/backup.yml"),
+            &[
+                "-e".into(),
+                serde_json::json!({
+                    "dbcadence_backup_dir": shipped,
+                    "dbcadence_environment": {"DBCADENCE_LEDGER": ledger},
+                })
+                .to_string(),
+            ],
+            &[(
+                "DBCADENCE_SOURCES",
+                dir.path().join("sources.yml").display().to_string(),
+            )],
+        );
+        assert!(ok && out.contains("failed=0"), "{out}");
+        assert!(out.contains("[host1-pg1.app -> runner("), "{out}");
+        // app and its dated copy on each of the four servers.
+        let listed = dbcadence_core::backup::list(&shipped).unwrap();
+        assert_eq!(listed.len(), 8, "{listed:?}");
+        assert!(listed.iter().all(|b| b.verified), "{listed:?}");
+        let records = std::fs::read_to_string(&ledger).unwrap();
+        for task in ["backup", "verify"] {
+            let count = records
+                .lines()
+                .filter(|l| l.contains(&format!("\"task\":\"{task}\"")))
+                .count();
+            assert_eq!(count, 8, "{task}: {records}");
         }
     });
     let lines = lab::down(dir.path(), false).unwrap();

@@ -9,6 +9,11 @@
 //! `servers`, `servers_<engine>`, env_<env>, tier_<tier>. dbcadence_unreachable holds endpoints
 //! that did not answer. Secrets never appear: only the password reference (env variable name
 //! or file path).
+//!
+//! Where modules run (placement): a server's hosts carry the `ansible` variables its source
+//! gives (ansible_host, ansible_user, dbcadence_runner...); without them, Ansible goes over
+//! SSH to the server's login_host, or stays on the controller for a server reached through
+//! the loopback or a socket. Runners from the sources are hosts of group `runners`.
 
 use std::collections::BTreeMap;
 
@@ -47,10 +52,56 @@ fn host_name(instance: &str, db: &str) -> String {
     format!("{instance}.{}", safe_name(db))
 }
 
-pub fn ansible_inventory(report: &InventoryReport) -> Value {
+/// Whether a server reached at `host` runs on the controller itself.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The Ansible variables that say where modules run for an instance's hosts.
+fn placement(instance: &dbcadence_core::inventory::Instance) -> Map<String, Value> {
+    let mut vars: Map<String, Value> = instance
+        .ansible
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !vars.contains_key("ansible_connection") && !vars.contains_key("ansible_host") {
+        let socket = instance.connection.contains_key("login_unix_socket");
+        match instance
+            .connection
+            .get("login_host")
+            .and_then(Value::as_str)
+        {
+            Some(host) if !socket && !is_loopback(host) => {
+                vars.insert("ansible_host".into(), json!(host));
+            }
+            _ => {
+                vars.insert("ansible_connection".into(), json!("local"));
+            }
+        }
+    }
+    vars
+}
+
+pub fn ansible_inventory(
+    report: &InventoryReport,
+    runners: &[dbcadence_core::inventory::Runner],
+) -> Value {
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut hostvars = Map::new();
     let mut instance_vars = Map::new();
+    for runner in runners {
+        hostvars.insert(
+            runner.name.clone(),
+            Value::Object(runner.ansible.clone().into_iter().collect()),
+        );
+        groups
+            .entry("runners".into())
+            .or_default()
+            .push(runner.name.clone());
+    }
     for instance in &report.instances {
         // Instance groups exist even without user databases (patching is per instance); their
         // vars say how to reach the server.
@@ -73,8 +124,7 @@ pub fn ansible_inventory(report: &InventoryReport) -> Value {
             .filter(|d| d.kind == DatabaseKind::User)
         {
             let host = host_name(&instance.id, &db.name);
-            let mut vars = Map::new();
-            vars.insert("ansible_connection".into(), json!("local"));
+            let mut vars = placement(instance);
             vars.insert("dbcadence_instance".into(), json!(instance.id));
             vars.insert("dbcadence_db".into(), json!(db.name));
             vars.insert("dbcadence_env".into(), json!(db.env));
@@ -146,8 +196,7 @@ fn add_server_host(
     hostvars: &mut Map<String, Value>,
 ) {
     let host = safe_name(&instance.id);
-    let mut vars = Map::new();
-    vars.insert("ansible_connection".into(), json!("local"));
+    let mut vars = placement(instance);
     vars.insert("dbcadence_instance".into(), json!(instance.id));
     vars.insert("dbcadence_env".into(), json!(instance.env));
     vars.insert("dbcadence_engine".into(), json!(instance.engine));
@@ -181,5 +230,15 @@ mod tests {
         let weird = host_name("pg1", "we\"ird; db");
         assert!(weird.starts_with("pg1.we_ird__db-"), "{weird}");
         assert_ne!(host_name("pg1", "a b"), host_name("pg1", "a;b"));
+    }
+
+    #[test]
+    fn servers_on_the_loopback_run_their_modules_on_the_controller() {
+        for local in ["127.0.0.1", "127.0.1.1", "localhost", "::1"] {
+            assert!(is_loopback(local), "{local}");
+        }
+        for remote in ["10.213.1.11", "db1.example.org", "0.0.0.0"] {
+            assert!(!is_loopback(remote), "{remote}");
+        }
     }
 }

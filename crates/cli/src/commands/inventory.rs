@@ -63,7 +63,11 @@ pub(crate) fn inventory(args: InventoryArgs) -> Result<()> {
         for w in &outcome.warnings {
             eprintln!("dbcadence: warning: {w}");
         }
-        let ansible = inventory_script::ansible_inventory(&outcome.output);
+        let runners = match &request.sources {
+            Some(path) => inventory::Sources::load(path)?.runners,
+            None => Vec::new(),
+        };
+        let ansible = inventory_script::ansible_inventory(&outcome.output, &runners);
         return match host {
             Some(name) => print_json(
                 &ansible["_meta"]["hostvars"]

@@ -113,6 +113,7 @@ pub(super) fn assemble(
             labels,
             aliases,
             connection: public_connection(first),
+            ansible: first.ansible.clone(),
             data_directory: facts.data_directory,
             size_bytes,
             settings: facts.settings,

@@ -150,6 +150,9 @@ pub struct Instance {
     pub aliases: Vec<Alias>,
     /// Connection arguments of the first alias, without secrets (the password reference stays).
     pub connection: BTreeMap<String, serde_json::Value>,
+    /// Where modules run for this server: the first alias's `ansible` variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ansible: BTreeMap<String, serde_json::Value>,
     /// Data directory, where the login user may read it.
     pub data_directory: Option<String>,
     /// Sum of the database sizes in bytes.

@@ -56,6 +56,25 @@ pub struct Endpoint {
     /// Free labels: env (development/staging/production), tier, owner, instance_id...
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Where modules run for this server, as Ansible variables of its hosts in the inventory
+    /// script: `ansible_host`, `ansible_user`, `ansible_connection` (`local`: the controller),
+    /// `dbcadence_runner` (the runner host that backs up and verifies its databases). Default:
+    /// over SSH on `login_host`; on the controller when the server is reached through
+    /// 127.0.0.1, localhost or a socket (it runs there).
+    #[serde(default)]
+    pub ansible: BTreeMap<String, serde_json::Value>,
+}
+
+/// A runner: a host that keeps backups and runs verification for the servers that name it
+/// (`dbcadence_runner`), like a Barman server. The inventory script lists it in `runners`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Runner {
+    /// Its inventory host name.
+    pub name: String,
+    /// How to reach it: ansible_host, ansible_user...
+    #[serde(default)]
+    pub ansible: BTreeMap<String, serde_json::Value>,
 }
 
 /// A rule that gives an environment to names matching a regular expression.
@@ -145,6 +164,9 @@ pub struct Sources {
     /// Naming rules; defaults apply when absent.
     #[serde(default)]
     pub naming_rules: Option<NamingRules>,
+    /// Runner hosts (backups and verification), named by servers' `dbcadence_runner`.
+    #[serde(default)]
+    pub runners: Vec<Runner>,
 }
 
 impl Sources {
@@ -186,6 +208,7 @@ pub fn endpoints_of(request: &InventoryRequest) -> Result<(Vec<Endpoint>, Naming
             ca_cert: c.ca_cert.clone(),
             connect_timeout: Some(c.connect_timeout),
             labels: BTreeMap::new(),
+            ansible: BTreeMap::new(),
         });
     }
     if endpoints.is_empty() {

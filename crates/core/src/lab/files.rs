@@ -142,13 +142,16 @@ pub(super) fn labels(instance: &LabInstance) -> BTreeMap<String, String> {
     ])
 }
 
-/// The lab's servers as `dbcadence inventory` sources (credentials by file reference).
+/// The lab's servers as `dbcadence inventory` sources (credentials by file reference); a
+/// server on a test host says how to reach the host (its `ansible` variables), and the runner
+/// is listed.
 pub(super) fn sources(lab: &Lab) -> serde_json::Value {
+    let runner = lab.hosts.iter().find(|h| h.runner);
     let endpoints: Vec<serde_json::Value> = lab
         .instances
         .iter()
         .map(|i| {
-            json!({
+            let mut endpoint = json!({
                 "name": i.name,
                 "engine": i.engine,
                 "login_host": i.host,
@@ -158,8 +161,28 @@ pub(super) fn sources(lab: &Lab) -> serde_json::Value {
                 "ssl_mode": "verify-full",
                 "ca_cert": i.ca_cert,
                 "labels": labels(i),
-            })
+            });
+            let placed = i
+                .lab_host
+                .as_deref()
+                .and_then(|name| lab.hosts.iter().find(|h| h.name == name));
+            if let Some(host) = placed {
+                let mut vars = ssh_vars(lab, host);
+                if let Some(runner) = runner {
+                    vars["dbcadence_runner"] = json!(runner.name);
+                }
+                endpoint["ansible"] = vars;
+            }
+            endpoint
         })
         .collect();
-    json!({"endpoints": endpoints})
+    let runners: Vec<serde_json::Value> = runner
+        .map(|r| json!({"name": r.name, "ansible": ssh_vars(lab, r)}))
+        .into_iter()
+        .collect();
+    if runners.is_empty() {
+        json!({"endpoints": endpoints})
+    } else {
+        json!({"endpoints": endpoints, "runners": runners})
+    }
 }
