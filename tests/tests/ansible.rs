@@ -139,6 +139,71 @@ fn ansible_inventory_uses_dbcadence_as_inventory_script() {
 }
 
 #[test]
+fn the_fleet_inventory_plugin_adds_constructed_groups_and_answers_from_its_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    sources_file(dir.path());
+    let config = dir.path().join("fleet.dbcadence.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "plugin: dbcadence.maintenance.fleet\n\
+             sources: sources.yml\n\
+             keyed_groups:\n  - key: dbcadence_engine\n    prefix: engine\n\
+             groups:\n  mariadb_servers: dbcadence_flavour == 'mariadb' and dbcadence_db is not defined\n\
+             compose:\n  engine_upper: dbcadence_engine | upper\n\
+             cache: true\n\
+             cache_plugin: ansible.builtin.jsonfile\n\
+             cache_connection: {}\n",
+            dir.path().join("cache").display()
+        ),
+    )
+    .unwrap();
+    let graph = || {
+        ansible(
+            "ansible-inventory",
+            vec!["-i".into(), config.display().to_string(), "--graph".into()],
+            &[],
+        )
+    };
+    let (ok, out) = graph();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("@engine_postgresql:")
+            && out.contains("@engine_mysql:")
+            && out.contains("@servers:")
+            && out.contains("@databases:"),
+        "{out}"
+    );
+    let mariadb_servers = out.split("@mariadb_servers:").nth(1).unwrap_or_default();
+    assert!(
+        mariadb_servers.lines().nth(1).is_some_and(|l| l.ends_with("my1")),
+        "{out}"
+    );
+    let (ok, host) = ansible(
+        "ansible-inventory",
+        vec![
+            "-i".into(),
+            config.display().to_string(),
+            "--host".into(),
+            "pg1".into(),
+        ],
+        &[],
+    );
+    assert!(ok && host.contains("\"engine_upper\": \"POSTGRESQL\""), "{host}");
+    assert!(!host.contains(&pg().password().unwrap()));
+    // The cache answers: with the sources gone, the same groups come back.
+    std::fs::remove_file(dir.path().join("sources.yml")).unwrap();
+    let (ok, cached) = graph();
+    assert!(ok && cached.contains("@engine_mysql:"), "{cached}");
+    let cache_text: String = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(!cache_text.is_empty() && !cache_text.contains(&pg().password().unwrap()));
+}
+
+#[test]
 fn ansible_doc_shows_options_types_defaults_choices_and_secrets() {
     let (ok, out) = ansible(
         "ansible-doc",

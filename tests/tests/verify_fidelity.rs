@@ -88,6 +88,7 @@ fn a_fast_restore_matches_every_definition_of_the_source() {
     );
     assert_eq!(run["verified"], true, "{run}");
     assert_eq!(run["scratch"], "target");
+    connect(my()).drop_database(&name).unwrap();
 }
 
 #[test]
@@ -194,4 +195,5 @@ fn a_dump_without_an_index_a_trigger_or_a_routine_fails_verification() {
         assert_eq!(run["row_mismatches"], json!([]), "{what}: {run}");
         assert_eq!(run["bad_files"], json!([]), "{what}: {run}");
     }
+    connect(my()).drop_database(&name).unwrap();
 }
