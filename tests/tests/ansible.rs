@@ -176,7 +176,10 @@ fn the_fleet_inventory_plugin_adds_constructed_groups_and_answers_from_its_cache
     );
     let mariadb_servers = out.split("@mariadb_servers:").nth(1).unwrap_or_default();
     assert!(
-        mariadb_servers.lines().nth(1).is_some_and(|l| l.ends_with("my1")),
+        mariadb_servers
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.ends_with("my1")),
         "{out}"
     );
     let (ok, host) = ansible(
@@ -189,7 +192,10 @@ fn the_fleet_inventory_plugin_adds_constructed_groups_and_answers_from_its_cache
         ],
         &[],
     );
-    assert!(ok && host.contains("\"engine_upper\": \"POSTGRESQL\""), "{host}");
+    assert!(
+        ok && host.contains("\"engine_upper\": \"POSTGRESQL\""),
+        "{host}"
+    );
     assert!(!host.contains(&pg().password().unwrap()));
     // The cache answers: with the sources gone, the same groups come back.
     std::fs::remove_file(dir.path().join("sources.yml")).unwrap();

@@ -40,6 +40,7 @@ pub mod schedule;
 pub mod secret;
 pub mod task;
 pub mod timers;
+pub mod tls;
 pub mod tune;
 pub mod util;
 pub mod verify;

@@ -70,7 +70,9 @@ pub(super) fn agent(timeout: Duration) -> ureq::Agent {
     let config = ureq::config::Config::builder()
         .tls_config(
             ureq::tls::TlsConfig::builder()
-                .provider(ureq::tls::TlsProvider::NativeTls)
+                .provider(ureq::tls::TlsProvider::Rustls)
+                // The system's trusted CAs: an internal Jira or chat server's CA counts.
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
                 .build(),
         )
         .timeout_global(Some(timeout))

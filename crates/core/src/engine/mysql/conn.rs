@@ -61,6 +61,7 @@ pub(super) fn opts(args: &ConnectionArgs, tls: bool) -> OptsBuilder {
 
 impl MysqlEngine {
     pub fn connect(args: &ConnectionArgs) -> Result<Self> {
+        crate::tls::install_provider();
         if args.ssl_mode == SslMode::VerifyCa && args.ca_cert.is_none() {
             return Err(Error::invalid(
                 "ca_cert",

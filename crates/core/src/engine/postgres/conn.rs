@@ -24,35 +24,15 @@ pub(super) fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-pub(super) fn tls_connector(args: &ConnectionArgs) -> Result<MakeTlsConnector> {
-    let mut builder = native_tls::TlsConnector::builder();
-    let verify = matches!(args.ssl_mode, SslMode::VerifyCa | SslMode::VerifyFull)
-        || (args.ssl_mode == SslMode::Require && args.ca_cert.is_some());
-    if let Some(path) = &args.ca_cert {
-        let pem = std::fs::read(path).map_err(|e| Error::io("read the CA certificate", path, e))?;
-        let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
-            Error::invalid(
-                "ca_cert",
-                format!("'{}' is not a PEM certificate: {e}", path.display()),
-            )
-        })?;
-        builder.add_root_certificate(cert);
-    } else if args.ssl_mode == SslMode::VerifyCa {
+pub(super) fn tls_connector(args: &ConnectionArgs) -> Result<MakeRustlsConnect> {
+    if args.ca_cert.is_none() && args.ssl_mode == SslMode::VerifyCa {
         return Err(Error::invalid(
             "ca_cert",
             "ssl_mode verify-ca needs ca_cert (the CA's PEM file)",
         ));
     }
-    if !verify {
-        builder.danger_accept_invalid_certs(true);
-    }
-    if args.ssl_mode != SslMode::VerifyFull {
-        builder.danger_accept_invalid_hostnames(true);
-    }
-    let connector = builder
-        .build()
-        .map_err(|e| Error::invalid("TLS set-up", e.to_string()))?;
-    Ok(MakeTlsConnector::new(connector))
+    let config = crate::tls::client_config(args)?;
+    Ok(MakeRustlsConnect::new(config))
 }
 
 impl PostgresEngine {
@@ -78,7 +58,13 @@ impl PostgresEngine {
             hint: connect_hint(&cause),
             cause,
         };
-        let client = match args.ssl_mode {
+        // As libpq: a unix socket never carries TLS, whatever ssl_mode says.
+        let ssl_mode = if args.login_unix_socket.is_some() {
+            SslMode::Disable
+        } else {
+            args.ssl_mode
+        };
+        let client = match ssl_mode {
             SslMode::Disable => {
                 config.ssl_mode(PgSslMode::Disable);
                 config.connect(postgres::NoTls)

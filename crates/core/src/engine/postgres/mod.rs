@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use postgres::config::SslMode as PgSslMode;
 use postgres::{Client, Config};
-use postgres_native_tls::MakeTlsConnector;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::connection::{ConnectionArgs, EngineKind, SslMode};
 use crate::engine::{
