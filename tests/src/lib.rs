@@ -386,3 +386,19 @@ pub fn query(instance: &LabInstance, database: &str, sql: &str) -> Vec<Vec<Optio
         }
     }
 }
+
+/// The collection as .ci/build-dist ships it, unpacked into `into` (its root).
+pub fn unpack_dist_collection(into: &Path) -> PathBuf {
+    let dir = workspace_root().join("target/dist-collection");
+    let tarball = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}; run .ci/build-dist first", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .unwrap_or_else(|| panic!("no collection in {}; run .ci/build-dist", dir.display()));
+    std::fs::create_dir_all(into).unwrap();
+    duct::cmd!("tar", "-xzf", &tarball, "-C", into)
+        .run()
+        .unwrap();
+    into.to_path_buf()
+}

@@ -176,6 +176,33 @@ fn backups_run_on_the_runner_and_server_tasks_on_their_hosts_over_ssh() {
             assert!(from(&runner.address) >= 1, "{}: {log}", instance.name);
             assert!(from(&instance.host) >= 1, "{}: {log}", instance.name);
         }
+        // A shipped binary (glibc 2.17 baseline, libc only) runs on a test host over SSH.
+        let shipped_collection = unpack_dist_collection(&dir.path().join("dist"));
+        let args = dir.path().join("bad-args.json");
+        std::fs::write(&args, r#"{"no_such_option": 1}"#).unwrap();
+        let ssh = dir.path().join("ssh");
+        let out = duct::cmd!(
+            "ssh",
+            "-i",
+            ssh.join("lab_key"),
+            "-o",
+            format!("UserKnownHostsFile={}", ssh.join("known_hosts").display()),
+            "-o",
+            "BatchMode=yes",
+            format!("root@{}", lab.hosts[0].address),
+            format!(
+                "{} {}",
+                shipped_collection
+                    .join("plugins/modules/db_change")
+                    .display(),
+                args.display()
+            )
+        )
+        .unchecked()
+        .read()
+        .unwrap();
+        let result: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        assert_eq!(result["failed"], true, "{out}");
         // The shipped backup playbook through the inventory script: the lab's sources say
         // where each server is (its host over SSH) and name the runner, which keeps and
         // verifies every database's backup.
