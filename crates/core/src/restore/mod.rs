@@ -237,12 +237,7 @@ pub fn run(request: &RestoreRequest, check_mode: bool) -> Result<Done<RestoreRep
             report.backup.display(),
             report.target_database,
             report.row_mismatches.len(),
-            report
-                .row_mismatches
-                .iter()
-                .map(|m| m.table.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            crate::verify::mismatched_tables(&report.row_mismatches)
         )
     } else if let Some(data_dir) = &report.data_dir {
         format!(

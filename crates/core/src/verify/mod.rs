@@ -239,6 +239,15 @@ fn run_recorded(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyRepo
     Ok((report, warnings))
 }
 
+/// The tables of `mismatches`, for a message.
+pub(crate) fn mismatched_tables(mismatches: &[RowMismatch]) -> String {
+    mismatches
+        .iter()
+        .map(|m| m.table.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Tables whose restored row count differs from the manifest's, or that only one side has.
 pub(crate) fn row_mismatches(
     expected: &[engine::TableRows],
@@ -540,12 +549,7 @@ fn verify_one(
         format!(
             "row counts differ from the manifest in {} tables: {}",
             report.row_mismatches.len(),
-            report
-                .row_mismatches
-                .iter()
-                .map(|m| m.table.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            mismatched_tables(&report.row_mismatches)
         )
     };
     Ok(report)

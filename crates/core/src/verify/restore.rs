@@ -156,12 +156,7 @@ pub(super) fn verify_physical(
     } else if !report.row_mismatches.is_empty() {
         format!(
             "tables counted at the start and end of the backup are missing from the copy: {}",
-            report
-                .row_mismatches
-                .iter()
-                .map(|m| m.table.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            mismatched_tables(&report.row_mismatches)
         )
     } else {
         format!(

@@ -146,14 +146,7 @@ impl MysqlEngine {
     }
 
     pub(super) fn run(&mut self, what: &str, sql: &str) -> Result<()> {
-        let conn = self.conn.as_mut().expect("connection is open until drop");
-        self.runtime
-            .block_on(conn.query_drop(sql))
-            .map_err(|e| Error::Query {
-                what: what.into(),
-                target: self.target.clone(),
-                cause: e.to_string(),
-            })
+        self.run_bytes(what, sql.as_bytes())
     }
 
     /// A private temp directory holding the [client] option file for the command-line tools;
