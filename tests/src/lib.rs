@@ -402,3 +402,33 @@ pub fn unpack_dist_collection(into: &Path) -> PathBuf {
         .unwrap();
     into.to_path_buf()
 }
+
+/// Runs an Ansible tool of the venv (ansible-playbook, ansible-inventory...) from the workspace
+/// with the built collection and `dbcadence` on PATH; its success and its output (stderr
+/// included).
+pub fn ansible(tool: &str, args: Vec<String>, env: &[(&str, String)]) -> (bool, String) {
+    let collections = workspace_root().join("target/collections");
+    let mut cmd = duct::cmd(venv_bin(tool), args)
+        .dir(workspace_root())
+        .env("ANSIBLE_COLLECTIONS_PATH", &collections)
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin("dbcadence").parent().unwrap().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked();
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
+    }
+    let out = cmd.run().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}

@@ -3,33 +3,6 @@
 use dbcadence_e2e::*;
 use serde_json::json;
 
-fn ansible(tool: &str, args: Vec<String>, env: &[(&str, String)]) -> (bool, String) {
-    let collections = workspace_root().join("target/collections");
-    let mut cmd = duct::cmd(venv_bin(tool), args)
-        .dir(workspace_root())
-        .env("ANSIBLE_COLLECTIONS_PATH", &collections)
-        .env("ANSIBLE_NOCOLOR", "1")
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin("dbcadence").parent().unwrap().display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked();
-    for (k, v) in env {
-        cmd = cmd.env(k, v);
-    }
-    let out = cmd.run().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
 fn sources_file(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("sources.yml");
     let doc = json!({"endpoints": [endpoint(pg(), "pg1"), endpoint(my(), "my1")]});

@@ -24,34 +24,7 @@ fn ansible_playbook_with(
         playbook.display().to_string(),
     ];
     args.extend(extra.iter().cloned());
-    let mut cmd = duct::cmd(venv_bin("ansible-playbook"), args);
-    for (k, v) in env {
-        cmd = cmd.env(k, v);
-    }
-    let out = cmd
-        .dir(workspace_root())
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin("dbcadence").parent().unwrap().display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env(
-            "ANSIBLE_COLLECTIONS_PATH",
-            workspace_root().join("target/collections"),
-        )
-        .env("ANSIBLE_NOCOLOR", "1")
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    ansible("ansible-playbook", args, env)
 }
 
 /// Live processes whose command line mentions `needle` (zombies do not count).
