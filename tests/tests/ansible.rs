@@ -503,3 +503,104 @@ fn the_restore_drill_playbook_restores_queries_and_drops_and_refuses_the_source_
     );
     assert!(!out.contains(&pg().password().unwrap()));
 }
+
+/// What `-vvv` shows of how a module reached the host: `PUT` lines (copies) and `EXEC` lines.
+fn copies_and_commands(out: &str) -> (usize, Vec<&str>) {
+    let puts = out.lines().filter(|l| l.contains("> PUT ")).count();
+    let execs = out.lines().filter(|l| l.contains("> EXEC ")).collect();
+    (puts, execs)
+}
+
+/// The action plugin behind every module (plugins/action/binary_module.py) keeps each binary
+/// in a private cache on the host: copied once, then run with its arguments on stdin (so a
+/// password is on no command line); a new binary replaces the old one; with the cache off or
+/// unwritable, Ansible's own copy per task still runs the module.
+#[test]
+fn modules_run_from_a_private_cache_copied_once_with_arguments_on_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let password = pg().password().unwrap();
+    let task = json!({
+        "dbcadence.maintenance.db_inventory": {
+            "engine": "postgresql",
+            "login_host": pg().host,
+            "login_port": pg().port,
+            "login_user": pg().user,
+            "login_password": "{{ pw }}",
+            "ledger_path": dir.path().join("ledger.jsonl"),
+        },
+        "loop": [1, 2, 3],
+    });
+    let playbook = dir.path().join("play.yml");
+    std::fs::write(
+        &playbook,
+        serde_yaml_ng::to_string(&json!([{
+            "hosts": "localhost",
+            "gather_facts": false,
+            "vars": {"pw": password},
+            "tasks": [task],
+        }]))
+        .unwrap(),
+    )
+    .unwrap();
+    let run = |cache_setting: &str| {
+        let (ok, out) = ansible(
+            "ansible-playbook",
+            vec![
+                "-i".into(),
+                "localhost,".into(),
+                "-c".into(),
+                "local".into(),
+                "-vvv".into(),
+                playbook.display().to_string(),
+                "-e".into(),
+                format!("dbcadence_module_cache={cache_setting}"),
+                "-e".into(),
+                "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
+            ],
+            &[],
+        );
+        assert!(ok && out.contains("failed=0"), "{out}");
+        out
+    };
+    let binary = workspace_root().join("ansible/plugins/modules/db_inventory");
+    let sha256 = duct::cmd!("sha256sum", &binary).read().unwrap();
+    let cached_name = format!("db_inventory-{}", &sha256[..64]);
+
+    // First run: one copy for three tasks, into a private directory, named by its content.
+    let stale = cache.join(format!("db_inventory-{}", "0".repeat(64)));
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(&stale, b"an older version").unwrap();
+    let out = run(&cache.display().to_string());
+    let (puts, execs) = copies_and_commands(&out);
+    assert_eq!(puts, 1, "{out}");
+    let mut files: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, vec![cached_name.clone()], "the old version is gone");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&cache.join(&cached_name)), 0o700);
+    assert!(execs.iter().all(|l| !l.contains(&password)), "{out}");
+    assert!(!out.contains(&password), "{out}");
+
+    // Second run: nothing copied, one command per task.
+    let out = run(&cache.display().to_string());
+    let (puts, execs) = copies_and_commands(&out);
+    assert_eq!(puts, 0, "{out}");
+    assert_eq!(execs.len(), 3, "{execs:#?}");
+
+    // Cache off: Ansible copies the binary (and an args file) for every task.
+    let out = run("false");
+    let (puts, _) = copies_and_commands(&out);
+    assert_eq!(puts, 6, "{out}");
+
+    // Unwritable cache: a warning that names the way out, and the tasks still run.
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"").unwrap();
+    let out = run(&blocker.join("cache").display().to_string());
+    assert!(out.contains("could not keep its module binaries"), "{out}");
+    assert!(out.contains("dbcadence_module_cache"), "{out}");
+}

@@ -117,9 +117,20 @@ fn backups_run_on_the_runner_and_server_tasks_on_their_hosts_over_ssh() {
         let mut doc: serde_json::Value =
             serde_yaml_ng::from_str(&std::fs::read_to_string(&inventory).unwrap()).unwrap();
         doc["all"]["vars"]["runner_backups"] = backups.display().to_string().into();
+        let module_cache = dir.path().join("module-cache");
+        doc["all"]["vars"]["dbcadence_module_cache"] = module_cache.display().to_string().into();
         std::fs::write(&inventory, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
         let (ok, out) = ansible_playbook(&inventory, &playbook);
         assert!(ok && out.contains("failed=0"), "{out}");
+        // Over SSH every module ran from the per-host module cache (the test hosts share this
+        // machine's file system, so it is one directory): one binary per module, owner only.
+        let mut cached: Vec<String> = std::fs::read_dir(&module_cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .map(|name| name.split('-').next().unwrap().to_string())
+            .collect();
+        cached.sort();
+        assert_eq!(cached, ["db_audit", "db_backup", "db_verify"], "{out}");
         for instance in &lab.instances {
             // Delegated tasks name the runner they ran on.
             assert!(
