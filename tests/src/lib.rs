@@ -387,8 +387,10 @@ pub fn query(instance: &LabInstance, database: &str, sql: &str) -> Vec<Vec<Optio
     }
 }
 
-/// The collection as .ci/build-dist ships it, unpacked into `into` (its root).
-pub fn unpack_dist_collection(into: &Path) -> PathBuf {
+/// The collection as .ci/build-dist ships it, installed by `ansible-galaxy collection install`
+/// under `into`; returns the collections path to give Ansible (the collection itself is
+/// `ansible_collections/dbcadence/maintenance` in it).
+pub fn install_dist_collection(into: &Path) -> PathBuf {
     let dir = workspace_root().join("target/dist-collection");
     let tarball = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}; run .ci/build-dist first", dir.display()))
@@ -397,9 +399,19 @@ pub fn unpack_dist_collection(into: &Path) -> PathBuf {
         .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
         .unwrap_or_else(|| panic!("no collection in {}; run .ci/build-dist", dir.display()));
     std::fs::create_dir_all(into).unwrap();
-    duct::cmd!("tar", "-xzf", &tarball, "-C", into)
-        .run()
-        .unwrap();
+    let (ok, out) = ansible(
+        "ansible-galaxy",
+        vec![
+            "collection".into(),
+            "install".into(),
+            tarball.display().to_string(),
+            "-p".into(),
+            into.display().to_string(),
+        ],
+        // Installing where Ansible looks, so that it does not find the development build.
+        &[("ANSIBLE_COLLECTIONS_PATH", into.display().to_string())],
+    );
+    assert!(ok && out.contains("installed successfully"), "{out}");
     into.to_path_buf()
 }
 
@@ -407,8 +419,13 @@ pub fn unpack_dist_collection(into: &Path) -> PathBuf {
 /// with the built collection and `dbcadence` on PATH; its success and its output (stderr
 /// included).
 pub fn ansible(tool: &str, args: Vec<String>, env: &[(&str, String)]) -> (bool, String) {
+    // duct lets the first (innermost) setting of a variable win: `env` comes first.
+    let mut cmd = duct::cmd(venv_bin(tool), args);
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
+    }
     let collections = workspace_root().join("target/collections");
-    let mut cmd = duct::cmd(venv_bin(tool), args)
+    cmd = cmd
         .dir(workspace_root())
         .env("ANSIBLE_COLLECTIONS_PATH", &collections)
         .env("ANSIBLE_NOCOLOR", "1")
@@ -423,9 +440,6 @@ pub fn ansible(tool: &str, args: Vec<String>, env: &[(&str, String)]) -> (bool, 
         .stderr_to_stdout()
         .stdout_capture()
         .unchecked();
-    for (k, v) in env {
-        cmd = cmd.env(k, v);
-    }
     let out = cmd.run().unwrap();
     (
         out.status.success(),

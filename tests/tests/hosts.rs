@@ -160,33 +160,52 @@ fn backups_run_on_the_runner_and_server_tasks_on_their_hosts_over_ssh() {
             assert!(from(&runner.address) >= 1, "{}: {log}", instance.name);
             assert!(from(&instance.host) >= 1, "{}: {log}", instance.name);
         }
-        // A shipped binary (glibc 2.17 baseline, libc only) runs on a test host over SSH.
-        let shipped_collection = unpack_dist_collection(&dir.path().join("dist"));
-        let args = dir.path().join("bad-args.json");
-        std::fs::write(&args, r#"{"no_such_option": 1}"#).unwrap();
-        let ssh = dir.path().join("ssh");
-        let out = duct::cmd!(
-            "ssh",
-            "-i",
-            ssh.join("lab_key"),
-            "-o",
-            format!("UserKnownHostsFile={}", ssh.join("known_hosts").display()),
-            "-o",
-            "BatchMode=yes",
-            format!("root@{}", lab.hosts[0].address),
+        // The shipped collection (one multi-call binary, glibc 2.17 baseline, libc only),
+        // installed by ansible-galaxy, runs on a test host over SSH: two modules, each
+        // answering as itself, from one copy of the binary in the module cache.
+        let shipped = install_dist_collection(&dir.path().join("dist"));
+        let shipped_cache = dir.path().join("shipped-cache");
+        let play = dir.path().join("shipped.yml");
+        std::fs::write(
+            &play,
             format!(
-                "{} {}",
-                shipped_collection
-                    .join("plugins/modules/db_change")
-                    .display(),
-                args.display()
-            )
+                r#"- hosts: {host}
+  gather_facts: false
+  tasks:
+    - dbcadence.maintenance.db_change: {{no_such_option: 1}}
+      register: change
+      failed_when: false
+    - dbcadence.maintenance.db_backup: {{no_such_option: 1}}
+      register: backup
+      failed_when: false
+    - ansible.builtin.assert:
+        that:
+          - "change.msg is search('unsupported parameters. no_such_option')"
+          - "change.msg is search('jira')"
+          - "backup.msg is search('backup_dir')"
+"#,
+                host = lab.instances[0].name
+            ),
         )
-        .unchecked()
-        .read()
         .unwrap();
-        let result: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-        assert_eq!(result["failed"], true, "{out}");
+        let (ok, out) = ansible_playbook_with(
+            &inventory,
+            &play,
+            &[
+                "-e".into(),
+                format!("dbcadence_module_cache={}", shipped_cache.display()),
+            ],
+            &[("ANSIBLE_COLLECTIONS_PATH", shipped.display().to_string())],
+        );
+        assert!(ok && out.contains("failed=0"), "{out}");
+        let cached: Vec<String> = std::fs::read_dir(&shipped_cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            cached.len() == 1 && cached[0].starts_with("dbcadence-modules-"),
+            "{cached:?}"
+        );
         // The shipped backup playbook through the inventory script: the lab's sources say
         // where each server is (its host over SSH) and name the runner, which keeps and
         // verifies every database's backup.

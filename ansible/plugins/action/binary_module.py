@@ -64,7 +64,8 @@ class ActionModule(ActionBase):
             display.vvv("dbcadence: copying the module for this task (%s)" % reason)
             return merge_hash(result, self._run_stock(task_vars))
 
-        module_path = self._local_module_path()
+        # The shipped modules are links to one multi-call binary: cache that once per host.
+        module_path = os.path.realpath(self._local_module_path())
         name = os.path.basename(module_path)
         final = "%s-%s" % (name, _sha256(module_path))
 
@@ -191,7 +192,7 @@ def _shell_path(cache, *parts):
 
 
 def _glob_quote(name):
-    """Module names are [a-z_]; anything else would be quoted out of the glob."""
-    if all(c.isalnum() or c == "_" for c in name):
+    """Module file names are [a-z_-]; anything else would be quoted out of the glob."""
+    if all(c.isalnum() or c in "_-" for c in name):
         return name
     raise AnsibleError("dbcadence: unexpected module file name %r" % name)

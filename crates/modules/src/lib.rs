@@ -1,12 +1,40 @@
 //! dbcadence-modules: the Ansible binary modules of the `dbcadence.maintenance` collection.
 //!
-//! Each binary in `src/bin/` declares its documentation and makes one call into
+//! Each module (`src/db_*.rs`) declares its documentation and makes one call into
 //! dbcadence-core; dbcadence-protocol does the rest (arguments, check mode, secrets, JSON).
-//! This library holds the little glue they share.
+//! Two ways to build them: one binary per module (`src/bin/db_*.rs`, the development build
+//! and the docs), and one multi-call binary for all of them (`dbcadence-modules`, what the
+//! shipped collection holds: 10 modules share one copy of the core, and Ansible's module
+//! cache copies it to a host once). This library also holds the little glue they share.
+
+pub mod db_audit;
+pub mod db_backup;
+pub mod db_change;
+pub mod db_compliance;
+pub mod db_inventory;
+pub mod db_logs;
+pub mod db_patch;
+pub mod db_restore;
+pub mod db_tune;
+pub mod db_verify;
 
 use dbcadence_core::run::Done;
 use dbcadence_protocol::docs::options_for;
-use dbcadence_protocol::{Diff, Fragment, Report};
+use dbcadence_protocol::{Diff, Entry, Fragment, Report, entry};
+
+/// Every module, for the multi-call binary.
+pub const ALL: &[Entry] = &[
+    entry::<db_audit::DbAudit>(),
+    entry::<db_backup::DbBackup>(),
+    entry::<db_change::DbChange>(),
+    entry::<db_compliance::DbCompliance>(),
+    entry::<db_inventory::DbInventory>(),
+    entry::<db_logs::DbLogs>(),
+    entry::<db_patch::DbPatch>(),
+    entry::<db_restore::DbRestore>(),
+    entry::<db_tune::DbTune>(),
+    entry::<db_verify::DbVerify>(),
+];
 
 /// The connection options every module that reaches a server takes (doc fragment).
 pub const CONNECTION: Fragment = Fragment {

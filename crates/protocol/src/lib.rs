@@ -14,6 +14,9 @@
 //!   with `changed`, `failed` and `msg`, scrubbed of every secret value.
 //!
 //! A module is a type implementing [`Module`]; its binary is one line: `run_main::<M>()`.
+//! The shipped collection puts every module in one binary instead ([`run_multi_call`]): it
+//! picks the module by the `_ansible_module_name` Ansible adds to the arguments, or by the
+//! name it was started as.
 
 pub mod args;
 mod coerce;
@@ -130,6 +133,90 @@ pub fn run_main<M: Module>() -> ! {
         ),
     };
     std::process::exit(code)
+}
+
+/// One module of a multi-call binary: its name (from its [`ModuleDoc`]) and its [`run_to_writer`].
+#[derive(Clone, Copy)]
+pub struct Entry {
+    pub name: fn() -> &'static str,
+    pub run: fn(Result<Vec<u8>, String>, &mut dyn Write) -> i32,
+}
+
+/// The [`Entry`] of module `M`.
+pub const fn entry<M: Module>() -> Entry {
+    Entry {
+        name: doc_name::<M>,
+        run: run_to_writer::<M>,
+    }
+}
+
+fn doc_name<M: Module>() -> &'static str {
+    M::doc().name
+}
+
+/// `main` of a binary that holds several modules. Ansible names the module in the arguments
+/// (`_ansible_module_name`, possibly fully qualified: the last dotted part counts); without it,
+/// the file name the binary was started as does (a link named `db_backup`, or Ansible's
+/// `AnsiballZ_db_backup`). An unknown name is one JSON failure listing the modules held.
+pub fn run_multi_call(modules: &[Entry]) -> ! {
+    let argv: Vec<String> = std::env::args().collect();
+    let args_file = match argv.get(1) {
+        Some(path) => std::fs::read(path).map_err(|e| {
+            format!("unable to read the module arguments file '{path}': {e}; run this binary through Ansible, or give it a JSON file of arguments")
+        }),
+        None => Err(
+            "no arguments file given; usage: dbcadence-modules ARGS.json, run as one of its modules"
+                .to_string(),
+        ),
+    };
+    let code = multi_call_to_writer(
+        modules,
+        argv.first().map(String::as_str),
+        args_file,
+        &mut std::io::stdout().lock(),
+    );
+    std::process::exit(code)
+}
+
+/// [`run_multi_call`] without the process: `invoked_as` is argv[0].
+pub fn multi_call_to_writer(
+    modules: &[Entry],
+    invoked_as: Option<&str>,
+    args_file: Result<Vec<u8>, String>,
+    out: &mut dyn Write,
+) -> i32 {
+    let held = modules
+        .iter()
+        .map(|m| (m.name)())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let named = args_file
+        .as_ref()
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(bytes).ok())
+        .and_then(|v| v.get("_ansible_module_name")?.as_str().map(str::to_string));
+    let file_name = invoked_as
+        .and_then(|a| std::path::Path::new(a).file_name()?.to_str())
+        .map(|f| f.trim_start_matches("AnsiballZ_").to_string());
+    let wanted = named
+        .as_deref()
+        .map(|n| n.rsplit('.').next().unwrap_or(n).to_string())
+        .or(file_name)
+        .unwrap_or_default();
+    match modules.iter().find(|m| (m.name)() == wanted) {
+        Some(module) => (module.run)(args_file, out),
+        None => {
+            let msg = format!(
+                "this binary holds the modules {held}, not '{wanted}'; run it as one of them (Ansible names the module in _ansible_module_name)"
+            );
+            let _ = writeln!(
+                out,
+                "{}",
+                json!({"failed": true, "changed": false, "msg": msg})
+            );
+            1
+        }
+    }
 }
 
 fn print_text(text: &str) -> i32 {
@@ -409,6 +496,44 @@ mod tests {
                 },
             })
         }
+    }
+
+    #[test]
+    fn a_multi_call_binary_runs_the_module_ansible_names_or_the_one_it_runs_as() {
+        let modules = [entry::<Echo>()];
+        let call = |argv0: &str, text: &str| {
+            let mut out = Vec::new();
+            let code = multi_call_to_writer(
+                &modules,
+                Some(argv0),
+                Ok(text.as_bytes().to_vec()),
+                &mut out,
+            );
+            (
+                code,
+                serde_json::from_str::<Value>(&String::from_utf8(out).unwrap()).unwrap(),
+            )
+        };
+        // Ansible's cache file name says nothing; the arguments name the module, qualified.
+        let (code, v) = call(
+            "/root/.ansible/dbcadence/modules/dbcadence-modules-0123",
+            r#"{"name": "x", "_ansible_module_name": "dbcadence.maintenance.echo"}"#,
+        );
+        assert_eq!((code, v["said"].as_str()), (0, Some("hello x")), "{v}");
+        // Started through a link (or Ansible's AnsiballZ_ copy) without the key.
+        let (code, v) = call("/tmp/x/AnsiballZ_echo", r#"{"name": "y"}"#);
+        assert_eq!((code, v["said"].as_str()), (0, Some("hello y")), "{v}");
+        // Anything else is one JSON failure naming what the binary holds.
+        let (code, v) = call(
+            "/usr/bin/dbcadence-modules",
+            r#"{"_ansible_module_name": "db_nope"}"#,
+        );
+        assert_eq!((code, v["failed"].as_bool()), (1, Some(true)));
+        let msg = v["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("holds the modules echo, not 'db_nope'"),
+            "{msg}"
+        );
     }
 
     fn run(text: &str) -> (i32, Value) {
