@@ -31,7 +31,12 @@ fn the_shipped_multi_call_binary_needs_only_libc_from_glibc_2_17_and_answers_as_
         install_dist_collection(dir.path()).join("ansible_collections/dbcadence/maintenance");
     assert!(collection.join("MANIFEST.json").exists());
     assert!(collection.join("plugins/inventory/fleet.py").exists());
-    assert!(collection.join("plugins/action/binary_module.py").exists());
+    assert!(
+        collection
+            .join("plugins/plugin_utils/binary_module.py")
+            .exists()
+    );
+    assert!(collection.join("plugins/action/db_backup.py").exists());
     // Every module is a link to the one binary, and nothing else in plugins/modules runs.
     let multi_call = collection.join("bin/dbcadence-modules");
     let modules = documented_modules();
