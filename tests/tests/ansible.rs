@@ -511,7 +511,7 @@ fn copies_and_commands(out: &str) -> (usize, Vec<&str>) {
     (puts, execs)
 }
 
-/// The action plugin behind every module (plugins/action/binary_module.py) keeps each binary
+/// The action plugin behind every module (plugins/plugin_utils/binary_module.py) keeps each binary
 /// in a private cache on the host: copied once, then run with its arguments on stdin (so a
 /// password is on no command line); a new binary replaces the old one; with the cache off or
 /// unwritable, Ansible's own copy per task still runs the module.
@@ -603,4 +603,66 @@ fn modules_run_from_a_private_cache_copied_once_with_arguments_on_stdin() {
     let out = run(&blocker.join("cache").display().to_string());
     assert!(out.contains("could not keep its module binaries"), "{out}");
     assert!(out.contains("dbcadence_module_cache"), "{out}");
+}
+
+/// The roles document their variables for `ansible-doc -t role`, and a variable of the wrong
+/// type stops the play at the role's argument check, before any of its tasks runs.
+#[test]
+fn roles_document_their_variables_and_refuse_a_wrong_type_before_any_task() {
+    for (role, variables) in [
+        (
+            "backup",
+            &["backup_dir", "backup_retention", "backup_runner"][..],
+        ),
+        ("verify", &["verify_backup", "verify_jobs", "verify_runner"]),
+        ("tune", &["tune_apply_index_advice", "tune_window"]),
+        ("audit", &["audit_allowed_superusers", "audit_log_path"]),
+        ("logs", &["logs_keep_days", "logs_max_total_bytes"]),
+        ("patch", &["patch_action", "patch_require_change"]),
+        ("schedule", &["schedule_sources"]),
+    ] {
+        let (ok, out) = ansible(
+            "ansible-doc",
+            vec![
+                "-t".into(),
+                "role".into(),
+                format!("dbcadence.maintenance.{role}"),
+            ],
+            &[],
+        );
+        assert!(ok, "{role}: {out}");
+        for variable in variables {
+            assert!(out.contains(variable), "{role} lacks {variable}:\n{out}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sources = sources_file(dir.path());
+    let backups = dir.path().join("backups");
+    let db = unique("roles");
+    connect(pg()).create_database(&db).unwrap();
+    let (ok, out) = ansible(
+        "ansible-playbook",
+        vec![
+            "-i".into(),
+            "ansible/inventory/dbcadence_inventory.sh".into(),
+            "playbooks/backup.yml".into(),
+            "--limit".into(),
+            format!("pg1.{db}"),
+            "-e".into(),
+            format!("backup_dir={}", backups.display()),
+            "-e".into(),
+            "backup_retention=weekly".into(),
+            "-e".into(),
+            "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
+        ],
+        &[("DBCADENCE_SOURCES", sources.display().to_string())],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("backup_retention"), "{out}");
+    assert!(
+        out.contains("Validating arguments against arg spec"),
+        "{out}"
+    );
+    assert!(!out.contains("Back up the database"), "a task ran: {out}");
+    assert!(!backups.exists(), "{out}");
 }
