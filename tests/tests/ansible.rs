@@ -105,6 +105,15 @@ fn ansible_inventory_uses_dbcadence_as_inventory_script() {
     assert_eq!(server["dbcadence_engine"], "postgresql");
     assert_eq!(server["dbcadence_login_port"], pg().port);
     assert!(server.get("dbcadence_db").is_none(), "{server}");
+    // A server names its database hosts (for per-server plays such as the maintenance cycle).
+    let database_hosts = server["dbcadence_database_hosts"].as_array().unwrap();
+    assert!(
+        database_hosts.contains(&serde_json::json!(format!("pg1.{db}")))
+            && database_hosts
+                .iter()
+                .all(|h| h.as_str().unwrap().starts_with("pg1.")),
+        "{server}"
+    );
     assert!(
         !list.contains(&pg().password().unwrap()),
         "no secret in the inventory"
@@ -620,6 +629,11 @@ fn roles_document_their_variables_and_refuse_a_wrong_type_before_any_task() {
         ("logs", &["logs_keep_days", "logs_max_total_bytes"]),
         ("patch", &["patch_action", "patch_require_change"]),
         ("schedule", &["schedule_sources"]),
+        (
+            "inventory",
+            &["inventory_sources", "inventory_snapshot_path"],
+        ),
+        ("change", &["change_summary", "change_to", "transition"]),
     ] {
         let (ok, out) = ansible(
             "ansible-doc",
@@ -665,4 +679,65 @@ fn roles_document_their_variables_and_refuse_a_wrong_type_before_any_task() {
     );
     assert!(!out.contains("Back up the database"), "a task ran: {out}");
     assert!(!backups.exists(), "{out}");
+}
+
+/// The change role requests one record for the hosts of the play and moves it through its
+/// states; the record holds every host, the validation and the whole history.
+#[test]
+fn the_change_role_requests_one_record_for_the_play_and_closes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.jsonl");
+    let playbook = dir.path().join("change.yml");
+    std::fs::write(
+        &playbook,
+        r#"- hosts: all
+  gather_facts: false
+  roles:
+    - role: dbcadence.maintenance.change
+      vars:
+        change_summary: Nightly maintenance
+        change_standard: true
+        change_tasks: [backup, tune]
+  tasks:
+    - name: Implement, validate and close it
+      ansible.builtin.include_role:
+        name: dbcadence.maintenance.change
+        tasks_from: transition
+      vars:
+        change_to: "{{ item.to }}"
+        change_validation: "{{ item.validation }}"
+      loop:
+        - {to: implementing, validation: {}}
+        - {to: validated, validation: {post_checks: passed}}
+        - {to: closed, validation: {}}
+    - name: The record is closed and covers both hosts
+      ansible.builtin.assert:
+        that:
+          - change_record.change.state == 'closed'
+          - change_record.change.hosts | sort == ['db-a', 'db-b']
+          - change_record.change.history | length == 5
+          - change_record.change.id == change_current_id
+"#,
+    )
+    .unwrap();
+    let (ok, out) = ansible(
+        "ansible-playbook",
+        vec![
+            "-i".into(),
+            "db-a,db-b,".into(),
+            "-c".into(),
+            "local".into(),
+            playbook.display().to_string(),
+            "-e".into(),
+            "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
+        ],
+        &[("DBCADENCE_LEDGER", ledger.display().to_string())],
+    );
+    assert!(ok && out.contains("failed=0"), "{out}");
+    // One record per transition (create, then implementing, validated, closed): four.
+    let records = dbcadence_core::ledger::Ledger::new(&ledger)
+        .read()
+        .unwrap()
+        .records;
+    assert_eq!(records.len(), 4, "{records:?}");
 }

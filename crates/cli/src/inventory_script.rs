@@ -117,12 +117,17 @@ pub fn ansible_inventory(
             format!("instance_{}", safe(&instance.id)),
             Value::Object(vars),
         );
-        add_server_host(instance, &mut groups, &mut hostvars);
-        for db in instance
+        let user_databases: Vec<_> = instance
             .databases
             .iter()
             .filter(|d| d.kind == DatabaseKind::User)
-        {
+            .collect();
+        let database_hosts: Vec<String> = user_databases
+            .iter()
+            .map(|db| host_name(&instance.id, &db.name))
+            .collect();
+        add_server_host(instance, &database_hosts, &mut groups, &mut hostvars);
+        for db in user_databases {
             let host = host_name(&instance.id, &db.name);
             let mut vars = placement(instance);
             vars.insert("dbcadence_instance".into(), json!(instance.id));
@@ -189,9 +194,12 @@ pub fn ansible_inventory(
     Value::Object(out)
 }
 
-/// The server host of an instance: its id, the server's facts and how to reach it.
+/// The server host of an instance: its id, the server's facts, how to reach it, and the
+/// inventory names of its database hosts (`dbcadence_database_hosts`: a per-server play such
+/// as the maintenance cycle reaches each database's variables through `hostvars`).
 fn add_server_host(
     instance: &dbcadence_core::inventory::Instance,
+    database_hosts: &[String],
     groups: &mut BTreeMap<String, Vec<String>>,
     hostvars: &mut Map<String, Value>,
 ) {
@@ -202,6 +210,7 @@ fn add_server_host(
     vars.insert("dbcadence_engine".into(), json!(instance.engine));
     vars.insert("dbcadence_flavour".into(), json!(instance.flavour));
     vars.insert("dbcadence_version".into(), json!(instance.version_number));
+    vars.insert("dbcadence_database_hosts".into(), json!(database_hosts));
     for (key, value) in &instance.connection {
         vars.insert(format!("dbcadence_{key}"), value.clone());
     }

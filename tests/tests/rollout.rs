@@ -1,0 +1,183 @@
+//! The maintenance cycle as Ansible rolls it out (playbooks/maintenance_cycle.yml and
+//! rollout_group.yml): development first, then staging, then production, in serial batches,
+//! stopped by the first failed gate. Three PostgreSQL servers of a private lab, one per
+//! environment, reached through the inventory script.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use dbcadence_core::ledger::{Ledger, Record};
+use dbcadence_e2e::*;
+
+fn cycle(lab_dir: &Path, ledger: &Path, inventory_vars: &Path, extra: &[&str]) -> (bool, String) {
+    let mut args = vec![
+        "-i".to_string(),
+        "ansible/inventory/dbcadence_inventory.sh".into(),
+        "-i".into(),
+        inventory_vars.display().to_string(),
+        "playbooks/maintenance_cycle.yml".into(),
+        "-e".into(),
+        format!("dbcadence_sources={}", lab_dir.join("sources.yml").display()),
+        "-e".into(),
+        "dbcadence_compliance_days=1".into(),
+        "-e".into(),
+        "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
+    ];
+    for e in extra {
+        args.push("-e".into());
+        args.push((*e).into());
+    }
+    ansible(
+        "ansible-playbook",
+        args,
+        &[
+            ("DBCADENCE_SOURCES", lab_dir.join("sources.yml").display().to_string()),
+            ("DBCADENCE_LEDGER", ledger.display().to_string()),
+        ],
+    )
+}
+
+fn records(ledger: &Path) -> Vec<Record> {
+    Ledger::new(ledger).read().map(|r| r.records).unwrap_or_default()
+}
+
+/// Instances that a task of `kind` touched, per the ledger.
+fn touched(records: &[Record], kind: &str) -> BTreeSet<String> {
+    records
+        .iter()
+        .filter(|r| r.task.to_string() == kind)
+        .map(|r| r.target.instance.clone())
+        .collect()
+}
+
+/// The newest ledger record of every change: id -> (state, hosts).
+fn changes(records: &[Record]) -> Vec<(String, Vec<String>)> {
+    let mut newest = std::collections::BTreeMap::new();
+    for r in records.iter().filter(|r| r.task.to_string() == "change") {
+        newest.insert(
+            r.details["id"].as_str().unwrap_or_default().to_string(),
+            (
+                r.details["state"].as_str().unwrap_or_default().to_string(),
+                r.details["hosts"]
+                    .as_array()
+                    .map(|h| h.iter().filter_map(|h| h.as_str().map(String::from)).collect())
+                    .unwrap_or_default(),
+            ),
+        );
+    }
+    newest.into_values().collect()
+}
+
+#[test]
+fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
+    let lab = PrivateLab::start(3, 0, 0);
+    let envs: Vec<(&str, &str)> = lab
+        .lab
+        .instances
+        .iter()
+        .map(|i| (i.name.as_str(), i.env.as_str()))
+        .collect();
+    assert_eq!(
+        envs,
+        [("pg1", "development"), ("pg2", "staging"), ("pg3", "production")]
+    );
+    for instance in &lab.lab.instances {
+        let mut engine = connect(instance);
+        engine.create_database("orders").unwrap();
+        engine
+            .execute_in(
+                Some("orders"),
+                "CREATE TABLE line (id integer PRIMARY KEY, amount numeric) WITH (autovacuum_enabled = false);
+                 INSERT INTO line SELECT g, g * 1.5 FROM generate_series(1, 500) g;",
+            )
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    let ledger = dir.path().join("ledger.jsonl");
+    // The development server cannot write its backups: its backup fails in the first batch.
+    let inventory_vars = dir.path().join("vars.yml");
+    std::fs::write(
+        &inventory_vars,
+        format!(
+            "all:\n  vars:\n    dbcadence_backup_dir: {}\n  hosts:\n    pg1:\n      dbcadence_backup_dir: /proc/dbcadence-unwritable\n",
+            backups.display()
+        ),
+    )
+    .unwrap();
+    let (ok, out) = cycle(&lab.lab.dir, &ledger, &inventory_vars, &["cycle_approver=dba-lead"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("rollout stopped in env_development by the gate 'Back up the database' on pg1"),
+        "{out}"
+    );
+    let after_halt = records(&ledger);
+    // Staging and production untouched: no task of theirs in the ledger, no backup on disk.
+    for kind in ["backup", "verify", "tune", "patch", "logs", "audit"] {
+        let instances = touched(&after_halt, kind);
+        assert!(
+            !instances.contains("pg2") && !instances.contains("pg3"),
+            "{kind} ran on {instances:?}"
+        );
+    }
+    assert!(!backups.exists() || dbcadence_core::backup::list(&backups).unwrap().is_empty());
+    assert!(!out.contains("Maintenance cycle of env_staging"), "{out}");
+    // The batch's change says it failed.
+    assert_eq!(
+        changes(&after_halt),
+        [("failed".to_string(), vec!["pg1".to_string()])],
+        "{out}"
+    );
+
+    // Fixed: the whole cycle, group by group, each server's databases backed up and verified,
+    // tuned, the server patched (check) and validated, every change closed; production's
+    // change approved by someone other than its requester.
+    std::fs::write(
+        &inventory_vars,
+        format!("all:\n  vars:\n    dbcadence_backup_dir: {}\n", backups.display()),
+    )
+    .unwrap();
+    let (ok, out) = cycle(&lab.lab.dir, &ledger, &inventory_vars, &["cycle_approver=dba-lead"]);
+    assert!(ok && out.contains("failed=0"), "{out}");
+    let order: Vec<usize> = ["env_development", "env_staging", "env_production"]
+        .iter()
+        .map(|g| out.find(&format!("PLAY [Maintenance cycle of {g}]")).unwrap())
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    let listed = dbcadence_core::backup::list(&backups).unwrap();
+    let verified: BTreeSet<&str> = listed
+        .iter()
+        .filter(|b| b.verified && b.database == "orders")
+        .map(|b| b.instance_id.as_str())
+        .collect();
+    assert_eq!(verified, BTreeSet::from(["pg1", "pg2", "pg3"]), "{listed:?}");
+    let all = records(&ledger);
+    for kind in ["tune", "patch"] {
+        assert_eq!(
+            touched(&all, kind),
+            BTreeSet::from(["pg1".to_string(), "pg2".into(), "pg3".into()]),
+            "{kind}"
+        );
+    }
+    let states: Vec<(String, Vec<String>)> = changes(&all);
+    assert_eq!(states.len(), 4, "{states:?}");
+    for host in ["pg1", "pg2", "pg3"] {
+        assert!(
+            states.contains(&("closed".to_string(), vec![host.to_string()])),
+            "{host}: {states:?}"
+        );
+    }
+    // Without an approver production's change waits, and the approval gate says so.
+    let (ok, out) = cycle(&lab.lab.dir, &ledger, &inventory_vars, &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("rollout stopped in env_production by the gate 'Gate: change approval'")
+            && out.contains("waits for approval"),
+        "{out}"
+    );
+    let unapproved = changes(&records(&ledger));
+    assert!(
+        unapproved.contains(&("closed".to_string(), vec!["pg3".to_string()])) && unapproved.len() == 7,
+        "closed unimplemented: {unapproved:?}"
+    );
+}
