@@ -9,6 +9,8 @@ use std::path::Path;
 use dbcadence_core::ledger::{Ledger, Record};
 use dbcadence_e2e::*;
 
+/// ansible-playbook of the maintenance cycle through the inventory script, with `extra`
+/// arguments (`-e ...`, `--check`).
 fn cycle(lab_dir: &Path, ledger: &Path, inventory_vars: &Path, extra: &[&str]) -> (bool, String) {
     let mut args = vec![
         "-i".to_string(),
@@ -17,28 +19,34 @@ fn cycle(lab_dir: &Path, ledger: &Path, inventory_vars: &Path, extra: &[&str]) -
         inventory_vars.display().to_string(),
         "playbooks/maintenance_cycle.yml".into(),
         "-e".into(),
-        format!("dbcadence_sources={}", lab_dir.join("sources.yml").display()),
+        format!(
+            "dbcadence_sources={}",
+            lab_dir.join("sources.yml").display()
+        ),
         "-e".into(),
         "dbcadence_compliance_days=1".into(),
         "-e".into(),
         "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
     ];
-    for e in extra {
-        args.push("-e".into());
-        args.push((*e).into());
-    }
+    args.extend(extra.iter().map(|a| a.to_string()));
     ansible(
         "ansible-playbook",
         args,
         &[
-            ("DBCADENCE_SOURCES", lab_dir.join("sources.yml").display().to_string()),
+            (
+                "DBCADENCE_SOURCES",
+                lab_dir.join("sources.yml").display().to_string(),
+            ),
             ("DBCADENCE_LEDGER", ledger.display().to_string()),
         ],
     )
 }
 
 fn records(ledger: &Path) -> Vec<Record> {
-    Ledger::new(ledger).read().map(|r| r.records).unwrap_or_default()
+    Ledger::new(ledger)
+        .read()
+        .map(|r| r.records)
+        .unwrap_or_default()
 }
 
 /// Instances that a task of `kind` touched, per the ledger.
@@ -60,7 +68,11 @@ fn changes(records: &[Record]) -> Vec<(String, Vec<String>)> {
                 r.details["state"].as_str().unwrap_or_default().to_string(),
                 r.details["hosts"]
                     .as_array()
-                    .map(|h| h.iter().filter_map(|h| h.as_str().map(String::from)).collect())
+                    .map(|h| {
+                        h.iter()
+                            .filter_map(|h| h.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             ),
         );
@@ -79,7 +91,11 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
         .collect();
     assert_eq!(
         envs,
-        [("pg1", "development"), ("pg2", "staging"), ("pg3", "production")]
+        [
+            ("pg1", "development"),
+            ("pg2", "staging"),
+            ("pg3", "production")
+        ]
     );
     for instance in &lab.lab.instances {
         let mut engine = connect(instance);
@@ -105,10 +121,17 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
         ),
     )
     .unwrap();
-    let (ok, out) = cycle(&lab.lab.dir, &ledger, &inventory_vars, &["cycle_approver=dba-lead"]);
+    let (ok, out) = cycle(
+        &lab.lab.dir,
+        &ledger,
+        &inventory_vars,
+        &["-e", "cycle_approver=dba-lead"],
+    );
     assert!(!ok, "{out}");
     assert!(
-        out.contains("rollout stopped in env_development by the gate 'Back up the database' on pg1"),
+        out.contains(
+            "rollout stopped in env_development by the gate 'Back up the database' on pg1"
+        ),
         "{out}"
     );
     let after_halt = records(&ledger);
@@ -134,14 +157,25 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
     // change approved by someone other than its requester.
     std::fs::write(
         &inventory_vars,
-        format!("all:\n  vars:\n    dbcadence_backup_dir: {}\n", backups.display()),
+        format!(
+            "all:\n  vars:\n    dbcadence_backup_dir: {}\n",
+            backups.display()
+        ),
     )
     .unwrap();
-    let (ok, out) = cycle(&lab.lab.dir, &ledger, &inventory_vars, &["cycle_approver=dba-lead"]);
+    let (ok, out) = cycle(
+        &lab.lab.dir,
+        &ledger,
+        &inventory_vars,
+        &["-e", "cycle_approver=dba-lead"],
+    );
     assert!(ok && out.contains("failed=0"), "{out}");
     let order: Vec<usize> = ["env_development", "env_staging", "env_production"]
         .iter()
-        .map(|g| out.find(&format!("PLAY [Maintenance cycle of {g}]")).unwrap())
+        .map(|g| {
+            out.find(&format!("PLAY [Maintenance cycle of {g}]"))
+                .unwrap()
+        })
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
     let listed = dbcadence_core::backup::list(&backups).unwrap();
@@ -150,7 +184,11 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
         .filter(|b| b.verified && b.database == "orders")
         .map(|b| b.instance_id.as_str())
         .collect();
-    assert_eq!(verified, BTreeSet::from(["pg1", "pg2", "pg3"]), "{listed:?}");
+    assert_eq!(
+        verified,
+        BTreeSet::from(["pg1", "pg2", "pg3"]),
+        "{listed:?}"
+    );
     let all = records(&ledger);
     for kind in ["tune", "patch"] {
         assert_eq!(
@@ -167,6 +205,29 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
             "{host}: {states:?}"
         );
     }
+    // Check mode of the whole cycle: it says what it would do and changes nothing (no backup,
+    // no change record, the same catalogue).
+    let backups_before = dbcadence_core::backup::list(&backups).unwrap().len();
+    let changes_before = changes(&records(&ledger)).len();
+    let (ok, out) = cycle(
+        &lab.lab.dir,
+        &ledger,
+        &inventory_vars,
+        &["-e", "cycle_approver=dba-lead", "--check"],
+    );
+    assert!(ok && out.contains("failed=0"), "{out}");
+    assert!(
+        out.contains("PLAY [Maintenance cycle of env_production]") && out.contains("pg3.orders"),
+        "{out}"
+    );
+    assert_eq!(
+        dbcadence_core::backup::list(&backups).unwrap().len(),
+        backups_before
+    );
+    assert_eq!(changes(&records(&ledger)).len(), changes_before);
+    let rows = connect(&lab.lab.instances[0]).row_counts("orders").unwrap();
+    assert!(rows.iter().any(|t| t.rows == 500), "{rows:?}");
+
     // Without an approver production's change waits, and the approval gate says so.
     let (ok, out) = cycle(&lab.lab.dir, &ledger, &inventory_vars, &[]);
     assert!(!ok, "{out}");
@@ -177,7 +238,8 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
     );
     let unapproved = changes(&records(&ledger));
     assert!(
-        unapproved.contains(&("closed".to_string(), vec!["pg3".to_string()])) && unapproved.len() == 7,
+        unapproved.contains(&("closed".to_string(), vec!["pg3".to_string()]))
+            && unapproved.len() == 7,
         "closed unimplemented: {unapproved:?}"
     );
 }
