@@ -612,6 +612,9 @@ fn modules_run_from_a_private_cache_copied_once_with_arguments_on_stdin() {
     let out = run(&blocker.join("cache").display().to_string());
     assert!(out.contains("could not keep its module binaries"), "{out}");
     assert!(out.contains("dbcadence_module_cache"), "{out}");
+    // A relative directory would land wherever the task starts: refused by name, still runs.
+    let out = run("relative/cache");
+    assert!(out.contains("must be an absolute path or start with ~/"), "{out}");
 }
 
 /// The roles document their variables for `ansible-doc -t role`, and a variable of the wrong

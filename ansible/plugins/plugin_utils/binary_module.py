@@ -98,17 +98,20 @@ class ActionModule(ActionBase):
         value = self._templar.template(value)
         if value is False or (isinstance(value, str) and value.strip().lower() in ("false", "no", "off", "")):
             return None
-        return str(value)
+        value = str(value)
+        if not (value.startswith("/") or value == "~" or value.startswith("~/")):
+            display.warning("dbcadence_module_cache must be an absolute path or start with ~/, not %r; "
+                            "each task copies its module instead" % value)
+            return None
+        return value
 
     def _why_not_cached(self, cache):
         if cache is None:
-            return "dbcadence_module_cache is false"
+            return "no usable dbcadence_module_cache"
         if self._task.async_val:
             return "async task"
         if self._connection.become:
             return "become: the cache belongs to the connecting user"
-        if not (cache.startswith("/") or cache == "~" or cache.startswith("~/")):
-            return "dbcadence_module_cache must be an absolute path or start with ~/"
         return None
 
     def _local_module_path(self):
@@ -144,10 +147,12 @@ class ActionModule(ActionBase):
             self._connection.put_file(module_path, directory + "/" + partial)
         except AnsibleError as error:
             return False, str(error)
-        # Remove this module's other versions (never another task's .part file), then rename.
+        # Remove this module's other versions (never another task's .part file, unless a crashed
+        # copy left it over an hour ago), then rename.
         script = (
             'cd {dir} && chmod 0700 {part} && for old in {name}-*; do '
-            'case "$old" in *.part|{final}) ;; *) rm -f -- "$old" ;; esac; done && mv -f -- {part} {final}'
+            'case "$old" in *.part|{final}) ;; *) rm -f -- "$old" ;; esac; done && '
+            'find . -maxdepth 1 -name "{name}-*.part" -mmin +60 -exec rm -f {{}} + && mv -f -- {part} {final}'
         ).format(dir=shlex.quote(directory), part=shlex.quote(partial),
                  name=_glob_quote(name), final=shlex.quote(final))
         res = self._low_level_execute_command(script, sudoable=False)
