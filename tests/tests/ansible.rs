@@ -614,7 +614,10 @@ fn modules_run_from_a_private_cache_copied_once_with_arguments_on_stdin() {
     assert!(out.contains("dbcadence_module_cache"), "{out}");
     // A relative directory would land wherever the task starts: refused by name, still runs.
     let out = run("relative/cache");
-    assert!(out.contains("must be an absolute path or start with ~/"), "{out}");
+    assert!(
+        out.contains("must be an absolute path or start with ~/"),
+        "{out}"
+    );
 }
 
 /// The roles document their variables for `ansible-doc -t role`, and a variable of the wrong
