@@ -61,6 +61,7 @@ pub fn shared_lab() -> &'static Lab {
             pg_bin_dir: None,
             hosts: 0,
             runner: false,
+            monitoring: false,
         })
         .unwrap_or_else(|e| panic!("lab up: {e}"))
     })
@@ -275,6 +276,21 @@ impl PrivateLab {
         pg_replicas: usize,
         pg_bin_dir: Option<PathBuf>,
     ) -> PrivateLab {
+        PrivateLab::start_with(postgres, mysql, pg_replicas, pg_bin_dir, false)
+    }
+
+    /// A private lab with node_exporter and Prometheus (the project's rules) of its own.
+    pub fn start_monitored(postgres: usize, mysql: usize) -> PrivateLab {
+        PrivateLab::start_with(postgres, mysql, 0, None, true)
+    }
+
+    fn start_with(
+        postgres: usize,
+        mysql: usize,
+        pg_replicas: usize,
+        pg_bin_dir: Option<PathBuf>,
+        monitoring: bool,
+    ) -> PrivateLab {
         let dir = tempfile::Builder::new()
             .prefix("dbc-priv.")
             .tempdir_in("/tmp")
@@ -289,6 +305,7 @@ impl PrivateLab {
             pg_bin_dir,
             hosts: 0,
             runner: false,
+            monitoring,
         })
         .unwrap_or_else(|e| panic!("private lab: {e}"));
         PrivateLab { lab, _dir: dir }

@@ -19,6 +19,7 @@ fn a_server_that_cannot_start_quotes_its_log_and_down_is_idempotent() {
         pg_bin_dir: None,
         hosts: 0,
         runner: false,
+        monitoring: false,
     };
     let lab = lab::up(&request).unwrap();
     let pg = lab.instance("pg1").unwrap().clone();

@@ -12,6 +12,17 @@ use dbcadence_e2e::*;
 /// ansible-playbook of the maintenance cycle through the inventory script, with `extra`
 /// arguments (`-e ...`, `--check`).
 fn cycle(lab_dir: &Path, ledger: &Path, inventory_vars: &Path, extra: &[&str]) -> (bool, String) {
+    cycle_with_env(lab_dir, ledger, inventory_vars, extra, &[])
+}
+
+/// The cycle with more environment for the modules (DBCADENCE_METRICS_DIR).
+fn cycle_with_env(
+    lab_dir: &Path,
+    ledger: &Path,
+    inventory_vars: &Path,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> (bool, String) {
     let mut args = vec![
         "-i".to_string(),
         "ansible/inventory/dbcadence_inventory.sh".into(),
@@ -29,17 +40,74 @@ fn cycle(lab_dir: &Path, ledger: &Path, inventory_vars: &Path, extra: &[&str]) -
         "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
-    ansible(
-        "ansible-playbook",
-        args,
-        &[
-            (
-                "DBCADENCE_SOURCES",
-                lab_dir.join("sources.yml").display().to_string(),
-            ),
-            ("DBCADENCE_LEDGER", ledger.display().to_string()),
-        ],
-    )
+    let mut env = env.to_vec();
+    env.extend([
+        (
+            "DBCADENCE_SOURCES",
+            lab_dir.join("sources.yml").display().to_string(),
+        ),
+        ("DBCADENCE_LEDGER", ledger.display().to_string()),
+    ]);
+    ansible("ansible-playbook", args, &env)
+}
+
+/// One `orders` database with 500 rows on every server of the lab.
+fn seed_orders(lab: &PrivateLab) {
+    for instance in &lab.lab.instances {
+        let mut engine = connect(instance);
+        engine.create_database("orders").unwrap();
+        engine
+            .execute_in(
+                Some("orders"),
+                "CREATE TABLE line (id integer PRIMARY KEY, amount numeric) WITH (autovacuum_enabled = false);
+                 INSERT INTO line SELECT g, g * 1.5 FROM generate_series(1, 500) g;",
+            )
+            .unwrap();
+    }
+}
+
+/// Moves the ledger's inventory records `days` back: the fleet was first seen then, so the
+/// compliance report owes (and misses) the backups due since.
+fn backdate_inventory(ledger: &Path, days: i64) {
+    let text = std::fs::read_to_string(ledger).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+        if record["task"] == "inventory" {
+            for field in ["started_at", "finished_at"] {
+                let at: jiff::Timestamp = record[field].as_str().unwrap().parse().unwrap();
+                let earlier = at - jiff::SignedDuration::from_hours(24 * days);
+                record[field] = serde_json::json!(earlier.to_string());
+            }
+        }
+        out.push_str(&record.to_string());
+        out.push('\n');
+    }
+    std::fs::write(ledger, out).unwrap();
+}
+
+/// A GET on the lab's Prometheus HTTP API, as JSON.
+fn prometheus(url: &str, path: &str) -> serde_json::Value {
+    let body = duct::cmd!("curl", "-sSf", format!("{url}{path}"))
+        .read()
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Names of the alerts firing in the lab's Prometheus.
+fn firing(url: &str) -> Vec<String> {
+    prometheus(url, "/api/v1/alerts")["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["state"] == "firing")
+        .map(|a| {
+            a["labels"]["alertname"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
 }
 
 fn records(ledger: &Path) -> Vec<Record> {
@@ -97,17 +165,7 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
             ("pg3", "production")
         ]
     );
-    for instance in &lab.lab.instances {
-        let mut engine = connect(instance);
-        engine.create_database("orders").unwrap();
-        engine
-            .execute_in(
-                Some("orders"),
-                "CREATE TABLE line (id integer PRIMARY KEY, amount numeric) WITH (autovacuum_enabled = false);
-                 INSERT INTO line SELECT g, g * 1.5 FROM generate_series(1, 500) g;",
-            )
-            .unwrap();
-    }
+    seed_orders(&lab);
     let dir = tempfile::tempdir().unwrap();
     let backups = dir.path().join("backups");
     let ledger = dir.path().join("ledger.jsonl");
@@ -242,4 +300,112 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
             && unapproved.len() == 7,
         "closed unimplemented: {unapproved:?}"
     );
+}
+
+/// The health gates after a batch: a critical alert firing in the lab's Prometheus stops the
+/// rollout after development's batch (staging and production untouched, the change failed),
+/// and so does a fall of the fleet's compliance below the run's baseline.
+#[test]
+fn a_firing_alert_or_a_compliance_drop_stops_the_rollout_after_the_batch() {
+    let lab = PrivateLab::start_monitored(3, 0);
+    seed_orders(&lab);
+    let monitoring = lab.lab.monitoring.clone().unwrap();
+    let url = monitoring.prometheus_url();
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    let ledger = dir.path().join("ledger.jsonl");
+    let metrics_env = [(
+        "DBCADENCE_METRICS_DIR",
+        monitoring.textfile_dir.display().to_string(),
+    )];
+    // Production's nightly backup failed before the rollout (its target unwritable): the
+    // metric it wrote fires DbcadenceBackupFailed in Prometheus.
+    let pg3 = lab.instance("pg3");
+    let mut args = backup_args(pg3, "orders", Path::new("/proc/dbcadence-unwritable"));
+    args["ledger_path"] = serde_json::json!(ledger);
+    args["metrics_dir"] = serde_json::json!(monitoring.textfile_dir);
+    let failed = run_module("db_backup", &args);
+    assert_eq!(failed.json["failed"], true, "{}", failed.stdout);
+    wait_until(60, "DbcadenceBackupFailed fires", || {
+        firing(&url).contains(&"DbcadenceBackupFailed".to_string())
+    });
+
+    let inventory_vars = dir.path().join("vars.yml");
+    std::fs::write(
+        &inventory_vars,
+        format!(
+            "all:\n  vars:\n    dbcadence_backup_dir: {}\n",
+            backups.display()
+        ),
+    )
+    .unwrap();
+    let prometheus_var = format!("cycle_prometheus_url={url}");
+    let (ok, out) = cycle_with_env(
+        &lab.lab.dir,
+        &ledger,
+        &inventory_vars,
+        &["-e", "cycle_approver=dba-lead", "-e", &prometheus_var],
+        &metrics_env,
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "rollout stopped in env_development by the gate 'Gate: no firing alert' on pg1"
+        ) && out.contains("DbcadenceBackupFailed (pg3/orders)"),
+        "{out}"
+    );
+    let halted = records(&ledger);
+    // Development's batch ran (and its backup is verified); nothing of staging or production.
+    assert_eq!(
+        touched(&halted, "verify"),
+        BTreeSet::from(["pg1".to_string()])
+    );
+    assert!(!touched(&halted, "tune").contains("pg2"), "{out}");
+    assert!(!out.contains("Maintenance cycle of env_staging"), "{out}");
+    assert_eq!(
+        changes(&halted),
+        [("failed".to_string(), vec!["pg1".to_string()])],
+        "{out}"
+    );
+
+    // The alert cleared (production backed up). The fleet has been known for three days (the
+    // inventory records moved back), so backups were due and missed: compliance is a real
+    // figure below the operator's baseline of 100%, and the compliance gate stops the rollout.
+    backdate_inventory(&ledger, 3);
+    let ok_backup = run_module(
+        "db_backup",
+        &serde_json::json!({
+            "engine": pg3.engine, "login_host": pg3.host, "login_port": pg3.port,
+            "login_user": pg3.user, "login_password": pg3.password().unwrap(),
+            "ssl_mode": "verify-full", "ca_cert": pg3.ca_cert, "database": "orders",
+            "backup_dir": backups, "instance_id": pg3.name, "ledger_path": ledger,
+            "metrics_dir": monitoring.textfile_dir,
+        }),
+    );
+    assert_eq!(ok_backup.json["failed"], false, "{}", ok_backup.stdout);
+    wait_until(60, "DbcadenceBackupFailed clears", || {
+        !firing(&url).contains(&"DbcadenceBackupFailed".to_string())
+    });
+    let (ok, out) = cycle_with_env(
+        &lab.lab.dir,
+        &ledger,
+        &inventory_vars,
+        &[
+            "-e",
+            "cycle_approver=dba-lead",
+            "-e",
+            &prometheus_var,
+            "-e",
+            "cycle_compliance_baseline=1.0",
+        ],
+        &metrics_env,
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "rollout stopped in env_development by the gate 'Gate: compliance did not drop' on pg1"
+        ) && out.contains("compliance fell from 100.0% to"),
+        "{out}"
+    );
+    assert!(!out.contains("Maintenance cycle of env_staging"), "{out}");
 }

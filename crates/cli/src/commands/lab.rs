@@ -37,6 +37,10 @@ pub(crate) enum LabAction {
         /// verified.
         #[arg(long)]
         runner: bool,
+        /// Also start prometheus-node-exporter (textfile collector on DIR/metrics) and a
+        /// Prometheus server with the project's alert rules, on free 127.0.0.1 ports.
+        #[arg(long)]
+        monitoring: bool,
     },
     /// The lab's package upgrade: INSTANCE starts with other binaries from its next restart
     /// (the running server is left alone, as after apt-get upgrade).
@@ -92,6 +96,7 @@ pub(crate) fn lab(action: LabAction) -> Result<()> {
             pg_bin_dir,
             hosts,
             runner,
+            monitoring,
         } => {
             let lab = lab::up(&LabRequest {
                 dir,
@@ -103,6 +108,7 @@ pub(crate) fn lab(action: LabAction) -> Result<()> {
                 pg_bin_dir,
                 hosts,
                 runner,
+                monitoring,
             })?;
             for h in &lab.hosts {
                 println!(
@@ -123,6 +129,14 @@ pub(crate) fn lab(action: LabAction) -> Result<()> {
                     i.user,
                     i.password_file.display()
                 );
+            }
+            if let Some(m) = &lab.monitoring {
+                println!(
+                    "metrics:    {} (node-exporter on 127.0.0.1:{})",
+                    m.textfile_dir.display(),
+                    m.node_exporter_port
+                );
+                println!("prometheus: {}", m.prometheus_url());
             }
             println!("inventory: {}", lab.dir.join("inventory.yml").display());
             println!("sources:   {}", lab.dir.join("sources.yml").display());

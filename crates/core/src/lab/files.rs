@@ -115,13 +115,19 @@ pub(super) fn ansible_inventory(lab: &Lab) -> serde_json::Value {
         .into_iter()
         .map(|(name, members)| (name, json!({"hosts": members})))
         .collect();
+    let mut vars = json!({
+        "ansible_connection": "local",
+        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        "dbcadence_lab_dir": lab.dir,
+    });
+    // Where the metrics go and which Prometheus the health gates ask.
+    if let Some(m) = &lab.monitoring {
+        vars["dbcadence_metrics_dir"] = json!(m.textfile_dir);
+        vars["dbcadence_prometheus_url"] = json!(m.prometheus_url());
+    }
     json!({
         "all": {
-            "vars": {
-                "ansible_connection": "local",
-                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-                "dbcadence_lab_dir": lab.dir,
-            },
+            "vars": vars,
             "hosts": hosts,
             "children": children,
         }

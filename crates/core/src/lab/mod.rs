@@ -21,9 +21,11 @@
 //! - `servers`: start (per engine), bootstrap the login user, seed, stop.
 //! - `tls`: the lab CA and server certificates.
 //! - `files`: lab.json, inventory.yml (the inventory script's group names), sources.yml.
+//! - `monitoring`: node_exporter and Prometheus with the project's alert rules (`--monitoring`).
 
 mod files;
 pub mod hosts;
+pub mod monitoring;
 mod servers;
 mod tls;
 
@@ -69,6 +71,9 @@ pub struct LabRequest {
     pub hosts: usize,
     /// One more test host, `runner`, without servers: where backups are kept and verified.
     pub runner: bool,
+    /// node_exporter (textfile collector on DIR/metrics) and Prometheus with the project's
+    /// alert rules, on free 127.0.0.1 ports.
+    pub monitoring: bool,
 }
 
 impl LabRequest {
@@ -86,6 +91,7 @@ impl LabRequest {
             pg_bin_dir: None,
             hosts: 0,
             runner: false,
+            monitoring: false,
         }
     }
 }
@@ -137,6 +143,9 @@ pub struct Lab {
     /// Their network: a bridge on this machine and a /24 of the project's test range.
     #[serde(default)]
     pub network: Option<hosts::LabNetwork>,
+    /// node_exporter and Prometheus (`lab up --monitoring`).
+    #[serde(default)]
+    pub monitoring: Option<monitoring::LabMonitoring>,
 }
 
 /// Whether an instance runs, for `lab status`.
@@ -339,6 +348,12 @@ pub fn up(request: &LabRequest) -> Result<Lab> {
                 false,
             );
         }
+        if request.monitoring || lab.monitoring.is_some() {
+            match monitoring::ensure(&lab, lab.monitoring.clone()) {
+                Ok(m) => lab.monitoring = Some(m),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
         write_files(&lab)?;
         if errors.is_empty() {
             Ok(lab)
@@ -500,6 +515,9 @@ pub fn down(dir: &Path, purge: bool) -> Result<Vec<String>> {
         }))
     })?;
     let mut lines = lines;
+    if let Some(m) = &lab.monitoring {
+        lines.extend(monitoring::stop(m));
+    }
     // The hosts after their servers: a server in a namespace that is gone cannot be reached.
     lines.extend(hosts::remove(&lab.hosts, lab.network.as_ref()));
     if purge {
@@ -570,8 +588,13 @@ fn chown(path: &Path, owner: &str) -> Result<()> {
     crate::util::chown_recursive(path, owner)
 }
 
-fn free_port(lab: &Lab) -> Result<u16> {
-    let taken: Vec<u16> = lab.instances.iter().map(|i| i.port).collect();
+/// A free port for a new lab server or daemon: none of the lab's, none of `also_taken`.
+fn free_port(lab: &Lab, also_taken: &[u16]) -> Result<u16> {
+    let mut taken: Vec<u16> = lab.instances.iter().map(|i| i.port).collect();
+    taken.extend(also_taken);
+    if let Some(m) = &lab.monitoring {
+        taken.extend([m.node_exporter_port, m.prometheus_port]);
+    }
     // Random ports in a quiet range: two labs planned at the same moment (parallel tests)
     // rarely pick the same one, and a bind check skips ports in use.
     for _ in 0..200 {
@@ -612,7 +635,7 @@ fn plan_instance(
         writeln!(f, "{}", random_hex(16)?)
             .map_err(|e| Error::io("write the password file", &password_file, e))?;
     }
-    let port = free_port(lab)?;
+    let port = free_port(lab, &[])?;
     let files = ServerFiles::in_dir(engine, &instance_dir);
     Ok(LabInstance {
         name: name.into(),
