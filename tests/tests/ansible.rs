@@ -640,6 +640,10 @@ fn roles_document_their_variables_and_refuse_a_wrong_type_before_any_task() {
             &["inventory_sources", "inventory_snapshot_path"],
         ),
         ("change", &["change_summary", "change_to", "transition"]),
+        (
+            "monitoring",
+            &["monitoring_textfile_dir", "monitoring_scrape_targets"],
+        ),
     ] {
         let (ok, out) = ansible(
             "ansible-doc",
@@ -746,4 +750,109 @@ fn the_change_role_requests_one_record_for_the_play_and_closes_it() {
         .unwrap()
         .records;
     assert_eq!(records.len(), 4, "{records:?}");
+}
+
+/// The monitoring role writes a textfile directory, node_exporter's options, the rules and a
+/// Prometheus configuration that promtool accepts; check mode writes nothing, a second run
+/// changes nothing, and a real Prometheus started on that configuration loads every rule.
+#[test]
+fn the_monitoring_role_sets_up_a_prometheus_that_loads_the_project_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let playbook = root.join("monitoring.yml");
+    std::fs::write(
+        &playbook,
+        format!(
+            r#"- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: dbcadence.maintenance.monitoring
+      vars:
+        monitoring_textfile_dir: {root}/textfile
+        monitoring_node_exporter_defaults_file: {root}/default/prometheus-node-exporter
+        monitoring_prometheus_config_file: {root}/prometheus.yml
+        monitoring_rules_dir: {root}/rules
+        monitoring_scrape_targets: ["127.0.0.1:9"]
+        monitoring_scrape_interval: 1s
+        monitoring_install_packages: false
+        monitoring_manage_services: false
+"#,
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("default")).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "-i".to_string(),
+            "localhost,".into(),
+            "-c".into(),
+            "local".into(),
+            "-e".into(),
+            "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
+            playbook.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        ansible("ansible-playbook", args, &[])
+    };
+    let (ok, out) = run(&["--check"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("changed=") && !root.join("prometheus.yml").exists(),
+        "{out}"
+    );
+    assert!(!root.join("rules").exists(), "{out}");
+
+    let (ok, out) = run(&[]);
+    assert!(ok && out.contains("failed=0"), "{out}");
+    let defaults = std::fs::read_to_string(root.join("default/prometheus-node-exporter")).unwrap();
+    assert!(
+        defaults.contains(&format!(
+            "ARGS=\"--collector.textfile.directory={}/textfile\"",
+            root.display()
+        )),
+        "{defaults}"
+    );
+    assert!(root.join("textfile").is_dir());
+    let (ok, out) = run(&[]);
+    assert!(ok && out.contains("changed=0"), "second run: {out}");
+
+    // A real Prometheus on that configuration loads the project's alert rules.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = duct::cmd!(
+        "prometheus",
+        format!("--config.file={}", root.join("prometheus.yml").display()),
+        format!("--storage.tsdb.path={}", root.join("data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}")
+    )
+    .stderr_to_stdout()
+    .stdout_null()
+    .start()
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}/api/v1/rules?type=alert");
+    let mut names = Vec::new();
+    wait_until(60, "Prometheus serves its rules", || {
+        let Ok(body) = duct::cmd!("curl", "-sSf", &url).stderr_null().read() else {
+            return false;
+        };
+        let rules: serde_json::Value = serde_json::from_str(&body).unwrap();
+        names = rules["data"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .map(|r| r["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        !names.is_empty()
+    });
+    let _ = server.kill();
+    assert_eq!(names.len(), 9, "{names:?}");
+    assert!(
+        names.contains(&"DbcadenceBackupFailed".to_string()),
+        "{names:?}"
+    );
 }
