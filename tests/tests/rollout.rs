@@ -409,3 +409,142 @@ fn a_firing_alert_or_a_compliance_drop_stops_the_rollout_after_the_batch() {
     );
     assert!(!out.contains("Maintenance cycle of env_staging"), "{out}");
 }
+
+/// rehearse.yml restores production's newest verified backup into a non-production server and
+/// runs the cycle's steps on the copy; with cycle_require_rehearsal the cycle refuses to start
+/// without a passed rehearsal, and starts after one.
+#[test]
+fn the_cycle_can_require_a_rehearsal_on_a_copy_of_production() {
+    let lab = PrivateLab::start(3, 0, 0);
+    seed_orders(&lab);
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    let ledger = dir.path().join("ledger.jsonl");
+    let inventory_vars = dir.path().join("vars.yml");
+    std::fs::write(
+        &inventory_vars,
+        format!(
+            "all:\n  vars:\n    dbcadence_backup_dir: {}\n",
+            backups.display()
+        ),
+    )
+    .unwrap();
+    // Production's nightly backup, verified.
+    let pg3 = lab.instance("pg3");
+    let mut args = backup_args(pg3, "orders", &backups);
+    args["ledger_path"] = serde_json::json!(ledger);
+    let backup = run_module("db_backup", &args);
+    assert_eq!(backup.json["failed"], false, "{}", backup.stdout);
+    let verify = run_module(
+        "db_verify",
+        &serde_json::json!({"backup_dir": backups, "backup": backup.json["path"], "ledger_path": ledger}),
+    );
+    assert_eq!(verify.json["verified"], true, "{}", verify.stdout);
+
+    // Asked to, the cycle refuses to start without a rehearsal: no change, no task.
+    let before = records(&ledger).len();
+    let (ok, out) = cycle(
+        &lab.lab.dir,
+        &ledger,
+        &inventory_vars,
+        &[
+            "-e",
+            "cycle_approver=dba-lead",
+            "-e",
+            "cycle_require_rehearsal=true",
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("no rehearsal passed in the last 24 h") && out.contains("rehearse.yml"),
+        "{out}"
+    );
+    let refused = records(&ledger);
+    assert!(
+        refused[before..]
+            .iter()
+            .all(|r| ["inventory", "compliance"].contains(&r.task.to_string().as_str())),
+        "{:?}",
+        &refused[before..]
+    );
+
+    let rehearse = |target: &str| {
+        ansible(
+            "ansible-playbook",
+            vec![
+                "-i".into(),
+                "ansible/inventory/dbcadence_inventory.sh".into(),
+                "-i".into(),
+                inventory_vars.display().to_string(),
+                "playbooks/rehearse.yml".into(),
+                "-e".into(),
+                format!("rehearse_on={target}"),
+                "-e".into(),
+                "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
+            ],
+            &[
+                (
+                    "DBCADENCE_SOURCES",
+                    lab.lab.dir.join("sources.yml").display().to_string(),
+                ),
+                ("DBCADENCE_LEDGER", ledger.display().to_string()),
+            ],
+        )
+    };
+    // Never into production itself.
+    let (ok, out) = rehearse("pg3");
+    assert!(
+        !ok && out.contains("rehearse_on must name a non-production server"),
+        "{out}"
+    );
+
+    // Into staging: the copy holds production's rows, and it was backed up, verified and tuned
+    // there under one standard change, closed as passed.
+    let (ok, out) = rehearse("pg2");
+    assert!(ok && out.contains("failed=0"), "{out}");
+    let rows = connect(lab.instance("pg2"))
+        .row_counts("orders_rehearsal")
+        .unwrap();
+    assert!(rows.iter().any(|t| t.rows == 500), "{rows:?}");
+    let all = records(&ledger);
+    assert!(all.iter().any(|r| r.task.to_string() == "restore"), "{out}");
+    // backup and verify records name the backed-up copy, tune the copy it tuned.
+    for kind in ["backup", "verify", "tune"] {
+        assert!(
+            all.iter().any(|r| r.task.to_string() == kind
+                && r.target.instance == "pg2"
+                && r.target.db.as_deref() == Some("orders_rehearsal")),
+            "{kind}: {out}"
+        );
+    }
+    assert_eq!(
+        changes(&all),
+        [("closed".to_string(), vec!["pg3.orders".to_string()])],
+        "{out}"
+    );
+    assert!(
+        all.iter()
+            .any(|r| r.task.to_string() == "change"
+                && r.details["validation"]["rehearsal"] == "passed"),
+        "{out}"
+    );
+
+    // Now the cycle starts (check mode: the gate itself is what is tested here).
+    let (ok, out) = cycle(
+        &lab.lab.dir,
+        &ledger,
+        &inventory_vars,
+        &[
+            "-e",
+            "cycle_approver=dba-lead",
+            "-e",
+            "cycle_require_rehearsal=true",
+            "--check",
+        ],
+    );
+    assert!(ok && out.contains("failed=0"), "{out}");
+    assert!(
+        out.contains("PLAY [Maintenance cycle of env_production]"),
+        "{out}"
+    );
+}
