@@ -4,7 +4,7 @@
 //! environment, reached through the inventory script.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use dbcadence_core::ledger::{Ledger, Record};
 use dbcadence_e2e::*;
@@ -49,6 +49,41 @@ fn cycle_with_env(
         ("DBCADENCE_LEDGER", ledger.display().to_string()),
     ]);
     ansible("ansible-playbook", args, &env)
+}
+
+/// A cycle's own files: its backup directory, its ledger, and an inventory variables file
+/// that names the backup directory for every host.
+struct CycleFiles {
+    _dir: tempfile::TempDir,
+    backups: PathBuf,
+    ledger: PathBuf,
+    inventory_vars: PathBuf,
+}
+
+impl CycleFiles {
+    fn new() -> CycleFiles {
+        let dir = tempfile::tempdir().unwrap();
+        let files = CycleFiles {
+            backups: dir.path().join("backups"),
+            ledger: dir.path().join("ledger.jsonl"),
+            inventory_vars: dir.path().join("vars.yml"),
+            _dir: dir,
+        };
+        files.write_vars("");
+        files
+    }
+
+    /// The variables file, with `hosts` (YAML under `all`, e.g. per-host variables) added.
+    fn write_vars(&self, hosts: &str) {
+        std::fs::write(
+            &self.inventory_vars,
+            format!(
+                "all:\n  vars:\n    dbcadence_backup_dir: {}\n{hosts}",
+                self.backups.display()
+            ),
+        )
+        .unwrap();
+    }
 }
 
 /// One `orders` database with 500 rows on every server of the lab.
@@ -166,23 +201,15 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
         ]
     );
     seed_orders(&lab);
-    let dir = tempfile::tempdir().unwrap();
-    let backups = dir.path().join("backups");
-    let ledger = dir.path().join("ledger.jsonl");
+    let files = CycleFiles::new();
+    let (backups, ledger, inventory_vars) = (&files.backups, &files.ledger, &files.inventory_vars);
     // The development server cannot write its backups: its backup fails in the first batch.
-    let inventory_vars = dir.path().join("vars.yml");
-    std::fs::write(
-        &inventory_vars,
-        format!(
-            "all:\n  vars:\n    dbcadence_backup_dir: {}\n  hosts:\n    pg1:\n      dbcadence_backup_dir: /proc/dbcadence-unwritable\n",
-            backups.display()
-        ),
-    )
-    .unwrap();
+    files
+        .write_vars("  hosts:\n    pg1:\n      dbcadence_backup_dir: /proc/dbcadence-unwritable\n");
     let (ok, out) = cycle(
         &lab.lab.dir,
-        &ledger,
-        &inventory_vars,
+        ledger,
+        inventory_vars,
         &["-e", "cycle_approver=dba-lead"],
     );
     assert!(!ok, "{out}");
@@ -192,7 +219,7 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
         ),
         "{out}"
     );
-    let after_halt = records(&ledger);
+    let after_halt = records(ledger);
     // Staging and production untouched: no task of theirs in the ledger, no backup on disk.
     for kind in ["backup", "verify", "tune", "patch", "logs", "audit"] {
         let instances = touched(&after_halt, kind);
@@ -201,7 +228,7 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
             "{kind} ran on {instances:?}"
         );
     }
-    assert!(!backups.exists() || dbcadence_core::backup::list(&backups).unwrap().is_empty());
+    assert!(!backups.exists() || dbcadence_core::backup::list(backups).unwrap().is_empty());
     assert!(!out.contains("Maintenance cycle of env_staging"), "{out}");
     // The batch's change says it failed.
     assert_eq!(
@@ -213,18 +240,11 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
     // Fixed: the whole cycle, group by group, each server's databases backed up and verified,
     // tuned, the server patched (check) and validated, every change closed; production's
     // change approved by someone other than its requester.
-    std::fs::write(
-        &inventory_vars,
-        format!(
-            "all:\n  vars:\n    dbcadence_backup_dir: {}\n",
-            backups.display()
-        ),
-    )
-    .unwrap();
+    files.write_vars("");
     let (ok, out) = cycle(
         &lab.lab.dir,
-        &ledger,
-        &inventory_vars,
+        ledger,
+        inventory_vars,
         &["-e", "cycle_approver=dba-lead"],
     );
     assert!(ok && out.contains("failed=0"), "{out}");
@@ -236,7 +256,7 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
         })
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
-    let listed = dbcadence_core::backup::list(&backups).unwrap();
+    let listed = dbcadence_core::backup::list(backups).unwrap();
     let verified: BTreeSet<&str> = listed
         .iter()
         .filter(|b| b.verified && b.database == "orders")
@@ -247,7 +267,7 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
         BTreeSet::from(["pg1", "pg2", "pg3"]),
         "{listed:?}"
     );
-    let all = records(&ledger);
+    let all = records(ledger);
     for kind in ["tune", "patch"] {
         assert_eq!(
             touched(&all, kind),
@@ -265,12 +285,12 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
     }
     // Check mode of the whole cycle: it says what it would do and changes nothing (no backup,
     // no change record, the same catalogue).
-    let backups_before = dbcadence_core::backup::list(&backups).unwrap().len();
-    let changes_before = changes(&records(&ledger)).len();
+    let backups_before = dbcadence_core::backup::list(backups).unwrap().len();
+    let changes_before = changes(&records(ledger)).len();
     let (ok, out) = cycle(
         &lab.lab.dir,
-        &ledger,
-        &inventory_vars,
+        ledger,
+        inventory_vars,
         &["-e", "cycle_approver=dba-lead", "--check"],
     );
     assert!(ok && out.contains("failed=0"), "{out}");
@@ -279,22 +299,22 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
         "{out}"
     );
     assert_eq!(
-        dbcadence_core::backup::list(&backups).unwrap().len(),
+        dbcadence_core::backup::list(backups).unwrap().len(),
         backups_before
     );
-    assert_eq!(changes(&records(&ledger)).len(), changes_before);
+    assert_eq!(changes(&records(ledger)).len(), changes_before);
     let rows = connect(&lab.lab.instances[0]).row_counts("orders").unwrap();
     assert!(rows.iter().any(|t| t.rows == 500), "{rows:?}");
 
     // Without an approver production's change waits, and the approval gate says so.
-    let (ok, out) = cycle(&lab.lab.dir, &ledger, &inventory_vars, &[]);
+    let (ok, out) = cycle(&lab.lab.dir, ledger, inventory_vars, &[]);
     assert!(!ok, "{out}");
     assert!(
         out.contains("rollout stopped in env_production by the gate 'Gate: change approval'")
             && out.contains("waits for approval"),
         "{out}"
     );
-    let unapproved = changes(&records(&ledger));
+    let unapproved = changes(&records(ledger));
     assert!(
         unapproved.contains(&("closed".to_string(), vec!["pg3".to_string()]))
             && unapproved.len() == 7,
@@ -311,9 +331,8 @@ fn a_firing_alert_or_a_compliance_drop_stops_the_rollout_after_the_batch() {
     seed_orders(&lab);
     let monitoring = lab.lab.monitoring.clone().unwrap();
     let url = monitoring.prometheus_url();
-    let dir = tempfile::tempdir().unwrap();
-    let backups = dir.path().join("backups");
-    let ledger = dir.path().join("ledger.jsonl");
+    let files = CycleFiles::new();
+    let (backups, ledger, inventory_vars) = (&files.backups, &files.ledger, &files.inventory_vars);
     let metrics_env = [(
         "DBCADENCE_METRICS_DIR",
         monitoring.textfile_dir.display().to_string(),
@@ -330,20 +349,11 @@ fn a_firing_alert_or_a_compliance_drop_stops_the_rollout_after_the_batch() {
         firing(&url).contains(&"DbcadenceBackupFailed".to_string())
     });
 
-    let inventory_vars = dir.path().join("vars.yml");
-    std::fs::write(
-        &inventory_vars,
-        format!(
-            "all:\n  vars:\n    dbcadence_backup_dir: {}\n",
-            backups.display()
-        ),
-    )
-    .unwrap();
     let prometheus_var = format!("cycle_prometheus_url={url}");
     let (ok, out) = cycle_with_env(
         &lab.lab.dir,
-        &ledger,
-        &inventory_vars,
+        ledger,
+        inventory_vars,
         &["-e", "cycle_approver=dba-lead", "-e", &prometheus_var],
         &metrics_env,
     );
@@ -354,7 +364,7 @@ fn a_firing_alert_or_a_compliance_drop_stops_the_rollout_after_the_batch() {
         ) && out.contains("DbcadenceBackupFailed (pg3/orders)"),
         "{out}"
     );
-    let halted = records(&ledger);
+    let halted = records(ledger);
     // Development's batch ran (and its backup is verified); nothing of staging or production.
     assert_eq!(
         touched(&halted, "verify"),
@@ -371,7 +381,7 @@ fn a_firing_alert_or_a_compliance_drop_stops_the_rollout_after_the_batch() {
     // The alert cleared (production backed up). The fleet has been known for three days (the
     // inventory records moved back), so backups were due and missed: compliance is a real
     // figure below the operator's baseline of 100%, and the compliance gate stops the rollout.
-    backdate_inventory(&ledger, 3);
+    backdate_inventory(ledger, 3);
     let ok_backup = run_module(
         "db_backup",
         &serde_json::json!({
@@ -388,8 +398,8 @@ fn a_firing_alert_or_a_compliance_drop_stops_the_rollout_after_the_batch() {
     });
     let (ok, out) = cycle_with_env(
         &lab.lab.dir,
-        &ledger,
-        &inventory_vars,
+        ledger,
+        inventory_vars,
         &[
             "-e",
             "cycle_approver=dba-lead",
@@ -417,21 +427,11 @@ fn a_firing_alert_or_a_compliance_drop_stops_the_rollout_after_the_batch() {
 fn the_cycle_can_require_a_rehearsal_on_a_copy_of_production() {
     let lab = PrivateLab::start(3, 0, 0);
     seed_orders(&lab);
-    let dir = tempfile::tempdir().unwrap();
-    let backups = dir.path().join("backups");
-    let ledger = dir.path().join("ledger.jsonl");
-    let inventory_vars = dir.path().join("vars.yml");
-    std::fs::write(
-        &inventory_vars,
-        format!(
-            "all:\n  vars:\n    dbcadence_backup_dir: {}\n",
-            backups.display()
-        ),
-    )
-    .unwrap();
+    let files = CycleFiles::new();
+    let (backups, ledger, inventory_vars) = (&files.backups, &files.ledger, &files.inventory_vars);
     // Production's nightly backup, verified.
     let pg3 = lab.instance("pg3");
-    let mut args = backup_args(pg3, "orders", &backups);
+    let mut args = backup_args(pg3, "orders", backups);
     args["ledger_path"] = serde_json::json!(ledger);
     let backup = run_module("db_backup", &args);
     assert_eq!(backup.json["failed"], false, "{}", backup.stdout);
@@ -442,11 +442,11 @@ fn the_cycle_can_require_a_rehearsal_on_a_copy_of_production() {
     assert_eq!(verify.json["verified"], true, "{}", verify.stdout);
 
     // Asked to, the cycle refuses to start without a rehearsal: no change, no task.
-    let before = records(&ledger).len();
+    let before = records(ledger).len();
     let (ok, out) = cycle(
         &lab.lab.dir,
-        &ledger,
-        &inventory_vars,
+        ledger,
+        inventory_vars,
         &[
             "-e",
             "cycle_approver=dba-lead",
@@ -459,7 +459,7 @@ fn the_cycle_can_require_a_rehearsal_on_a_copy_of_production() {
         out.contains("no rehearsal passed in the last 24 h") && out.contains("rehearse.yml"),
         "{out}"
     );
-    let refused = records(&ledger);
+    let refused = records(ledger);
     assert!(
         refused[before..]
             .iter()
@@ -506,7 +506,7 @@ fn the_cycle_can_require_a_rehearsal_on_a_copy_of_production() {
         .row_counts("orders_rehearsal")
         .unwrap();
     assert!(rows.iter().any(|t| t.rows == 500), "{rows:?}");
-    let all = records(&ledger);
+    let all = records(ledger);
     assert!(all.iter().any(|r| r.task.to_string() == "restore"), "{out}");
     // backup and verify records name the backed-up copy, tune the copy it tuned.
     for kind in ["backup", "verify", "tune"] {
@@ -532,8 +532,8 @@ fn the_cycle_can_require_a_rehearsal_on_a_copy_of_production() {
     // Now the cycle starts (check mode: the gate itself is what is tested here).
     let (ok, out) = cycle(
         &lab.lab.dir,
-        &ledger,
-        &inventory_vars,
+        ledger,
+        inventory_vars,
         &[
             "-e",
             "cycle_approver=dba-lead",

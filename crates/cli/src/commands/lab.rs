@@ -156,6 +156,14 @@ pub(crate) fn lab(action: LabAction) -> Result<()> {
                     if s.running { "running" } else { "stopped" }
                 );
             }
+            if let Some(m) = lab::Lab::load(&dir)?.monitoring {
+                println!(
+                    "monitoring prometheus {} (node-exporter 127.0.0.1:{}) {}",
+                    m.prometheus_url(),
+                    m.node_exporter_port,
+                    if m.running() { "running" } else { "stopped" }
+                );
+            }
             Ok(())
         }
         LabAction::Upgrade {

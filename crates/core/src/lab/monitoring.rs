@@ -169,17 +169,21 @@ fn start_daemon(
     } else {
         monitoring.node_exporter_port
     };
+    // The daemon's own log is the best hint at why it did not come up.
+    let failed = |why: String| {
+        Error::lab(
+            format!("start {name}"),
+            format!(
+                "{why}; --- last lines of {} ---\n{}",
+                log_path.display(),
+                crate::util::tail_file(&log_path, 20)
+            ),
+        )
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(Error::lab(
-                format!("start {name}"),
-                format!(
-                    "it exited during start-up ({status}); --- last lines of {} ---\n{}",
-                    log_path.display(),
-                    crate::util::tail_file(&log_path, 20)
-                ),
-            ));
+            return Err(failed(format!("it exited during start-up ({status})")));
         }
         if http_status(port, ready_path) == Some(200) {
             // Reaped when it exits while this process lives (tests); otherwise init's.
@@ -189,14 +193,7 @@ fn start_daemon(
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(Error::lab(
-                format!("start {name}"),
-                format!(
-                    "not ready on 127.0.0.1:{port} after 30s; --- last lines of {} ---\n{}",
-                    log_path.display(),
-                    crate::util::tail_file(&log_path, 20)
-                ),
-            ));
+            return Err(failed(format!("not ready on 127.0.0.1:{port} after 30s")));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
