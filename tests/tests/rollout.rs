@@ -283,10 +283,30 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
             "{host}: {states:?}"
         );
     }
-    // Check mode of the whole cycle: it says what it would do and changes nothing (no backup,
-    // no change record, the same catalogue).
+    // Check mode of the whole cycle: it says what it would do and changes nothing: no backup,
+    // no change record, no record of a real run, the same catalogues (databases, indexes) and
+    // server versions.
     let backups_before = dbcadence_core::backup::list(backups).unwrap().len();
     let changes_before = changes(&records(ledger)).len();
+    let records_before = records(ledger).len();
+    let lab_state = || -> Vec<Vec<Vec<Option<String>>>> {
+        lab.lab
+            .instances
+            .iter()
+            .flat_map(|i| {
+                [
+                    query(i, "postgres", "SELECT datname FROM pg_database ORDER BY 1"),
+                    query(
+                        i,
+                        "orders",
+                        "SELECT indexname, indexdef FROM pg_indexes ORDER BY 1",
+                    ),
+                    query(i, "postgres", "SELECT version()"),
+                ]
+            })
+            .collect()
+    };
+    let state_before = lab_state();
     let (ok, out) = cycle(
         &lab.lab.dir,
         ledger,
@@ -303,6 +323,13 @@ fn the_cycle_rolls_out_lowest_risk_first_and_the_first_failed_gate_stops_it() {
         backups_before
     );
     assert_eq!(changes(&records(ledger)).len(), changes_before);
+    let checked = records(ledger);
+    assert!(
+        checked[records_before..].iter().all(|r| r.check_mode),
+        "{:?}",
+        &checked[records_before..]
+    );
+    assert_eq!(lab_state(), state_before);
     let rows = connect(&lab.lab.instances[0]).row_counts("orders").unwrap();
     assert!(rows.iter().any(|t| t.rows == 500), "{rows:?}");
 
