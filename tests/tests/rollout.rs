@@ -533,6 +533,21 @@ fn the_cycle_can_require_a_rehearsal_on_a_copy_of_production() {
         .row_counts("orders_rehearsal")
         .unwrap();
     assert!(rows.iter().any(|t| t.rows == 500), "{rows:?}");
+    // The inventory calls the copy what it is (a shadow of orders): the real cycle backs it
+    // up as a copy, does not tune it, and compliance owes nothing for it.
+    let list = duct::cmd!(
+        bin("dbcadence"),
+        "inventory",
+        "--sources",
+        lab.lab.dir.join("sources.yml"),
+        "--list"
+    )
+    .env("DBCADENCE_LEDGER", ledger)
+    .read()
+    .unwrap();
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let copy = &list["_meta"]["hostvars"]["pg2.orders_rehearsal"];
+    assert!(!copy["dbcadence_copy_of"].is_null(), "{copy}");
     let all = records(ledger);
     assert!(all.iter().any(|r| r.task.to_string() == "restore"), "{out}");
     // backup and verify records name the backed-up copy, tune the copy it tuned.

@@ -144,7 +144,7 @@ pub fn default_environment_rules() -> Vec<EnvironmentRule> {
 pub fn default_copy_rules() -> Vec<CopyRule> {
     [
         (r"(?i)^(?P<original>.+?)[_-](bak|backup|bkp|old|orig|save|saved|archive|copy)([_-]?\d+)*$", "backup"),
-        (r"(?i)^(?P<original>.+?)[_-](shadow|clone|mirror|snapshot|tmp|temp)([_-]?\d+)*$", "shadow"),
+        (r"(?i)^(?P<original>.+?)[_-](shadow|clone|mirror|snapshot|tmp|temp|rehearsal)([_-]?\d+)*$", "shadow"),
         (r"^(?P<original>.+?)[_-](19|20)\d{2}[_-]?\d{2}[_-]?\d{2}([_-]?\d{2,6})?$", "dated"),
         (r"(?i)^(bak|backup|old|copy)[_-](?P<original>.+)$", "backup"),
         (r"(?i)^(shadow|clone|tmp)[_-](?P<original>.+)$", "shadow"),
