@@ -23,12 +23,32 @@ fn cycle_with_env(
     extra: &[&str],
     env: &[(&str, String)],
 ) -> (bool, String) {
+    playbook(
+        "playbooks/maintenance_cycle.yml",
+        lab_dir,
+        ledger,
+        inventory_vars,
+        extra,
+        env,
+    )
+}
+
+/// ansible-playbook of a shipped playbook through the inventory script over the lab's sources,
+/// with the lab's ledger, the inventory variables file and `extra` arguments.
+fn playbook(
+    playbook: &str,
+    lab_dir: &Path,
+    ledger: &Path,
+    inventory_vars: &Path,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> (bool, String) {
     let mut args = vec![
         "-i".to_string(),
         "ansible/inventory/dbcadence_inventory.sh".into(),
         "-i".into(),
         inventory_vars.display().to_string(),
-        "playbooks/maintenance_cycle.yml".into(),
+        playbook.into(),
         "-e".into(),
         format!(
             "dbcadence_sources={}",
@@ -496,26 +516,13 @@ fn the_cycle_can_require_a_rehearsal_on_a_copy_of_production() {
     );
 
     let rehearse = |target: &str| {
-        ansible(
-            "ansible-playbook",
-            vec![
-                "-i".into(),
-                "ansible/inventory/dbcadence_inventory.sh".into(),
-                "-i".into(),
-                inventory_vars.display().to_string(),
-                "playbooks/rehearse.yml".into(),
-                "-e".into(),
-                format!("rehearse_on={target}"),
-                "-e".into(),
-                "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
-            ],
-            &[
-                (
-                    "DBCADENCE_SOURCES",
-                    lab.lab.dir.join("sources.yml").display().to_string(),
-                ),
-                ("DBCADENCE_LEDGER", ledger.display().to_string()),
-            ],
+        playbook(
+            "playbooks/rehearse.yml",
+            &lab.lab.dir,
+            ledger,
+            inventory_vars,
+            &["-e", &format!("rehearse_on={target}")],
+            &[],
         )
     };
     // Never into production itself.
@@ -529,6 +536,16 @@ fn the_cycle_can_require_a_rehearsal_on_a_copy_of_production() {
     // there under one standard change, closed as passed.
     let (ok, out) = rehearse("pg2");
     assert!(ok && out.contains("failed=0"), "{out}");
+    // Neither server's password in the output or the ledger (the restore and the copy's steps
+    // take the rehearsal server's password).
+    let ledger_text = std::fs::read_to_string(ledger).unwrap();
+    for server in ["pg2", "pg3"] {
+        let password = lab.instance(server).password().unwrap();
+        assert!(
+            !out.contains(&password) && !ledger_text.contains(&password),
+            "{server}"
+        );
+    }
     let rows = connect(lab.instance("pg2"))
         .row_counts("orders_rehearsal")
         .unwrap();
