@@ -62,6 +62,7 @@ pub fn shared_lab() -> &'static Lab {
             hosts: 0,
             runner: false,
             monitoring: false,
+            s3: false,
         })
         .unwrap_or_else(|e| panic!("lab up: {e}"))
     })
@@ -306,6 +307,7 @@ impl PrivateLab {
             hosts: 0,
             runner: false,
             monitoring,
+            s3: false,
         })
         .unwrap_or_else(|e| panic!("private lab: {e}"));
         PrivateLab { lab, _dir: dir }

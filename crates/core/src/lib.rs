@@ -6,6 +6,7 @@
 //! - [`ledger`] and [`metrics`]: every run leaves a ledger record and fresh metrics
 //!   ([`run::Recorder`] does both).
 //! - [`backup`]: logical backups with manifest, checksums, atomic completion and a lock.
+//! - [`repository`]: S3-compatible buckets as a backup repository beside the local directory.
 //! - [`verify`]: proof by restore into a scratch server, integrity checks, row counts.
 //! - [`schedule`]: schedules as code (templates, windows, grace), validated with key paths.
 //! - [`compliance`] and [`report`]: occurrences due vs runs in the ledger, per database, task,
@@ -33,6 +34,7 @@ pub mod patch;
 pub mod process;
 pub mod progress;
 pub mod report;
+pub mod repository;
 pub mod restore;
 pub mod retention;
 pub mod run;

@@ -19,6 +19,8 @@ pub enum Task {
     Prune,
     /// Prove a backup by restoring it.
     Verify,
+    /// Copy verified backups to a second repository (db_backup action copy): not a backup.
+    Copy,
     Tune,
     /// The gain observed on real traffic since a tune (db_tune action measure): evidence for
     /// the scorecard, never a tuning run.
@@ -48,11 +50,12 @@ pub enum Scope {
 }
 
 impl Task {
-    pub const ALL: [Task; 14] = [
+    pub const ALL: [Task; 15] = [
         Task::Inventory,
         Task::Backup,
         Task::Prune,
         Task::Verify,
+        Task::Copy,
         Task::Tune,
         Task::TuneMeasure,
         Task::Logs,
@@ -72,6 +75,7 @@ impl Task {
             Task::Backup => "backup",
             Task::Prune => "prune",
             Task::Verify => "verify",
+            Task::Copy => "copy",
             Task::Tune => "tune",
             Task::TuneMeasure => "tune_measure",
             Task::Logs => "logs",
@@ -94,6 +98,7 @@ impl Task {
             Task::Backup
             | Task::Prune
             | Task::Verify
+            | Task::Copy
             | Task::Tune
             | Task::TuneMeasure
             | Task::Restore => Scope::Database,

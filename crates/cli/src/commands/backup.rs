@@ -81,6 +81,8 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
         connection: connect.connection()?,
         database,
         backup_dir,
+        repository: None,
+        copy_to: None,
         instance_id,
         compression_level,
         compression_threads: 0,

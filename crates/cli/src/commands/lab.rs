@@ -41,6 +41,10 @@ pub(crate) enum LabAction {
         /// Prometheus server with the project's alert rules, on free 127.0.0.1 ports.
         #[arg(long)]
         monitoring: bool,
+        /// Also start Garage (an S3-compatible object store) with a bucket and a key, on
+        /// free 127.0.0.1 ports: a repository for backups off the host.
+        #[arg(long)]
+        s3: bool,
     },
     /// The lab's package upgrade: INSTANCE starts with other binaries from its next restart
     /// (the running server is left alone, as after apt-get upgrade).
@@ -97,6 +101,7 @@ pub(crate) fn lab(action: LabAction) -> Result<()> {
             hosts,
             runner,
             monitoring,
+            s3,
         } => {
             let lab = lab::up(&LabRequest {
                 dir,
@@ -109,6 +114,7 @@ pub(crate) fn lab(action: LabAction) -> Result<()> {
                 hosts,
                 runner,
                 monitoring,
+                s3,
             })?;
             for h in &lab.hosts {
                 println!(
@@ -138,6 +144,16 @@ pub(crate) fn lab(action: LabAction) -> Result<()> {
                 );
                 println!("prometheus: {}", m.prometheus_url());
             }
+            if let Some(s) = &lab.s3 {
+                println!(
+                    "s3:         {} bucket {} region {} (key {} in {})",
+                    s.endpoint(),
+                    s.bucket,
+                    dbcadence_core::lab::s3::LAB_REGION,
+                    s.access_key_id,
+                    s.credentials_file.display()
+                );
+            }
             println!("inventory: {}", lab.dir.join("inventory.yml").display());
             println!("sources:   {}", lab.dir.join("sources.yml").display());
             Ok(())
@@ -162,6 +178,18 @@ pub(crate) fn lab(action: LabAction) -> Result<()> {
                     m.prometheus_url(),
                     m.node_exporter_port,
                     if m.running() { "running" } else { "stopped" }
+                );
+            }
+            if let Some(s) = lab::Lab::load(&dir)?.s3 {
+                println!(
+                    "s3         garage {} bucket {} {}",
+                    s.endpoint(),
+                    s.bucket,
+                    if s.pid().is_some() {
+                        "running"
+                    } else {
+                        "stopped"
+                    }
                 );
             }
             Ok(())

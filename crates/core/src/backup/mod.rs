@@ -11,10 +11,13 @@
 //! - `layout`: directory layout, listing, manifest writing, leftovers.
 //! - `stream`: the dump's pass through zstd and sha256.
 //! - `lock`: the database lock and the per-backup verification lock.
+//! - `remote`: backups into an S3 repository, its retention, and copies of verified local
+//!   backups to one (`copy_to`).
 
 mod layout;
 pub(crate) mod lock;
 mod model;
+mod remote;
 mod stream;
 
 use std::path::PathBuf;
@@ -28,12 +31,15 @@ pub(crate) use layout::scan_database;
 pub use layout::{Damaged, Listing, encode_name, list, scan, write_manifest};
 pub(crate) use lock::lock_database;
 pub use model::*;
-use stream::{compress_directory, run_dump_to_directory, stream_dump, write_compressed};
+pub(crate) use remote::verify_scope;
+pub(crate) use stream::write_error;
+use stream::{Output, compress_directory, run_dump_to_directory, stream_dump, write_compressed};
 
 use crate::engine::{self, DatabaseFacts, DatabaseKind, DumpFormat, DumpOutput, Engine};
 use crate::files::{Access, sync_dir};
 use crate::ledger::{Outcome, Target};
 use crate::metrics::Sample;
+use crate::repository::S3Store;
 use crate::retention;
 use crate::run::{Change, Done, Recorder};
 use crate::{Error, Result};
@@ -95,6 +101,12 @@ fn run_recorded(request: &BackupRequest, check_mode: bool) -> Result<(BackupRepo
         .instance_id
         .clone()
         .unwrap_or_else(|| default_instance_id(&request.connection));
+    if request.action == BackupAction::Copy {
+        return remote::copy_recorded(request, &instance_id, check_mode);
+    }
+    if request.action == BackupAction::Prune && request.repository.is_some() {
+        return remote::prune_recorded(request, &instance_id, check_mode);
+    }
     if request.action == BackupAction::Prune {
         // A prune-only run is its own task: it removes backups and must never count as one.
         let policy = request.retention.clone().unwrap_or_default();
@@ -114,6 +126,7 @@ fn run_recorded(request: &BackupRequest, check_mode: bool) -> Result<(BackupRepo
             removed_partials: vec![],
             pruned: plan.delete,
             kept: plan.keep,
+            copied: vec![],
         };
         return Ok((report, warnings));
     }
@@ -124,10 +137,27 @@ fn run_recorded(request: &BackupRequest, check_mode: bool) -> Result<(BackupRepo
         db: Some(request.database.clone()),
     };
     let mut warnings = Vec::new();
-    let result = run_unrecorded(request, &instance_id, check_mode).and_then(|mut report| {
+    let result = match &request.repository {
+        Some(_) => remote::backup_to_repository(request, &instance_id, check_mode),
+        None => run_unrecorded(request, &instance_id, check_mode),
+    };
+    let result = result.and_then(|mut report| {
         let Some(policy) = request.retention.clone() else {
             return Ok(report);
         };
+        if let Some(repository) = &request.repository {
+            let plan = remote::prune(
+                repository,
+                &instance_id,
+                &request.database,
+                &policy,
+                check_mode,
+            )?;
+            warnings.extend(plan.warnings());
+            report.pruned = plan.delete;
+            report.kept = plan.keep;
+            return Ok(report);
+        }
         let plan = retention::prune(
             &request.backup_dir,
             Some(&instance_id),
@@ -203,6 +233,7 @@ fn run_unrecorded(
         removed_partials: vec![],
         pruned: vec![],
         kept: vec![],
+        copied: vec![],
         changed: false,
     };
     if check_mode {
@@ -235,9 +266,11 @@ fn run_unrecorded(
         request,
         &facts,
         instance_id,
-        &partial,
+        &Dest::Dir {
+            partial: &partial,
+            access,
+        },
         started,
-        access,
     );
     crate::progress::finish();
     let manifest = written.map_err(|e| discard_partial(&partial, e))?;
@@ -257,6 +290,24 @@ fn run_unrecorded(
 
 /// What the request or the engine cannot do is refused before connecting.
 fn refuse_before_connecting(request: &BackupRequest) -> Result<()> {
+    if request.repository.is_none() && request.backup_dir.as_os_str().is_empty() {
+        return Err(Error::invalid(
+            "backup_dir",
+            "set backup_dir (a local directory) or repository (an S3 bucket)",
+        ));
+    }
+    if request.repository.is_some() && request.method == BackupMethod::Physical {
+        return Err(Error::invalid(
+            "repository",
+            "physical backups are written to backup_dir only; back up physically to a local directory (copy_to can copy it once verified)",
+        ));
+    }
+    if request.repository.is_some() && request.format == DumpFormat::Directory {
+        return Err(Error::invalid(
+            "repository",
+            "the directory format is written to backup_dir only; use format custom (one stream, uploaded as it is produced) with a repository",
+        ));
+    }
     if !(1..=19).contains(&request.compression_level) {
         return Err(Error::invalid(
             "compression_level",
@@ -275,16 +326,55 @@ fn refuse_before_connecting(request: &BackupRequest) -> Result<()> {
     Ok(())
 }
 
-/// Writes the dump, the globals and the manifest into the partial directory; the caller
-/// renames it into place (or discards it) afterwards.
+/// Where [`write_backup`] puts a backup's files.
+enum Dest<'a> {
+    /// The partial directory, renamed into place by the caller (or discarded).
+    Dir {
+        partial: &'a std::path::Path,
+        access: Access,
+    },
+    /// The backup's key in an S3 repository: every object uploaded first, the manifest last.
+    /// `staging` is a private scratch directory for what a dump tool writes itself.
+    Object {
+        store: &'a S3Store,
+        key: String,
+        staging: &'a std::path::Path,
+    },
+}
+
+impl Dest<'_> {
+    /// Where a file of the backup named `name` goes.
+    fn output(&self, name: &str) -> Output<'_> {
+        match self {
+            Dest::Dir { partial, access } => Output::File {
+                path: partial.join(name),
+                access: *access,
+            },
+            Dest::Object { store, key, .. } => Output::Object {
+                store,
+                key: format!("{key}/{name}"),
+            },
+        }
+    }
+
+    /// The directory a dump tool may write into.
+    fn work_dir(&self) -> &std::path::Path {
+        match self {
+            Dest::Dir { partial, .. } => partial,
+            Dest::Object { staging, .. } => staging,
+        }
+    }
+}
+
+/// Writes the dump, the globals and the manifest (last) to `dest`; for a directory, the
+/// caller renames it into place (or discards it) afterwards.
 fn write_backup(
     engine: &mut dyn engine::Engine,
     request: &BackupRequest,
     facts: &engine::ServerFacts,
     instance_id: &str,
-    partial: &std::path::Path,
+    dest: &Dest,
     started: jiff::Timestamp,
-    access: Access,
 ) -> Result<Manifest> {
     // The definitions a restore must reproduce, read just before the dump (DDL is rare; one
     // that runs in between shows up as a difference at verification, never as a pass).
@@ -298,7 +388,7 @@ fn write_backup(
         BackupMethod::Physical => Some(count_every_database(engine)?),
         BackupMethod::Logical => None,
     };
-    let mut dumped = dump_into(engine, request, partial, access)?;
+    let mut dumped = dump_into(engine, request, dest)?;
     let mut tables_at_end = Vec::new();
     if let Some(at_start) = counted_at_start {
         dumped.tables = at_start;
@@ -310,9 +400,8 @@ fn write_backup(
         let name = "globals.sql.zst".to_string();
         let out = write_compressed(
             &mut globals.sql.as_slice(),
-            &partial.join(&name),
+            &dest.output(&name),
             request.compression_level,
-            access,
         )?;
         dumped.files.push(out.into_file(name));
         warnings.extend(
@@ -346,10 +435,20 @@ fn write_backup(
         verification: None,
         warnings,
     };
-    write_manifest(partial, &manifest, access)?;
-    // What the dump tools wrote themselves (a directory-format dump) gets the same access.
-    access.apply_recursive(partial)?;
-    sync_dir(partial)?;
+    match dest {
+        Dest::Dir { partial, access } => {
+            write_manifest(partial, &manifest, *access)?;
+            // What the dump tools wrote themselves (a directory-format dump) gets the same
+            // access.
+            access.apply_recursive(partial)?;
+            sync_dir(partial)?;
+        }
+        Dest::Object { store, key, .. } => {
+            let bytes = serde_json::to_vec_pretty(&manifest)
+                .map_err(|e| Error::invalid("manifest", e.to_string()))?;
+            store.put_bytes(&format!("{key}/manifest.json"), bytes)?;
+        }
+    }
     Ok(manifest)
 }
 
@@ -475,16 +574,16 @@ struct Dumped {
 
 /// Runs the dump (logical or physical) into `partial`: streamed through zstd and sha256, or a
 /// directory-format dump compressed afterwards; row counts from the dump's snapshot or stream.
-fn dump_into(
-    engine: &mut dyn Engine,
-    request: &BackupRequest,
-    partial: &std::path::Path,
-    access: Access,
-) -> Result<Dumped> {
+fn dump_into(engine: &mut dyn Engine, request: &BackupRequest, dest: &Dest) -> Result<Dumped> {
     let mut plan = if request.method == BackupMethod::Physical {
         engine.physical_plan()?
     } else {
-        engine.dump_plan(&request.database, request.format, request.jobs, partial)?
+        engine.dump_plan(
+            &request.database,
+            request.format,
+            request.jobs,
+            dest.work_dir(),
+        )?
     };
     let dump = match &plan.output {
         DumpOutput::Stdout => format!("{}.zst", plan.file_name),
@@ -494,13 +593,18 @@ fn dump_into(
     let dumped = match &plan.output {
         DumpOutput::Stdout => stream_dump(
             &mut plan,
-            &partial.join(&dump),
+            &dest.output(&dump),
             request.compression_level,
             request.compression_threads,
-            access,
         )
         .map(|streamed| vec![streamed.into_file(dump.clone())]),
         DumpOutput::Directory(dir) => {
+            let Dest::Dir { partial, access } = dest else {
+                return Err(Error::invalid(
+                    "repository",
+                    "a directory-format dump is written to backup_dir only",
+                ));
+            };
             let dir = dir.clone();
             run_dump_to_directory(&plan).and_then(|()| {
                 compress_directory(
@@ -508,7 +612,7 @@ fn dump_into(
                     &dir,
                     request.compression_level,
                     request.compression_threads,
-                    access,
+                    *access,
                 )
             })
         }

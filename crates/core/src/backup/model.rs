@@ -36,6 +36,10 @@ pub enum BackupAction {
     Backup,
     /// Only apply retention (and remove leftovers of crashed runs); no dump.
     Prune,
+    /// Copy every verified backup of the database in backup_dir that copy_to lacks (manifest
+    /// last, checksums checked on the way); no dump. Retention, if given, then applies to
+    /// copy_to.
+    Copy,
 }
 
 /// Arguments of db_backup and `dbcadence backup`.
@@ -51,9 +55,19 @@ pub struct BackupRequest {
     pub connection: ConnectionArgs,
     /// Database to back up (or prune).
     pub database: String,
-    /// Root directory of the backups.
+    /// Root directory of the backups (unless repository is set).
+    #[serde(default)]
     #[schemars(extend("x-path" = true))]
     pub backup_dir: PathBuf,
+    /// An S3-compatible bucket to back up to instead of backup_dir: the dump is streamed to
+    /// it as a multipart upload while it runs, its manifest written last (custom format,
+    /// logical backups). Retention and prune then apply to it.
+    #[serde(default)]
+    pub repository: Option<crate::repository::S3Repository>,
+    /// action copy: the S3-compatible bucket that verified backups of backup_dir are copied
+    /// to (a short local history, a long off-site one).
+    #[serde(default)]
+    pub copy_to: Option<crate::repository::S3Repository>,
     /// Instance id in the layout (use the inventory's id); default: engine, host and port.
     #[serde(default)]
     pub instance_id: Option<String>,
@@ -97,6 +111,8 @@ impl Default for BackupRequest {
             connection: ConnectionArgs::default(),
             database: String::new(),
             backup_dir: PathBuf::new(),
+            repository: None,
+            copy_to: None,
             instance_id: None,
             format: DumpFormat::default(),
             jobs: default_jobs(),
@@ -201,7 +217,7 @@ pub struct BackupReport {
     /// Whether the run changed anything: a backup was written or a backup was removed (never
     /// in check mode).
     pub changed: bool,
-    /// Directory of the new backup (none in check mode).
+    /// Directory of the new backup (an s3:// URL in a repository; none in check mode).
     pub path: Option<PathBuf>,
     /// Its manifest (none in check mode).
     pub manifest: Option<Manifest>,
@@ -213,6 +229,9 @@ pub struct BackupReport {
     pub pruned: Vec<PathBuf>,
     /// Backups kept by retention.
     pub kept: Vec<PathBuf>,
+    /// action copy: the backups copied (their s3:// URLs; in check mode: that would be).
+    #[serde(default)]
+    pub copied: Vec<PathBuf>,
 }
 
 /// One complete backup on disk.

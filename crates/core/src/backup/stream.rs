@@ -12,11 +12,51 @@ use sha2::{Digest, Sha256};
 use super::model::ManifestFile;
 use crate::engine::DumpPlan;
 use crate::files::{Access, sync_dir};
+use crate::repository::{S3Store, S3Upload};
 use crate::{Error, Result};
 
-/// Counts and hashes what passes through to the file.
+/// Where a compressed stream is stored: a new file, or an object of an S3 repository.
+pub(crate) enum Output<'a> {
+    File { path: PathBuf, access: Access },
+    Object { store: &'a S3Store, key: String },
+}
+
+impl Output<'_> {
+    /// The file's path or the object's URL, for messages.
+    fn name(&self) -> PathBuf {
+        match self {
+            Output::File { path, .. } => path.clone(),
+            Output::Object { store, key } => PathBuf::from(store.url(key)),
+        }
+    }
+}
+
+/// The bytes' destination under the hashing: a file (fsync'd at the end) or a multipart
+/// upload (completed at the end; aborted when dropped unfinished).
+enum Sink {
+    File(File),
+    Upload(S3Upload),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::File(f) => f.write(buf),
+            Sink::Upload(u) => u.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File(f) => f.flush(),
+            Sink::Upload(u) => u.flush(),
+        }
+    }
+}
+
+/// Counts and hashes what passes through to the sink.
 struct HashingFile {
-    file: File,
+    file: Sink,
     hasher: Sha256,
     bytes: u64,
 }
@@ -53,7 +93,7 @@ impl Streamed {
     }
 }
 
-pub(super) fn write_error(path: &Path, e: std::io::Error) -> Error {
+pub(crate) fn write_error(path: &Path, e: std::io::Error) -> Error {
     let hint = if e.raw_os_error() == Some(28) {
         "; the disk is full: free space or point backup_dir at a larger file system"
     } else {
@@ -75,9 +115,16 @@ pub(super) struct CompressedFile {
 }
 
 impl CompressedFile {
-    /// A new file at `out` with `access`; `threads` > 1 compresses on that many threads.
-    pub(super) fn create(out: &Path, level: i32, threads: u32, access: Access) -> Result<Self> {
-        let file = access.create_file(out).map_err(|e| write_error(out, e))?;
+    /// A new file or object at `out`; `threads` > 1 compresses on that many threads.
+    pub(super) fn create(out: &Output, level: i32, threads: u32) -> Result<Self> {
+        let name = out.name();
+        let file = match out {
+            Output::File { path, access } => {
+                Sink::File(access.create_file(path).map_err(|e| write_error(path, e))?)
+            }
+            Output::Object { store, key } => Sink::Upload(store.upload(key)?),
+        };
+        let out = name.as_path();
         let sink = HashingFile {
             file,
             hasher: Sha256::new(),
@@ -110,7 +157,10 @@ impl CompressedFile {
     pub(super) fn finish(self) -> Result<Streamed> {
         let path = self.path;
         let sink = self.encoder.finish().map_err(|e| write_error(&path, e))?;
-        sink.file.sync_all().map_err(|e| write_error(&path, e))?;
+        match sink.file {
+            Sink::File(file) => file.sync_all().map_err(|e| write_error(&path, e))?,
+            Sink::Upload(upload) => upload.finish()?,
+        }
         Ok(Streamed {
             raw_bytes: self.raw_bytes,
             bytes: sink.bytes,
@@ -123,11 +173,12 @@ impl CompressedFile {
 /// dump, streamed: a table file can be large).
 pub(super) fn write_compressed(
     source: &mut dyn Read,
-    out: &Path,
+    out: &Output,
     level: i32,
-    access: Access,
 ) -> Result<Streamed> {
-    let mut file = CompressedFile::create(out, level, 1, access)?;
+    let mut file = CompressedFile::create(out, level, 1)?;
+    let name = out.name();
+    let out = name.as_path();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = source
@@ -181,7 +232,14 @@ pub(super) fn compress_directory(
                         let mut source = File::open(path)
                             .map_err(|e| Error::io("read the dump file", path, e))?;
                         let out = PathBuf::from(format!("{}.zst", path.display()));
-                        let written = write_compressed(&mut source, &out, level, access)?;
+                        let written = write_compressed(
+                            &mut source,
+                            &Output::File {
+                                path: out.clone(),
+                                access,
+                            },
+                            level,
+                        )?;
                         std::fs::remove_file(path)
                             .map_err(|e| Error::io("remove the uncompressed dump file", path, e))?;
                         let relative = out
@@ -215,10 +273,9 @@ pub(super) fn compress_directory(
 /// Runs the dump and streams its output through zstd into `out`.
 pub(super) fn stream_dump(
     plan: &mut DumpPlan,
-    out: &Path,
+    out: &Output,
     level: i32,
     threads: u32,
-    access: Access,
 ) -> Result<Streamed> {
     let dump_tool = plan.tool();
     let tool = dump_tool.name();
@@ -231,7 +288,7 @@ pub(super) fn stream_dump(
         } else {
             threads
         };
-        let mut file = CompressedFile::create(out, level, threads, access)?;
+        let mut file = CompressedFile::create(out, level, threads)?;
         let mut reader = BufReader::with_capacity(1 << 20, stdout);
         let read_error = |e: std::io::Error| Error::Command {
             command: tool.clone(),

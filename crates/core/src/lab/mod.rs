@@ -22,10 +22,12 @@
 //! - `tls`: the lab CA and server certificates.
 //! - `files`: lab.json, inventory.yml (the inventory script's group names), sources.yml.
 //! - `monitoring`: node_exporter and Prometheus with the project's alert rules (`--monitoring`).
+//! - `s3`: Garage, an S3-compatible object store with a bucket and a key (`--s3`).
 
 mod files;
 pub mod hosts;
 pub mod monitoring;
+pub mod s3;
 mod servers;
 mod tls;
 
@@ -74,6 +76,9 @@ pub struct LabRequest {
     /// node_exporter (textfile collector on DIR/metrics) and Prometheus with the project's
     /// alert rules, on free 127.0.0.1 ports.
     pub monitoring: bool,
+    /// Garage (an S3-compatible object store) with a bucket and a key, on free 127.0.0.1
+    /// ports: a repository for backups off the host.
+    pub s3: bool,
 }
 
 impl LabRequest {
@@ -92,6 +97,7 @@ impl LabRequest {
             hosts: 0,
             runner: false,
             monitoring: false,
+            s3: false,
         }
     }
 }
@@ -146,6 +152,9 @@ pub struct Lab {
     /// node_exporter and Prometheus (`lab up --monitoring`).
     #[serde(default)]
     pub monitoring: Option<monitoring::LabMonitoring>,
+    /// Garage with the lab bucket (`lab up --s3`).
+    #[serde(default)]
+    pub s3: Option<s3::LabS3>,
 }
 
 /// Whether an instance runs, for `lab status`.
@@ -354,6 +363,12 @@ pub fn up(request: &LabRequest) -> Result<Lab> {
                 Err(e) => errors.push(e.to_string()),
             }
         }
+        if request.s3 || lab.s3.is_some() {
+            match s3::ensure(&lab, lab.s3.clone()) {
+                Ok(s) => lab.s3 = Some(s),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
         write_files(&lab)?;
         if errors.is_empty() {
             Ok(lab)
@@ -518,6 +533,9 @@ pub fn down(dir: &Path, purge: bool) -> Result<Vec<String>> {
     if let Some(m) = &lab.monitoring {
         lines.extend(monitoring::stop(m));
     }
+    if let Some(s) = &lab.s3 {
+        lines.extend(s3::stop(s));
+    }
     // The hosts after their servers: a server in a namespace that is gone cannot be reached.
     lines.extend(hosts::remove(&lab.hosts, lab.network.as_ref()));
     if purge {
@@ -594,6 +612,9 @@ fn free_port(lab: &Lab, also_taken: &[u16]) -> Result<u16> {
     taken.extend(also_taken);
     if let Some(m) = &lab.monitoring {
         taken.extend([m.node_exporter_port, m.prometheus_port]);
+    }
+    if let Some(s) = &lab.s3 {
+        taken.extend([s.s3_port, s.rpc_port, s.admin_port]);
     }
     // Random ports in a quiet range: two labs planned at the same moment (parallel tests)
     // rarely pick the same one, and a bind check skips ports in use.

@@ -200,7 +200,7 @@ fn start_daemon(
 }
 
 /// The status code of a plain HTTP GET on 127.0.0.1 (no client crate for one readiness probe).
-fn http_status(port: u16, path: &str) -> Option<u16> {
+pub(super) fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use super::*;
 use crate::backup::lock::{self, BackupLock};
 use crate::backup::{self, Manifest};
+use crate::repository::{S3Lock, S3Repository, S3Store};
 use crate::{Error, Result};
 
 pub(super) fn sha256_of(path: &Path) -> Result<String> {
@@ -35,11 +36,26 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest> {
         .map_err(|e| Error::invalid(format!("manifest '{}'", path.display()), e.to_string()))
 }
 
+/// The lock a verification holds on its backup until the outcome is recorded.
+pub(super) enum Held {
+    Local {
+        _lock: BackupLock,
+    },
+    /// A backup in an S3 repository: its lock, its key, and the private directory it is
+    /// downloaded into (its manifest first; the other files once the run is not check mode).
+    Remote {
+        store: S3Store,
+        key: String,
+        _lock: S3Lock,
+        _download: tempfile::TempDir,
+    },
+}
+
 /// What a request asks to verify.
 pub(super) enum Choice {
     /// This backup directory, locked for this verification (a prune keeps it, a second
     /// verification skips it).
-    Backup(PathBuf, BackupLock),
+    Backup(PathBuf, Held),
     /// Nothing: why, in one sentence.
     Nothing(String),
 }
@@ -58,7 +74,10 @@ pub(super) fn choose(request: &VerifyRequest) -> Result<(Choice, Vec<String>)> {
                 ),
             )
         })?;
-        return Ok((Choice::Backup(path.clone(), lock), vec![]));
+        return Ok((
+            Choice::Backup(path.clone(), Held::Local { _lock: lock }),
+            vec![],
+        ));
     }
     let listing = backup::scan(&request.backup_dir);
     let wanted = |instance: &str, database: &str| {
@@ -97,7 +116,10 @@ pub(super) fn choose(request: &VerifyRequest) -> Result<(Choice, Vec<String>)> {
                     .as_ref()
                     .is_some_and(|v| v["verified"] == true) =>
             {
-                return Ok((Choice::Backup(candidate.path.clone(), lock), warnings));
+                return Ok((
+                    Choice::Backup(candidate.path.clone(), Held::Local { _lock: lock }),
+                    warnings,
+                ));
             }
             _ => continue,
         }
@@ -116,4 +138,130 @@ pub(super) fn choose(request: &VerifyRequest) -> Result<(Choice, Vec<String>)> {
         ),
     };
     Ok((Choice::Nothing(reason), warnings))
+}
+
+/// The backup to verify in an S3 repository: the given one (`backup` as its s3:// URL), else
+/// the newest unverified matching one that no other verification holds. Its manifest is
+/// downloaded (into a private temporary directory) under its verification lock.
+pub(super) fn choose_remote(
+    request: &VerifyRequest,
+    repository: &S3Repository,
+) -> Result<(Choice, Vec<String>)> {
+    let store = S3Store::open(repository)?;
+    let (listing, _) = store.scan(request.instance_id.as_deref(), request.database.as_deref())?;
+    let warnings: Vec<String> = listing.damaged.iter().map(|d| d.warning()).collect();
+    let given = request
+        .backup
+        .as_ref()
+        .map(|b| b.to_string_lossy().into_owned());
+    let candidates: Vec<&backup::BackupEntry> = match &given {
+        Some(url) => {
+            let found: Vec<_> = listing
+                .backups
+                .iter()
+                .filter(|b| b.path.to_string_lossy() == url.trim_end_matches('/'))
+                .collect();
+            if found.is_empty() {
+                return Err(Error::invalid(
+                    "backup",
+                    format!("'{url}' is not a complete backup in {}", repository.url()),
+                ));
+            }
+            found
+        }
+        None => listing
+            .backups
+            .iter()
+            .rev()
+            .filter(|b| !b.verified)
+            .collect(),
+    };
+    let mut busy = 0;
+    for candidate in candidates {
+        let url = candidate.path.to_string_lossy().into_owned();
+        let Some(key) = store.key_of_url(&url) else {
+            continue;
+        };
+        let scope = crate::backup::verify_scope(&key);
+        let Some(lock) =
+            S3Lock::try_acquire(&store, &candidate.instance_id, &candidate.database, &scope)?
+        else {
+            if given.is_some() {
+                return Err(Error::invalid(
+                    "backup",
+                    format!("'{url}' is being verified by another run; wait for it to finish"),
+                ));
+            }
+            busy += 1;
+            continue;
+        };
+        let download = tempfile::Builder::new()
+            .prefix("dbcadence-verify-")
+            .tempdir()
+            .map_err(|e| Error::io("create a download directory", std::env::temp_dir(), e))?;
+        // Read again now that it is ours: a prune may have removed it since the listing.
+        let manifest_path = download.path().join("manifest.json");
+        if store
+            .download(
+                &format!("{key}/manifest.json"),
+                &manifest_path,
+                crate::files::Access::PRIVATE,
+            )
+            .is_err()
+        {
+            continue;
+        }
+        let verified = read_manifest(download.path())
+            .ok()
+            .and_then(|m| m.verification)
+            .is_some_and(|v| v["verified"] == true);
+        if verified && given.is_none() {
+            continue;
+        }
+        let dir = download.path().to_path_buf();
+        let held = Held::Remote {
+            store: store.clone(),
+            key,
+            _lock: lock,
+            _download: download,
+        };
+        return Ok((Choice::Backup(dir, held), warnings));
+    }
+    let reason = match listing.backups.last() {
+        _ if busy > 0 => format!(
+            "nothing to verify: {busy} unverified backup(s) are being verified by other runs"
+        ),
+        Some(newest) => format!(
+            "nothing to verify: every matching backup is verified, the newest is {}; give backup: <s3 URL> to re-verify one",
+            newest.path.display()
+        ),
+        None => format!(
+            "nothing to verify: no complete backup in {} matches",
+            repository.url()
+        ),
+    };
+    Ok((Choice::Nothing(reason), warnings))
+}
+
+/// Downloads every file of a chosen remote backup beside its manifest. A file whose bytes
+/// differ from the manifest's sha256 is kept as downloaded: the verification's checksum step
+/// names it (a verdict, not an error).
+pub(super) fn download_files(
+    store: &S3Store,
+    key: &str,
+    dir: &Path,
+    manifest: &Manifest,
+) -> Result<()> {
+    for file in &manifest.files {
+        let to = dir.join(&file.path);
+        if let Some(parent) = to.parent() {
+            crate::files::Access::PRIVATE.create_dir_all(parent)?;
+        }
+        store.download(
+            &format!("{key}/{}", file.path),
+            &to,
+            crate::files::Access::PRIVATE,
+        )?;
+    }
+    Ok(())
 }

@@ -40,7 +40,8 @@ use crate::{Error, Result};
 /// Arguments of db_verify and `dbcadence verify`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct VerifyRequest {
-    /// Root directory of the backups.
+    /// Root directory of the backups (unless repository is set).
+    #[serde(default)]
     #[schemars(extend("x-path" = true))]
     pub backup_dir: PathBuf,
     /// Only backups of this instance id.
@@ -49,10 +50,16 @@ pub struct VerifyRequest {
     /// Only backups of this database.
     #[serde(default)]
     pub database: Option<String>,
-    /// A given backup directory instead of the newest unverified one.
+    /// A given backup directory (with repository: its s3:// URL) instead of the newest
+    /// unverified one.
     #[serde(default)]
     #[schemars(extend("x-path" = true))]
     pub backup: Option<PathBuf>,
+    /// Verify backups of this S3-compatible bucket instead of backup_dir: the chosen backup
+    /// is downloaded into a private temporary directory (re-hashed against its manifest),
+    /// restored and checked as on disk, and the outcome written into its manifest there.
+    #[serde(default)]
+    pub repository: Option<crate::repository::S3Repository>,
     /// Where the throwaway scratch server lives (short path: unix sockets); default under /tmp.
     #[serde(default)]
     #[schemars(extend("x-path" = true))]
@@ -156,13 +163,23 @@ fn run_recorded(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyRepo
         recorder.fail(filters.clone(), &e);
         Err(e)
     };
-    let (choice, mut warnings) = match choose(request) {
+    let chosen = match &request.repository {
+        Some(repository) => choose_remote(request, repository),
+        None if request.backup_dir.as_os_str().is_empty() && request.backup.is_none() => {
+            Err(Error::invalid(
+                "backup_dir",
+                "set backup_dir (a local directory) or repository (an S3 bucket)",
+            ))
+        }
+        None => choose(request),
+    };
+    let (choice, mut warnings) = match chosen {
         Ok(chosen) => chosen,
         Err(e) => return failed(e),
     };
     // The backup's lock is held until the verification is recorded.
-    let (dir, _backup_lock) = match choice {
-        Choice::Backup(dir, lock) => (dir, lock),
+    let (dir, held) = match choice {
+        Choice::Backup(dir, held) => (dir, held),
         Choice::Nothing(reason) => {
             // Skipped, not failed: the work is done (or there is none); it proves nothing new
             // either, so compliance does not count it as a verification.
@@ -189,17 +206,22 @@ fn run_recorded(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyRepo
         instance: manifest.instance_id.clone(),
         db: Some(manifest.database.clone()),
     };
+    // How the backup is named in the report and the ledger: its directory, or its URL.
+    let shown = match &held {
+        Held::Local { .. } => dir.clone(),
+        Held::Remote { store, key, .. } => PathBuf::from(store.url(key)),
+    };
     if check_mode {
-        let reason = format!("check mode: would verify {}", dir.display());
+        let reason = format!("check mode: would verify {}", shown.display());
         warnings.extend(recorder.finish(
             target,
             Outcome::Ok,
             false,
-            json!({"backup": dir, "would_verify": true}),
+            json!({"backup": shown, "would_verify": true}),
             vec![],
         ));
         let report = VerifyReport {
-            backup: dir,
+            backup: shown,
             instance_id: manifest.instance_id,
             database: manifest.database,
             reason,
@@ -208,6 +230,11 @@ fn run_recorded(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyRepo
         return Ok((report, warnings));
     }
     let started = std::time::Instant::now();
+    if let Held::Remote { store, key, .. } = &held
+        && let Err(e) = download_files(store, key, &dir, &manifest)
+    {
+        return failed(e);
+    }
     let report = verify_one(request, &dir, &manifest, &mut warnings);
     let mut report = match report {
         Ok(report) => report,
@@ -222,11 +249,21 @@ fn run_recorded(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyRepo
     // The manifest records the outcome either way: the run changed it.
     report.changed = true;
     let verified_at = jiff::Timestamp::now();
-    if let Err(e) = record_in_manifest(&dir, &manifest, &report, verified_at, started.elapsed()) {
+    let recorded = record_in_manifest(&dir, &manifest, &report, verified_at, started.elapsed())
+        .and_then(|()| match &held {
+            Held::Local { .. } => Ok(()),
+            Held::Remote { store, key, .. } => {
+                let bytes = std::fs::read(dir.join("manifest.json"))
+                    .map_err(|e| Error::io("read the manifest", dir.join("manifest.json"), e))?;
+                store.put_bytes(&format!("{key}/manifest.json"), bytes)
+            }
+        });
+    if let Err(e) = recorded {
         warnings.push(format!(
             "the verification could not be written into the manifest: {e}"
         ));
     }
+    report.backup = shown.clone();
     report.restore_seconds = (report.restore_seconds * 1000.0).round() / 1000.0;
     let samples = verify_samples(&manifest, &report, verified_at);
     let outcome = if report.verified {
@@ -234,7 +271,7 @@ fn run_recorded(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyRepo
     } else {
         Outcome::Failed
     };
-    let details = json!({"backup": dir, "verified": report.verified, "reason": report.reason, "restore_seconds": report.restore_seconds});
+    let details = json!({"backup": shown, "verified": report.verified, "reason": report.reason, "restore_seconds": report.restore_seconds});
     warnings.extend(recorder.finish(target, outcome, true, details, samples));
     Ok((report, warnings))
 }
