@@ -68,6 +68,39 @@ pub fn shared_lab() -> &'static Lab {
     })
 }
 
+/// The shared lab with its object store (Garage, started on first use): S3 repository tests.
+pub fn shared_s3_lab() -> &'static Lab {
+    static LAB: OnceLock<Lab> = OnceLock::new();
+    LAB.get_or_init(|| {
+        shared_lab();
+        let dir = std::env::var_os("DBCADENCE_TEST_LAB")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp/dbcadence-test-lab"));
+        lab::up(&LabRequest {
+            dir,
+            postgres: 1,
+            mysql: 1,
+            pg_replicas: 0,
+            seed: false,
+            tuned_for_loading: false,
+            pg_bin_dir: None,
+            hosts: 0,
+            runner: false,
+            monitoring: false,
+            s3: true,
+        })
+        .unwrap_or_else(|e| panic!("lab up --s3: {e}"))
+    })
+}
+
+/// The shared lab bucket as a repository argument, under a key prefix of the test's own.
+pub fn s3_repository(prefix: &str) -> Value {
+    let s3 = shared_s3_lab().s3.as_ref().expect("the lab's object store");
+    let mut repository = serde_json::to_value(s3.repository()).unwrap();
+    repository["prefix"] = prefix.into();
+    repository
+}
+
 pub fn pg() -> &'static LabInstance {
     shared_lab().instance("pg1").expect("pg1 in the lab")
 }

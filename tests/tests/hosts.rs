@@ -104,6 +104,7 @@ fn backups_run_on_the_runner_and_server_tasks_on_their_hosts_over_ssh() {
         hosts: 2,
         runner: true,
         monitoring: false,
+        s3: false,
     };
     let lab = lab::up(&request).unwrap_or_else(|e| panic!("lab with hosts: {e}"));
     let result = std::panic::catch_unwind(|| {

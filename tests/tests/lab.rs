@@ -20,6 +20,7 @@ fn a_server_that_cannot_start_quotes_its_log_and_down_is_idempotent() {
         hosts: 0,
         runner: false,
         monitoring: false,
+        s3: false,
     };
     let lab = lab::up(&request).unwrap();
     let pg = lab.instance("pg1").unwrap().clone();

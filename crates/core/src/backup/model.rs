@@ -45,7 +45,7 @@ pub enum BackupAction {
 /// Arguments of db_backup and `dbcadence backup`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BackupRequest {
-    /// backup (default) or prune.
+    /// backup (default), prune or copy (see copy_to).
     #[serde(default)]
     pub action: BackupAction,
     /// logical (default) or physical.

@@ -26,7 +26,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use lock::S3Lock;
-pub use s3::{S3Store, S3Upload};
+pub use s3::{S3Store, S3Upload, StoredObject};
 
 /// An S3-compatible repository (the modules' `repository` and `copy_to`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

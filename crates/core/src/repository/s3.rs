@@ -36,10 +36,11 @@ pub struct S3Store {
 
 /// A key below the repository's prefix, and what a listing found there.
 #[derive(Debug, Clone)]
-pub(crate) struct StoredObject {
+pub struct StoredObject {
     /// The key relative to the prefix (`<instance>/<db>/<stamp>/<file>`).
-    pub(crate) key: String,
-    pub(crate) last_modified: jiff::Timestamp,
+    pub key: String,
+    /// The server's time of its last write.
+    pub last_modified: jiff::Timestamp,
 }
 
 /// The error of a request to the repository, with the next step where the cause is known.
@@ -349,7 +350,7 @@ impl S3Store {
     }
 
     /// Every object under `rest` (relative keys), in key order.
-    pub(crate) fn list(&self, rest: &str) -> Result<Vec<StoredObject>> {
+    pub fn list(&self, rest: &str) -> Result<Vec<StoredObject>> {
         let prefix = if rest.is_empty() {
             let p = self.settings.prefix.trim_matches('/');
             match p.is_empty() {
