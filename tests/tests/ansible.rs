@@ -280,6 +280,63 @@ fn the_backup_playbook_backs_up_and_verifies_hosts_of_the_inventory_script() {
 }
 
 #[test]
+fn the_backup_playbook_backs_up_to_and_verifies_in_an_s3_repository_when_one_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = sources_file(dir.path());
+    let db = unique("awxs3");
+    for instance in [pg(), my()] {
+        let mut engine = connect(instance);
+        engine.create_database(&db).unwrap();
+        engine
+            .execute_in(
+                Some(&db),
+                "CREATE TABLE t (id integer PRIMARY KEY); INSERT INTO t VALUES (1);",
+            )
+            .unwrap();
+    }
+    let repository = s3_repository(&unique("play"));
+    let inventory_vars = dir.path().join("vars.yml");
+    let vars = json!({"all": {"vars": {"dbcadence_repository": repository}}});
+    std::fs::write(&inventory_vars, serde_yaml_ng::to_string(&vars).unwrap()).unwrap();
+    let env = [
+        ("DBCADENCE_SOURCES", sources.display().to_string()),
+        (
+            "DBCADENCE_LEDGER",
+            dir.path().join("ledger.jsonl").display().to_string(),
+        ),
+    ];
+    let (ok, out) = ansible(
+        "ansible-playbook",
+        vec![
+            "-i".into(),
+            "ansible/inventory/dbcadence_inventory.sh".into(),
+            "-i".into(),
+            inventory_vars.display().to_string(),
+            "playbooks/backup.yml".into(),
+            "--limit".into(),
+            format!("pg1.{db},my1.{db}"),
+            "-e".into(),
+            "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
+        ],
+        &env,
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("failed=0"), "{out}");
+    let settings: dbcadence_core::repository::S3Repository =
+        serde_json::from_value(repository).unwrap();
+    let store = dbcadence_core::repository::S3Store::open(&settings).unwrap();
+    let (listing, _) = store.scan(None, None).unwrap();
+    assert_eq!(listing.backups.len(), 2, "{listing:?}");
+    assert!(
+        listing
+            .backups
+            .iter()
+            .all(|b| b.verified && b.database == db),
+        "{listing:?}"
+    );
+}
+
+#[test]
 fn the_tune_playbook_plans_in_check_mode_then_applies_once() {
     let dir = tempfile::tempdir().unwrap();
     let sources = sources_file(dir.path());

@@ -525,3 +525,162 @@ fn verified_local_backups_are_copied_to_the_bucket_once() {
         "a copy is not a backup: {tasks:?}"
     );
 }
+
+#[test]
+fn the_cli_backs_up_lists_verifies_and_prunes_a_repository_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let repository = s3_repository(&unique("cli"));
+    let file = dir.path().join("repository.yml");
+    std::fs::write(&file, serde_yaml_ng::to_string(&repository).unwrap()).unwrap();
+    let instance = pg();
+    let name = unique("cli");
+    make_database(instance, &name, 50, false);
+    let ledger = dir.path().join("ledger.jsonl");
+    let backup = || {
+        duct::cmd!(
+            bin("dbcadence"),
+            "backup",
+            "--engine",
+            "postgresql",
+            "--host",
+            &instance.host,
+            "--port",
+            instance.port.to_string(),
+            "--user",
+            &instance.user,
+            "--password-file",
+            &instance.password_file,
+            "--database",
+            &name,
+            "--repository",
+            &file,
+            "--instance-id",
+            "pg1",
+            "--ledger",
+            &ledger
+        )
+        .stderr_null()
+        .read()
+        .unwrap()
+    };
+    let first = backup();
+    assert!(first.starts_with("s3://dbcadence-lab/"), "{first}");
+    let second = backup();
+    let listed = duct::cmd!(
+        bin("dbcadence"),
+        "backups",
+        "list",
+        "--repository",
+        &file,
+        "--format",
+        "json"
+    )
+    .read()
+    .unwrap();
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let verified = duct::cmd!(
+        bin("dbcadence"),
+        "verify",
+        "--repository",
+        &file,
+        "--database",
+        &name,
+        "--ledger",
+        &ledger
+    )
+    .read()
+    .unwrap();
+    assert!(verified.starts_with("verified:"), "{verified}");
+    assert!(verified.contains(second.trim()), "the newest: {verified}");
+    let pruned = duct::cmd!(
+        bin("dbcadence"),
+        "prune",
+        "--repository",
+        &file,
+        "--instance-id",
+        "pg1",
+        "--database",
+        &name,
+        "--keep-last",
+        "1",
+        "--ledger",
+        &ledger
+    )
+    .read()
+    .unwrap();
+    assert!(
+        pruned.contains(&format!("removed {}", first.trim())),
+        "{pruned}"
+    );
+    let tasks = ledger_tasks(dir.path());
+    assert!(
+        tasks
+            .iter()
+            .any(|(t, o, c)| t == "prune" && o == "ok" && *c),
+        "{tasks:?}"
+    );
+}
+
+#[test]
+fn a_database_is_restored_from_the_bucket_and_a_damaged_object_is_refused_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let repository = s3_repository(&unique("restore"));
+    let store = open(&repository);
+    let instance = my();
+    let name = unique("rs");
+    make_database(instance, &name, 700, false);
+    let backup = run_module(
+        "db_backup",
+        &s3_backup_args(instance, &name, &repository, dir.path()),
+    );
+    assert_eq!(backup.json["failed"], false, "{}", backup.json);
+    let url = backup.json["path"].as_str().unwrap().to_string();
+    let verify = run_module(
+        "db_verify",
+        &verify_args(&repository, dir.path(), json!({"database": name})),
+    );
+    assert_eq!(verify.json["verified"], true, "{}", verify.json);
+    // No backup_dir anywhere: the backup host is gone, the bucket is what is left.
+    let target_db = format!("{name}_back \"here\"");
+    let args = json!({
+        "engine": instance.engine, "login_host": instance.host, "login_port": instance.port,
+        "login_user": instance.user, "login_password": instance.password().unwrap(),
+        "ssl_mode": "verify-full", "ca_cert": instance.ca_cert,
+        "repository": repository, "instance_id": instance.name, "database": name,
+        "target_database": target_db, "ledger_path": dir.path().join("ledger.jsonl"),
+    });
+    let run = run_module("db_restore", &args);
+    assert_eq!(run.json["failed"], false, "{}", run.json);
+    assert_eq!(run.json["backup"], url.as_str());
+    let counted = query(instance, &target_db, "SELECT COUNT(*) FROM `it's`");
+    assert_eq!(counted[0][0].as_deref(), Some("700"));
+
+    // A flipped byte in the bucket: refused before the target is touched.
+    let key = store.key_of_url(&url).unwrap();
+    let dump = backup.json["manifest"]["dump"].as_str().unwrap();
+    let object = format!("{key}/{dump}");
+    let mut bytes = store.get_bytes(&object).unwrap().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x80;
+    store.put_bytes(&object, bytes).unwrap();
+    let mut again = args.clone();
+    again["target_database"] = json!(format!("{name}_never"));
+    let run = run_module("db_restore", &again);
+    assert_eq!(run.json["failed"], true, "{}", run.json);
+    assert!(
+        run.json["msg"].as_str().unwrap().contains("checksum"),
+        "{}",
+        run.json
+    );
+    let databases: Vec<String> = connect(instance)
+        .databases()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert!(
+        !databases.contains(&format!("{name}_never")),
+        "{databases:?}"
+    );
+}

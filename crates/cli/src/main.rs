@@ -248,8 +248,13 @@ fn run(cli: Cli) -> dbcadence_core::Result<()> {
         Command::Restore(args) => commands::restore(args),
         Command::Prune(args) => commands::prune(args),
         Command::Backups {
-            action: commands::BackupsAction::List { backup_dir, format },
-        } => commands::backups(backup_dir, format),
+            action:
+                commands::BackupsAction::List {
+                    backup_dir,
+                    repository,
+                    format,
+                },
+        } => commands::backups(backup_dir, repository, format),
         Command::Inventory(args) => commands::inventory(args),
         Command::Tune(args) => commands::tune(args),
         Command::Audit(args) => commands::audit(args),

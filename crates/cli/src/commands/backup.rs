@@ -16,8 +16,12 @@ pub(crate) struct BackupArgs {
     pub(crate) connect: ConnectArgs,
     #[arg(long)]
     pub(crate) database: String,
+    #[arg(long, required_unless_present = "repository")]
+    pub(crate) backup_dir: Option<PathBuf>,
+    /// An S3-compatible repository instead of --backup-dir: a YAML or JSON file holding the
+    /// module's `repository` option (endpoint, region, bucket, prefix, credentials...).
     #[arg(long)]
-    pub(crate) backup_dir: PathBuf,
+    pub(crate) repository: Option<PathBuf>,
     #[arg(long)]
     pub(crate) instance_id: Option<String>,
     #[arg(long, default_value_t = 3)]
@@ -51,6 +55,7 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
         connect,
         database,
         backup_dir,
+        repository,
         instance_id,
         compression_level,
         globals,
@@ -80,8 +85,8 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
         jobs,
         connection: connect.connection()?,
         database,
-        backup_dir,
-        repository: None,
+        backup_dir: backup_dir.unwrap_or_default(),
+        repository: repository.as_deref().map(read_repository).transpose()?,
         copy_to: None,
         instance_id,
         compression_level,
@@ -108,10 +113,26 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
     }
 }
 
+/// An S3 repository described in a YAML or JSON file (the modules' `repository` option).
+pub(crate) fn read_repository(path: &std::path::Path) -> Result<dbcadence_core::repository::S3Repository> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| dbcadence_core::Error::io("read the repository file", path, e))?;
+    serde_yaml_ng::from_str(&text).map_err(|e| {
+        dbcadence_core::Error::invalid(
+            format!("repository file '{}'", path.display()),
+            e.to_string(),
+        )
+    })
+}
+
 #[derive(clap::Args)]
 pub(crate) struct VerifyArgs {
+    #[arg(long, required_unless_present = "repository")]
+    pub(crate) backup_dir: Option<PathBuf>,
+    /// Verify backups of an S3-compatible repository (a YAML or JSON file holding the
+    /// module's `repository` option) instead of --backup-dir.
     #[arg(long)]
-    pub(crate) backup_dir: PathBuf,
+    pub(crate) repository: Option<PathBuf>,
     #[arg(long)]
     pub(crate) instance_id: Option<String>,
     #[arg(long)]
@@ -131,6 +152,7 @@ pub(crate) struct VerifyArgs {
 pub(crate) fn verify(args: VerifyArgs) -> Result<()> {
     let VerifyArgs {
         backup_dir,
+        repository,
         instance_id,
         database,
         backup,
@@ -139,7 +161,8 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<()> {
         run,
     } = args;
     let request = dbcadence_core::verify::VerifyRequest {
-        backup_dir,
+        backup_dir: backup_dir.unwrap_or_default(),
+        repository: repository.as_deref().map(read_repository).transpose()?,
         instance_id,
         database,
         backup,
@@ -180,8 +203,12 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<()> {
 
 #[derive(clap::Args)]
 pub(crate) struct PruneArgs {
-    #[arg(long)]
-    pub(crate) backup_dir: PathBuf,
+    #[arg(long, required_unless_present = "repository")]
+    pub(crate) backup_dir: Option<PathBuf>,
+    /// Prune one database's backups in an S3-compatible repository (a YAML or JSON file
+    /// holding the module's `repository` option); needs --instance-id and --database.
+    #[arg(long, requires_all = ["instance_id", "database"])]
+    pub(crate) repository: Option<PathBuf>,
     #[arg(long)]
     pub(crate) instance_id: Option<String>,
     #[arg(long)]
@@ -205,6 +232,7 @@ pub(crate) struct PruneArgs {
 pub(crate) fn prune(args: PruneArgs) -> Result<()> {
     let PruneArgs {
         backup_dir,
+        repository,
         instance_id,
         database,
         keep_last,
@@ -226,14 +254,34 @@ pub(crate) fn prune(args: PruneArgs) -> Result<()> {
             "give at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly",
         ));
     }
-    let (plan, warnings) = dbcadence_core::retention::run(
-        &backup_dir,
-        instance_id.as_deref(),
-        database.as_deref(),
-        &policy,
-        check,
-        &run.options()?,
-    )?;
+    let (plan, warnings) = match (repository, instance_id, database) {
+        (Some(repository), Some(instance_id), Some(database)) => {
+            let request = BackupRequest {
+                action: backup::BackupAction::Prune,
+                repository: Some(read_repository(&repository)?),
+                instance_id: Some(instance_id),
+                database,
+                retention: Some(policy),
+                run: run.options()?,
+                ..BackupRequest::default()
+            };
+            let done = backup::run(&request, check)?;
+            let plan = dbcadence_core::retention::PrunePlan {
+                keep: done.output.kept,
+                delete: done.output.pruned,
+                ..Default::default()
+            };
+            (plan, done.warnings)
+        }
+        (_, instance_id, database) => dbcadence_core::retention::run(
+            &backup_dir.unwrap_or_default(),
+            instance_id.as_deref(),
+            database.as_deref(),
+            &policy,
+            check,
+            &run.options()?,
+        )?,
+    };
     for w in &warnings {
         eprintln!("dbcadence: warning: {w}");
     }
@@ -249,18 +297,32 @@ pub(crate) fn prune(args: PruneArgs) -> Result<()> {
 pub(crate) enum BackupsAction {
     /// Complete backups with size, age and verified status (partial ones are never listed).
     List {
+        #[arg(long, required_unless_present = "repository")]
+        backup_dir: Option<PathBuf>,
+        /// The backups of an S3-compatible repository (a YAML or JSON file holding the
+        /// module's `repository` option).
         #[arg(long)]
-        backup_dir: PathBuf,
+        repository: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
 }
 
 /// Lists the backups on disk; damaged backup directories are never hidden.
-pub(crate) fn backups(backup_dir: PathBuf, format: Format) -> Result<()> {
+pub(crate) fn backups(
+    backup_dir: Option<PathBuf>,
+    repository: Option<PathBuf>,
+    format: Format,
+) -> Result<()> {
     // Damaged backup directories are never hidden: they are named on stderr (and the
     // exit code stays 0: listing worked).
-    let listing = backup::scan(&backup_dir);
+    let listing = match repository {
+        Some(file) => {
+            let store = dbcadence_core::repository::S3Store::open(&read_repository(&file)?)?;
+            store.scan(None, None)?.0
+        }
+        None => backup::scan(&backup_dir.unwrap_or_default()),
+    };
     for damaged in &listing.damaged {
         eprintln!("dbcadence: warning: {}", damaged.warning());
     }

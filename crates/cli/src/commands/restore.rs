@@ -21,8 +21,12 @@ pub(crate) struct RestoreArgs {
     /// The target server.
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
+    #[arg(long, required_unless_present = "repository")]
+    pub(crate) backup_dir: Option<PathBuf>,
+    /// Restore from an S3-compatible repository (a YAML or JSON file holding the module's
+    /// `repository` option) instead of --backup-dir.
     #[arg(long)]
-    pub(crate) backup_dir: PathBuf,
+    pub(crate) repository: Option<PathBuf>,
     /// The backed-up instance id.
     #[arg(long)]
     pub(crate) instance_id: Option<String>,
@@ -83,7 +87,12 @@ pub(crate) struct RestoreArgs {
 pub(crate) fn restore(args: RestoreArgs) -> Result<()> {
     let request = RestoreRequest {
         target: args.connect.connection()?,
-        backup_dir: args.backup_dir,
+        backup_dir: args.backup_dir.unwrap_or_default(),
+        repository: args
+            .repository
+            .as_deref()
+            .map(super::backup::read_repository)
+            .transpose()?,
         instance_id: args.instance_id,
         database: args.database,
         backup: args.backup,

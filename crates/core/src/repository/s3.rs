@@ -28,7 +28,7 @@ use crate::{Error, Result};
 /// An open S3 repository (cheap to clone: the client and runtime are shared).
 #[derive(Clone)]
 pub struct S3Store {
-    pub(crate) settings: S3Repository,
+    pub(crate) settings: Arc<S3Repository>,
     store: Arc<AmazonS3>,
     runtime: Arc<tokio::runtime::Runtime>,
     http: reqwest::Client,
@@ -219,7 +219,7 @@ impl S3Store {
             .build()
             .map_err(|e| invalid(format!("unable to start the S3 client's runtime: {e}")))?;
         Ok(S3Store {
-            settings: settings.clone(),
+            settings: Arc::new(settings.clone()),
             store: Arc::new(store),
             runtime: Arc::new(runtime),
             http: reqwest::Client::new(),

@@ -98,3 +98,114 @@ pub(super) fn globals_sql(dir: &Path, manifest: &Manifest) -> Result<String> {
         .map_err(|e| Error::io("decompress the globals", &path, e))?;
     Ok(text)
 }
+
+/// A backup of an S3 repository, downloaded into a private temporary directory: the given one
+/// (`backup` as its s3:// URL) or the newest (verified, unless allow_unverified) of the
+/// instance's database, taken before `before` when set. Returns the directory (removed when
+/// dropped), the backup's URL and its manifest.
+pub(super) fn download(
+    request: &RestoreRequest,
+    repository: &crate::repository::S3Repository,
+) -> Result<(tempfile::TempDir, PathBuf, Manifest)> {
+    let store = crate::repository::S3Store::open(repository)?;
+    let (listing, _) = store.scan(request.instance_id.as_deref(), request.database.as_deref())?;
+    let chosen = match &request.backup {
+        Some(url) => {
+            let url = url.to_string_lossy();
+            listing
+                .backups
+                .into_iter()
+                .find(|b| b.path.to_string_lossy() == url.trim_end_matches('/'))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "backup",
+                        format!("'{url}' is not a complete backup in {}", repository.url()),
+                    )
+                })?
+        }
+        None => {
+            let (Some(instance), Some(database)) = (&request.instance_id, &request.database) else {
+                return Err(Error::invalid(
+                    "instance_id",
+                    "name the backed-up instance_id and database (or give backup: <s3 URL>)",
+                ));
+            };
+            let before = request
+                .before
+                .as_deref()
+                .map(|t| {
+                    t.parse::<jiff::Timestamp>().map_err(|e| {
+                        Error::invalid("before", format!("'{t}' is not an RFC 3339 time: {e}"))
+                    })
+                })
+                .transpose()?;
+            listing
+                .backups
+                .into_iter()
+                .filter(|b| b.verified || request.allow_unverified)
+                .filter(|b| {
+                    before.is_none_or(|limit| {
+                        b.started_at
+                            .parse::<jiff::Timestamp>()
+                            .is_ok_and(|t| t < limit)
+                    })
+                })
+                .max_by(|a, b| a.started_at.cmp(&b.started_at))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "backup",
+                        format!(
+                            "no {}backup of '{database}' on '{instance}' in {}{}",
+                            if request.allow_unverified {
+                                ""
+                            } else {
+                                "verified "
+                            },
+                            repository.url(),
+                            request
+                                .before
+                                .as_deref()
+                                .map(|t| format!(" taken before {t}"))
+                                .unwrap_or_default(),
+                        ),
+                    )
+                })?
+        }
+    };
+    let url = chosen.path.to_string_lossy().into_owned();
+    let key = store.key_of_url(&url).ok_or_else(|| {
+        Error::invalid("backup", format!("'{url}' is not in {}", repository.url()))
+    })?;
+    let download = tempfile::Builder::new()
+        .prefix("dbcadence-restore-")
+        .tempdir()
+        .map_err(|e| Error::io("create a download directory", std::env::temp_dir(), e))?;
+    let dir = download.path();
+    store.download(
+        &format!("{key}/manifest.json"),
+        &dir.join("manifest.json"),
+        crate::files::Access::PRIVATE,
+    )?;
+    let manifest = read(dir)?;
+    for file in &manifest.files {
+        let to = dir.join(&file.path);
+        if let Some(parent) = to.parent() {
+            crate::files::Access::PRIVATE.create_dir_all(parent)?;
+        }
+        let (_, sha256) = store.download(
+            &format!("{key}/{}", file.path),
+            &to,
+            crate::files::Access::PRIVATE,
+        )?;
+        if sha256 != file.sha256 {
+            return Err(Error::invalid(
+                "backup",
+                format!(
+                    "{url}/{} does not match its checksum in the manifest: the backup is damaged; restore another one (backup or before)",
+                    file.path
+                ),
+            ));
+        }
+    }
+    Ok((download, chosen.path, manifest))
+}

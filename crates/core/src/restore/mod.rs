@@ -55,16 +55,25 @@ pub enum GlobalsPolicy {
 /// Arguments of db_restore and `dbcadence restore`. The connection is the target server.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct RestoreRequest {
-    /// Root directory of the backups.
+    /// Root directory of the backups (unless repository is set).
+    #[serde(default)]
     #[schemars(extend("x-path" = true))]
     pub backup_dir: PathBuf,
+    /// Restore a backup of this S3-compatible bucket instead of backup_dir (when the
+    /// backup host is gone): the chosen backup (the newest verified, or `backup` as its s3://
+    /// URL) is downloaded into a private temporary directory and checked like a local one.
+    /// The safety backup of a replaced database goes there too unless safety_backup_dir is
+    /// set.
+    #[serde(default)]
+    pub repository: Option<crate::repository::S3Repository>,
     /// The backed-up instance (the backups' instance id).
     #[serde(default)]
     pub instance_id: Option<String>,
     /// The backed-up database.
     #[serde(default)]
     pub database: Option<String>,
-    /// A given backup directory instead of the newest verified one.
+    /// A given backup directory (with repository: its s3:// URL) instead of the newest
+    /// verified one.
     #[serde(default)]
     #[schemars(extend("x-path" = true))]
     pub backup: Option<PathBuf>,
@@ -326,11 +335,30 @@ fn restore(
     target: &mut Target,
     warnings: &mut Vec<String>,
 ) -> Result<(RestoreReport, Option<Change>)> {
-    let (dir, manifest) = choose::backup(request)?;
-    if manifest.method == BackupMethod::Physical {
-        return physical::restore(request, &dir, &manifest, check_mode, target);
-    }
-    logical::restore(request, &dir, &manifest, check_mode, target, warnings)
+    // A backup in a bucket is restored from a private download (removed when this returns).
+    let (_download, dir, manifest, url) = match &request.repository {
+        Some(repository) => {
+            let (download, url, manifest) = choose::download(request, repository)?;
+            let dir = download.path().to_path_buf();
+            (Some(download), dir, manifest, Some(url))
+        }
+        None => {
+            let (dir, manifest) = choose::backup(request)?;
+            (None, dir, manifest, None)
+        }
+    };
+    let restored = if manifest.method == BackupMethod::Physical {
+        physical::restore(request, &dir, &manifest, check_mode, target)
+    } else {
+        logical::restore(request, &dir, &manifest, check_mode, target, warnings)
+    };
+    // A backup of a bucket is named by its URL, not by the temporary download.
+    restored.map(|(mut report, change)| {
+        if let Some(url) = url {
+            report.backup = url;
+        }
+        (report, change)
+    })
 }
 
 /// A backup of the database about to be replaced; its directory.
@@ -347,6 +375,11 @@ fn safety_backup(
             .safety_backup_dir
             .clone()
             .unwrap_or_else(|| request.backup_dir.clone()),
+        // Beside the restored backup: in its bucket unless a directory is named.
+        repository: match &request.safety_backup_dir {
+            Some(_) => None,
+            None => request.repository.clone(),
+        },
         instance_id: Some(target.instance.clone()),
         run: request.run.clone(),
         ..BackupRequest::default()
