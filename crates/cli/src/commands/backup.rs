@@ -114,7 +114,9 @@ pub(crate) fn backup(args: BackupArgs) -> Result<()> {
 }
 
 /// An S3 repository described in a YAML or JSON file (the modules' `repository` option).
-pub(crate) fn read_repository(path: &std::path::Path) -> Result<dbcadence_core::repository::S3Repository> {
+pub(crate) fn read_repository(
+    path: &std::path::Path,
+) -> Result<dbcadence_core::repository::S3Repository> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| dbcadence_core::Error::io("read the repository file", path, e))?;
     serde_yaml_ng::from_str(&text).map_err(|e| {
