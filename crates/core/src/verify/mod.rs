@@ -60,7 +60,8 @@ pub struct VerifyRequest {
     /// restored and checked as on disk, and the outcome written into its manifest there.
     #[serde(default)]
     pub repository: Option<crate::repository::S3Repository>,
-    /// Where the throwaway scratch server lives (short path: unix sockets); default under /tmp.
+    /// Where the throwaway scratch server lives (short path: unix sockets); default: in memory
+    /// (/dev/shm) when the restore fits comfortably there, else /tmp.
     #[serde(default)]
     #[schemars(extend("x-path" = true))]
     pub scratch_dir: Option<PathBuf>,

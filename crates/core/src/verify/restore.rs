@@ -37,7 +37,7 @@ impl Scratch {
         let parent = request
             .scratch_dir
             .clone()
-            .unwrap_or_else(|| PathBuf::from("/tmp"));
+            .unwrap_or_else(|| default_scratch_parent(manifest));
         std::fs::create_dir_all(&parent)
             .map_err(|e| Error::io("create the scratch directory", &parent, e))?;
         let dir = tempfile::Builder::new()
@@ -79,6 +79,20 @@ impl Scratch {
                 )
             }),
         }
+    }
+}
+
+/// Where a throwaway scratch server lives when the request names no place: in memory
+/// (/dev/shm) when the restored database fits comfortably (its dump's raw size four times over,
+/// plus 2 GiB for the server's logs, in half of what is free there), else /tmp. A scratch server
+/// is thrown away after the checks: its data needs no disk.
+fn default_scratch_parent(manifest: &Manifest) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let raw: u64 = manifest.files.iter().map(|f| f.raw_bytes).sum();
+    let needed = raw.saturating_mul(4).saturating_add(2 << 30);
+    match crate::util::available_bytes(shm) {
+        Some(free) if needed < free / 2 => shm.to_path_buf(),
+        _ => PathBuf::from("/tmp"),
     }
 }
 
