@@ -684,3 +684,72 @@ fn a_database_is_restored_from_the_bucket_and_a_damaged_object_is_refused_first(
         "{databases:?}"
     );
 }
+
+#[test]
+fn a_directory_format_backup_is_copied_and_verified_from_the_bucket_file_by_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let repository = s3_repository(&unique("pgdir"));
+    let instance = pg();
+    let name = unique("pgdir");
+    make_database(instance, &name, 1500, false);
+    let mut local = backup_args(instance, &name, dir.path());
+    local["format"] = json!("directory");
+    let backup = run_module("db_backup", &local);
+    assert_eq!(backup.json["failed"], false, "{}", backup.json);
+    assert!(
+        backup.json["manifest"]["files"].as_array().unwrap().len() > 1,
+        "a file per table: {}",
+        backup.json
+    );
+    let verify = run_module(
+        "db_verify",
+        &json!({"backup_dir": dir.path(), "database": name, "ledger_path": dir.path().join("ledger.jsonl")}),
+    );
+    assert_eq!(verify.json["verified"], true, "{}", verify.json);
+    let mut copy = local.clone();
+    copy["action"] = json!("copy");
+    copy["copy_to"] = repository.clone();
+    let run = run_module("db_backup", &copy);
+    assert_eq!(run.json["changed"], true, "{}", run.json);
+    let url = run.json["copied"][0].as_str().unwrap().to_string();
+    let run = run_module(
+        "db_verify",
+        &verify_args(&repository, dir.path(), json!({"backup": url})),
+    );
+    assert_eq!(run.json["verified"], true, "{}", run.json);
+    assert_eq!(run.json["tables_checked"], 1, "{}", run.json);
+}
+
+#[test]
+fn physical_and_directory_format_backups_go_to_the_bucket_and_verify_there() {
+    let private = PrivateLab::start(1, 0, 0);
+    let instance = private.instance("pg1");
+    let dir = tempfile::tempdir().unwrap();
+    let repository = s3_repository(&unique("kinds"));
+    let name = unique("kinds");
+    make_database(instance, &name, 1200, false);
+    // Directory format: staged, uploaded file by file.
+    let mut args = s3_backup_args(instance, &name, &repository, dir.path());
+    args["format"] = json!("directory");
+    let run = run_module("db_backup", &args);
+    assert_eq!(run.json["failed"], false, "{}", run.json);
+    let url = run.json["path"].as_str().unwrap().to_string();
+    let verify = run_module(
+        "db_verify",
+        &verify_args(&repository, dir.path(), json!({"backup": url})),
+    );
+    assert_eq!(verify.json["verified"], true, "{}", verify.json);
+    // Physical: the whole instance, streamed.
+    args["format"] = json!("custom");
+    args["method"] = json!("physical");
+    args["database"] = json!("*");
+    let run = run_module("db_backup", &args);
+    assert_eq!(run.json["failed"], false, "{}", run.json);
+    assert_eq!(run.json["manifest"]["method"], "physical");
+    let url = run.json["path"].as_str().unwrap().to_string();
+    let verify = run_module(
+        "db_verify",
+        &verify_args(&repository, dir.path(), json!({"backup": url})),
+    );
+    assert_eq!(verify.json["verified"], true, "{}", verify.json);
+}

@@ -142,6 +142,10 @@ pub(crate) struct VerifyArgs {
     /// A given backup directory instead of the newest unverified one.
     #[arg(long)]
     pub(crate) backup: Option<PathBuf>,
+    /// Where the throwaway scratch server lives; default: /dev/shm when the restore fits
+    /// comfortably in memory, else /tmp.
+    #[arg(long)]
+    pub(crate) scratch_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 2)]
     pub(crate) jobs: u32,
     #[arg(long, value_enum, default_value = "table")]
@@ -158,11 +162,13 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<()> {
         instance_id,
         database,
         backup,
+        scratch_dir,
         jobs,
         format,
         run,
     } = args;
     let request = dbcadence_core::verify::VerifyRequest {
+        scratch_dir,
         backup_dir: backup_dir.unwrap_or_default(),
         repository: repository.as_deref().map(read_repository).transpose()?,
         instance_id,

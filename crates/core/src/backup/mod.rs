@@ -296,18 +296,6 @@ fn refuse_before_connecting(request: &BackupRequest) -> Result<()> {
             "set backup_dir (a local directory) or repository (an S3 bucket)",
         ));
     }
-    if request.repository.is_some() && request.method == BackupMethod::Physical {
-        return Err(Error::invalid(
-            "repository",
-            "physical backups are written to backup_dir only; back up physically to a local directory (copy_to can copy it once verified)",
-        ));
-    }
-    if request.repository.is_some() && request.format == DumpFormat::Directory {
-        return Err(Error::invalid(
-            "repository",
-            "the directory format is written to backup_dir only; use format custom (one stream, uploaded as it is produced) with a repository",
-        ));
-    }
     if !(1..=19).contains(&request.compression_level) {
         return Err(Error::invalid(
             "compression_level",
@@ -334,7 +322,8 @@ enum Dest<'a> {
         access: Access,
     },
     /// The backup's key in an S3 repository: every object uploaded first, the manifest last.
-    /// `staging` is a private scratch directory for what a dump tool writes itself.
+    /// `staging` is a private scratch directory for what a dump tool writes itself (the
+    /// directory format), uploaded from there file by file.
     Object {
         store: &'a S3Store,
         key: String,
@@ -599,21 +588,37 @@ fn dump_into(engine: &mut dyn Engine, request: &BackupRequest, dest: &Dest) -> R
         )
         .map(|streamed| vec![streamed.into_file(dump.clone())]),
         DumpOutput::Directory(dir) => {
-            let Dest::Dir { partial, access } = dest else {
-                return Err(Error::invalid(
-                    "repository",
-                    "a directory-format dump is written to backup_dir only",
-                ));
-            };
             let dir = dir.clone();
-            run_dump_to_directory(&plan).and_then(|()| {
-                compress_directory(
+            run_dump_to_directory(&plan).and_then(|()| match dest {
+                Dest::Dir { partial, access } => compress_directory(
                     partial,
                     &dir,
                     request.compression_level,
                     request.compression_threads,
                     *access,
-                )
+                ),
+                // The dump tool writes its files itself: they are compressed in the private
+                // staging directory, then uploaded one by one (and removed there).
+                Dest::Object {
+                    store,
+                    key,
+                    staging,
+                } => {
+                    let files = compress_directory(
+                        staging,
+                        &dir,
+                        request.compression_level,
+                        request.compression_threads,
+                        Access::PRIVATE,
+                    )?;
+                    for file in &files {
+                        let local = staging.join(&file.path);
+                        store.upload_file(&local, &format!("{key}/{}", file.path))?;
+                        std::fs::remove_file(&local)
+                            .map_err(|e| Error::io("remove the staged file", &local, e))?;
+                    }
+                    Ok(files)
+                }
             })
         }
     };

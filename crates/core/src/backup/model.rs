@@ -59,9 +59,10 @@ pub struct BackupRequest {
     #[serde(default)]
     #[schemars(extend("x-path" = true))]
     pub backup_dir: PathBuf,
-    /// An S3-compatible bucket to back up to instead of backup_dir: the dump is streamed to
-    /// it as a multipart upload while it runs, its manifest written last (custom format,
-    /// logical backups). Retention and prune then apply to it.
+    /// An S3-compatible bucket to back up to instead of backup_dir: the dump (logical custom
+    /// format or physical) is streamed to it as a multipart upload while it runs; a
+    /// directory-format dump is staged in a private temporary directory and uploaded file by
+    /// file. The manifest is written last. Retention and prune then apply to it.
     #[serde(default)]
     pub repository: Option<crate::repository::S3Repository>,
     /// action copy: the S3-compatible bucket that verified backups of backup_dir are copied

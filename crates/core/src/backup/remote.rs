@@ -52,7 +52,9 @@ pub(super) fn backup_to_repository(
     if check_mode {
         return Ok(report);
     }
-    check_privileges(engine.as_mut(), &request.database)?;
+    if request.method == BackupMethod::Logical {
+        check_privileges(engine.as_mut(), &request.database)?;
+    }
     let what = format!("backing up '{}' of '{instance_id}'", request.database);
     let _lock = S3Lock::acquire(
         &store,
