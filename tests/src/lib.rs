@@ -44,27 +44,32 @@ pub fn venv_bin(name: &str) -> PathBuf {
     path
 }
 
+/// The shared lab (DBCADENCE_TEST_LAB, else /tmp/dbcadence-test-lab): one PostgreSQL and one
+/// MariaDB server, and with `s3` its object store.
+fn shared_lab_request(s3: bool) -> LabRequest {
+    let dir = std::env::var_os("DBCADENCE_TEST_LAB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/dbcadence-test-lab"));
+    LabRequest {
+        dir,
+        postgres: 1,
+        mysql: 1,
+        pg_replicas: 0,
+        seed: false,
+        tuned_for_loading: false,
+        pg_bin_dir: None,
+        hosts: 0,
+        runner: false,
+        monitoring: false,
+        s3,
+    }
+}
+
 /// The shared lab: one PostgreSQL and one MariaDB server.
 pub fn shared_lab() -> &'static Lab {
     static LAB: OnceLock<Lab> = OnceLock::new();
     LAB.get_or_init(|| {
-        let dir = std::env::var_os("DBCADENCE_TEST_LAB")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp/dbcadence-test-lab"));
-        lab::up(&LabRequest {
-            dir,
-            postgres: 1,
-            mysql: 1,
-            pg_replicas: 0,
-            seed: false,
-            tuned_for_loading: false,
-            pg_bin_dir: None,
-            hosts: 0,
-            runner: false,
-            monitoring: false,
-            s3: false,
-        })
-        .unwrap_or_else(|e| panic!("lab up: {e}"))
+        lab::up(&shared_lab_request(false)).unwrap_or_else(|e| panic!("lab up: {e}"))
     })
 }
 
@@ -73,23 +78,7 @@ pub fn shared_s3_lab() -> &'static Lab {
     static LAB: OnceLock<Lab> = OnceLock::new();
     LAB.get_or_init(|| {
         shared_lab();
-        let dir = std::env::var_os("DBCADENCE_TEST_LAB")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp/dbcadence-test-lab"));
-        lab::up(&LabRequest {
-            dir,
-            postgres: 1,
-            mysql: 1,
-            pg_replicas: 0,
-            seed: false,
-            tuned_for_loading: false,
-            pg_bin_dir: None,
-            hosts: 0,
-            runner: false,
-            monitoring: false,
-            s3: true,
-        })
-        .unwrap_or_else(|e| panic!("lab up --s3: {e}"))
+        lab::up(&shared_lab_request(true)).unwrap_or_else(|e| panic!("lab up --s3: {e}"))
     })
 }
 

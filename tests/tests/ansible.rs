@@ -219,6 +219,38 @@ fn ansible_doc_shows_options_types_defaults_choices_and_secrets() {
     }
 }
 
+/// playbooks/backup.yml over the inventory script, limited to the database `db` of the shared
+/// lab's two servers, with `inventory_vars` as a second inventory source.
+fn backup_playbook(
+    dir: &std::path::Path,
+    sources: &std::path::Path,
+    inventory_vars: &std::path::Path,
+    db: &str,
+) -> (bool, String) {
+    let env = [
+        ("DBCADENCE_SOURCES", sources.display().to_string()),
+        (
+            "DBCADENCE_LEDGER",
+            dir.join("ledger.jsonl").display().to_string(),
+        ),
+    ];
+    ansible(
+        "ansible-playbook",
+        vec![
+            "-i".into(),
+            "ansible/inventory/dbcadence_inventory.sh".into(),
+            "-i".into(),
+            inventory_vars.display().to_string(),
+            "playbooks/backup.yml".into(),
+            "--limit".into(),
+            format!("pg1.{db},my1.{db}"),
+            "-e".into(),
+            "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
+        ],
+        &env,
+    )
+}
+
 #[test]
 fn the_backup_playbook_backs_up_and_verifies_hosts_of_the_inventory_script() {
     let dir = tempfile::tempdir().unwrap();
@@ -246,28 +278,7 @@ fn the_backup_playbook_backs_up_and_verifies_hosts_of_the_inventory_script() {
         ),
     )
     .unwrap();
-    let env = [
-        ("DBCADENCE_SOURCES", sources.display().to_string()),
-        (
-            "DBCADENCE_LEDGER",
-            dir.path().join("ledger.jsonl").display().to_string(),
-        ),
-    ];
-    let (ok, out) = ansible(
-        "ansible-playbook",
-        vec![
-            "-i".into(),
-            "ansible/inventory/dbcadence_inventory.sh".into(),
-            "-i".into(),
-            inventory_vars.display().to_string(),
-            "playbooks/backup.yml".into(),
-            "--limit".into(),
-            format!("pg1.{db},my1.{db}"),
-            "-e".into(),
-            "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
-        ],
-        &env,
-    );
+    let (ok, out) = backup_playbook(dir.path(), &sources, &inventory_vars, &db);
     assert!(ok, "{out}");
     assert!(out.contains("failed=0"), "{out}");
     let listed = dbcadence_core::backup::list(&backups).unwrap();
@@ -298,28 +309,7 @@ fn the_backup_playbook_backs_up_to_and_verifies_in_an_s3_repository_when_one_is_
     let inventory_vars = dir.path().join("vars.yml");
     let vars = json!({"all": {"vars": {"dbcadence_repository": repository}}});
     std::fs::write(&inventory_vars, serde_yaml_ng::to_string(&vars).unwrap()).unwrap();
-    let env = [
-        ("DBCADENCE_SOURCES", sources.display().to_string()),
-        (
-            "DBCADENCE_LEDGER",
-            dir.path().join("ledger.jsonl").display().to_string(),
-        ),
-    ];
-    let (ok, out) = ansible(
-        "ansible-playbook",
-        vec![
-            "-i".into(),
-            "ansible/inventory/dbcadence_inventory.sh".into(),
-            "-i".into(),
-            inventory_vars.display().to_string(),
-            "playbooks/backup.yml".into(),
-            "--limit".into(),
-            format!("pg1.{db},my1.{db}"),
-            "-e".into(),
-            "ansible_python_interpreter={{ ansible_playbook_python }}".into(),
-        ],
-        &env,
-    );
+    let (ok, out) = backup_playbook(dir.path(), &sources, &inventory_vars, &db);
     assert!(ok, "{out}");
     assert!(out.contains("failed=0"), "{out}");
     let settings: dbcadence_core::repository::S3Repository =

@@ -148,35 +148,43 @@ pub fn scan(backup_dir: &Path) -> Listing {
     listing
 }
 
+/// A complete manifest from its bytes, or why it is not one (a damaged backup's reason).
+pub(crate) fn complete_manifest(bytes: &[u8]) -> std::result::Result<Manifest, String> {
+    let manifest = serde_json::from_slice::<Manifest>(bytes)
+        .map_err(|e| format!("manifest.json is not a manifest: {e}"))?;
+    if manifest.status == "complete" {
+        Ok(manifest)
+    } else {
+        Err(format!("manifest status is '{}'", manifest.status))
+    }
+}
+
+impl BackupEntry {
+    /// The listing entry of a complete backup at `path` (a directory or an s3:// URL).
+    pub(crate) fn of(path: PathBuf, manifest: Manifest) -> BackupEntry {
+        BackupEntry {
+            bytes: manifest.files.iter().map(|f| f.bytes).sum(),
+            verified: manifest
+                .verification
+                .as_ref()
+                .is_some_and(|v| v["verified"] == true),
+            path,
+            instance_id: manifest.instance_id,
+            database: manifest.database,
+            started_at: manifest.started_at,
+        }
+    }
+}
+
 /// The backups of one database directory (retention reads them under the database lock).
 pub(crate) fn scan_database(db_dir: &Path) -> Listing {
     let mut listing = Listing::default();
     for backup in visible_dirs(db_dir) {
         let manifest = std::fs::read(backup.join("manifest.json"))
             .map_err(|e| format!("manifest.json: {e}"))
-            .and_then(|bytes| {
-                serde_json::from_slice::<Manifest>(&bytes)
-                    .map_err(|e| format!("manifest.json is not a manifest: {e}"))
-            })
-            .and_then(|m| {
-                if m.status == "complete" {
-                    Ok(m)
-                } else {
-                    Err(format!("manifest status is '{}'", m.status))
-                }
-            });
+            .and_then(|bytes| complete_manifest(&bytes));
         match manifest {
-            Ok(manifest) => listing.backups.push(BackupEntry {
-                bytes: manifest.files.iter().map(|f| f.bytes).sum(),
-                verified: manifest
-                    .verification
-                    .as_ref()
-                    .is_some_and(|v| v["verified"] == true),
-                path: backup,
-                instance_id: manifest.instance_id,
-                database: manifest.database,
-                started_at: manifest.started_at,
-            }),
+            Ok(manifest) => listing.backups.push(BackupEntry::of(backup, manifest)),
             Err(reason) => listing.damaged.push(Damaged {
                 path: backup,
                 reason,

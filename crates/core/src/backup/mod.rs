@@ -27,8 +27,8 @@ use serde_json::{Value, json};
 
 pub(crate) use layout::default_instance_id;
 use layout::remove_partials;
-pub(crate) use layout::scan_database;
 pub use layout::{Damaged, Listing, encode_name, list, scan, write_manifest};
+pub(crate) use layout::{complete_manifest, scan_database};
 pub(crate) use lock::lock_database;
 pub use model::*;
 pub(crate) use remote::verify_scope;
@@ -104,8 +104,8 @@ fn run_recorded(request: &BackupRequest, check_mode: bool) -> Result<(BackupRepo
     if request.action == BackupAction::Copy {
         return remote::copy_recorded(request, &instance_id, check_mode);
     }
-    if request.action == BackupAction::Prune && request.repository.is_some() {
-        return remote::prune_recorded(request, &instance_id, check_mode);
+    if let (BackupAction::Prune, Some(repository)) = (request.action, &request.repository) {
+        return remote::prune_recorded(request, repository, &instance_id, check_mode);
     }
     if request.action == BackupAction::Prune {
         // A prune-only run is its own task: it removes backups and must never count as one.
@@ -120,13 +120,9 @@ fn run_recorded(request: &BackupRequest, check_mode: bool) -> Result<(BackupRepo
         )?;
         let report = BackupReport {
             changed: !check_mode && !plan.delete.is_empty(),
-            path: None,
-            manifest: None,
-            database_bytes: None,
-            removed_partials: vec![],
             pruned: plan.delete,
             kept: plan.keep,
-            copied: vec![],
+            ..BackupReport::default()
         };
         return Ok((report, warnings));
     }
@@ -138,7 +134,9 @@ fn run_recorded(request: &BackupRequest, check_mode: bool) -> Result<(BackupRepo
     };
     let mut warnings = Vec::new();
     let result = match &request.repository {
-        Some(_) => remote::backup_to_repository(request, &instance_id, check_mode),
+        Some(repository) => {
+            remote::backup_to_repository(request, repository, &instance_id, check_mode)
+        }
         None => run_unrecorded(request, &instance_id, check_mode),
     };
     let result = result.and_then(|mut report| {
@@ -227,14 +225,8 @@ fn run_unrecorded(
         .join(encode_name(instance_id))
         .join(encode_name(&request.database));
     let mut report = BackupReport {
-        path: None,
-        manifest: None,
         database_bytes,
-        removed_partials: vec![],
-        pruned: vec![],
-        kept: vec![],
-        copied: vec![],
-        changed: false,
+        ..BackupReport::default()
     };
     if check_mode {
         return Ok(report);

@@ -213,7 +213,7 @@ pub struct Manifest {
 }
 
 /// The result of a backup run.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct BackupReport {
     /// Whether the run changed anything: a backup was written or a backup was removed (never
     /// in check mode).

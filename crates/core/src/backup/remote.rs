@@ -27,27 +27,18 @@ pub(crate) fn verify_scope(backup_key: &str) -> String {
 /// A backup of one database streamed into the repository.
 pub(super) fn backup_to_repository(
     request: &BackupRequest,
+    repository: &S3Repository,
     instance_id: &str,
     check_mode: bool,
 ) -> Result<BackupReport> {
-    let repository = request
-        .repository
-        .as_ref()
-        .expect("called with a repository");
     refuse_before_connecting(request)?;
     let store = S3Store::open(repository)?;
     let mut engine = engine::connect(&request.connection)?;
     let facts = engine.server_facts()?;
     let database_bytes = database_size(request, &engine.databases()?)?;
     let mut report = BackupReport {
-        changed: false,
-        path: None,
-        manifest: None,
         database_bytes,
-        removed_partials: vec![],
-        pruned: vec![],
-        kept: vec![],
-        copied: vec![],
+        ..BackupReport::default()
     };
     if check_mode {
         return Ok(report);
@@ -171,13 +162,10 @@ pub(super) fn prune(
 /// db_backup action prune with a repository: retention there, recorded as a prune.
 pub(super) fn prune_recorded(
     request: &BackupRequest,
+    repository: &S3Repository,
     instance_id: &str,
     check_mode: bool,
 ) -> Result<(BackupReport, Vec<String>)> {
-    let repository = request
-        .repository
-        .as_ref()
-        .expect("called with a repository");
     let recorder = Recorder::start(crate::task::Task::Prune, &request.run, check_mode);
     let target = Target {
         instance: instance_id.to_string(),
@@ -206,13 +194,9 @@ pub(super) fn prune_recorded(
             warnings.extend(recorder.finish(target, Outcome::Ok, changed, details, vec![]));
             let report = BackupReport {
                 changed,
-                path: None,
-                manifest: None,
-                database_bytes: None,
-                removed_partials: vec![],
                 pruned: plan.delete,
                 kept: plan.keep,
-                copied: vec![],
+                ..BackupReport::default()
             };
             Ok((report, warnings))
         }
@@ -291,14 +275,7 @@ fn copy(
     };
     let db_key = S3Store::database_key(instance_id, &request.database);
     let mut report = BackupReport {
-        changed: false,
-        path: None,
-        manifest: None,
-        database_bytes: None,
-        removed_partials: vec![],
-        pruned: vec![],
-        kept: vec![],
-        copied: vec![],
+        ..BackupReport::default()
     };
     let missing = |store: &S3Store| -> Result<Vec<&BackupEntry>> {
         let (remote, _) = store.scan(Some(instance_id), Some(&request.database))?;

@@ -52,19 +52,9 @@ impl LabS3 {
     /// The lab bucket as a repository argument (credentials from the lab's file).
     pub fn repository(&self) -> S3Repository {
         S3Repository {
-            endpoint: Some(self.endpoint()),
-            region: LAB_REGION.into(),
-            bucket: self.bucket.clone(),
-            prefix: String::new(),
-            addressing: crate::repository::Addressing::Path,
             credentials: CredentialSource::File,
             credentials_file: Some(self.credentials_file.clone()),
-            credentials_profile: "default".into(),
-            server_side_encryption: crate::repository::ServerSideEncryption::None,
-            sse_kms_key_id: None,
-            part_size_mib: 16,
-            upload_concurrency: 4,
-            lock_ttl_seconds: 300,
+            ..S3Repository::new(Some(self.endpoint()), LAB_REGION, &self.bucket)
         }
     }
 

@@ -137,6 +137,25 @@ fn default_lock_ttl() -> u64 {
 }
 
 impl S3Repository {
+    /// A bucket at `endpoint` with every other setting at its default (credentials env).
+    pub fn new(endpoint: Option<String>, region: &str, bucket: &str) -> S3Repository {
+        S3Repository {
+            endpoint,
+            region: region.into(),
+            bucket: bucket.into(),
+            prefix: String::new(),
+            addressing: Addressing::default(),
+            credentials: CredentialSource::default(),
+            credentials_file: None,
+            credentials_profile: default_profile(),
+            server_side_encryption: ServerSideEncryption::default(),
+            sse_kms_key_id: None,
+            part_size_mib: default_part_size(),
+            upload_concurrency: default_concurrency(),
+            lock_ttl_seconds: default_lock_ttl(),
+        }
+    }
+
     /// `s3://bucket/prefix`, for messages and listings (no secret in it).
     pub fn url(&self) -> String {
         let prefix = self.prefix.trim_matches('/');

@@ -437,34 +437,16 @@ impl S3Store {
             let manifest = self
                 .get_bytes(&format!("{key}/manifest.json"))
                 .map_err(|e| e.to_string())
-                .and_then(|bytes| {
-                    serde_json::from_slice::<Manifest>(&bytes)
-                        .map_err(|e| format!("manifest.json is not a manifest: {e}"))
-                })
-                .and_then(|m| {
-                    if m.status == "complete" {
-                        Ok(m)
-                    } else {
-                        Err(format!("manifest status is '{}'", m.status))
-                    }
-                });
+                .and_then(|bytes| crate::backup::complete_manifest(&bytes));
             let wanted = |m: &Manifest| {
                 instance.is_none_or(|i| i == m.instance_id)
                     && database.is_none_or(|d| d == m.database)
             };
             match manifest {
                 Ok(m) if !wanted(&m) => {}
-                Ok(m) => listing.backups.push(BackupEntry {
-                    bytes: m.files.iter().map(|f| f.bytes).sum(),
-                    verified: m
-                        .verification
-                        .as_ref()
-                        .is_some_and(|v| v["verified"] == true),
-                    path: PathBuf::from(self.url(&key)),
-                    instance_id: m.instance_id,
-                    database: m.database,
-                    started_at: m.started_at,
-                }),
+                Ok(m) => listing
+                    .backups
+                    .push(BackupEntry::of(PathBuf::from(self.url(&key)), m)),
                 Err(reason) => listing.damaged.push(Damaged {
                     path: PathBuf::from(self.url(&key)),
                     reason,

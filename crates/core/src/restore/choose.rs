@@ -25,6 +25,22 @@ pub(super) fn read(dir: &Path) -> Result<Manifest> {
     Ok(manifest)
 }
 
+/// Whether a backup started at a time (RFC 3339) is one `before` allows (any, when unset).
+fn taken_before(request: &RestoreRequest) -> Result<impl Fn(&str) -> bool> {
+    let before = request
+        .before
+        .as_deref()
+        .map(|t| {
+            t.parse::<jiff::Timestamp>().map_err(|e| {
+                Error::invalid("before", format!("'{t}' is not an RFC 3339 time: {e}"))
+            })
+        })
+        .transpose()?;
+    Ok(move |started: &str| {
+        before.is_none_or(|limit| started.parse::<jiff::Timestamp>().is_ok_and(|t| t < limit))
+    })
+}
+
 /// The backup directory to restore and its manifest.
 pub(super) fn backup(request: &RestoreRequest) -> Result<(PathBuf, Manifest)> {
     if let Some(dir) = &request.backup {
@@ -36,18 +52,7 @@ pub(super) fn backup(request: &RestoreRequest) -> Result<(PathBuf, Manifest)> {
             "name the backed-up instance_id and database (or give backup: <dir>)",
         ));
     };
-    let before = request
-        .before
-        .as_deref()
-        .map(|t| {
-            t.parse::<jiff::Timestamp>().map_err(|e| {
-                Error::invalid("before", format!("'{t}' is not an RFC 3339 time: {e}"))
-            })
-        })
-        .transpose()?;
-    let taken_before = |started: &str| {
-        before.is_none_or(|limit| started.parse::<jiff::Timestamp>().is_ok_and(|t| t < limit))
-    };
+    let taken_before = taken_before(request)?;
     let newest = crate::backup::list(&request.backup_dir)?
         .into_iter()
         .filter(|b| &b.instance_id == instance && &b.database == database)
@@ -130,26 +135,12 @@ pub(super) fn download(
                     "name the backed-up instance_id and database (or give backup: <s3 URL>)",
                 ));
             };
-            let before = request
-                .before
-                .as_deref()
-                .map(|t| {
-                    t.parse::<jiff::Timestamp>().map_err(|e| {
-                        Error::invalid("before", format!("'{t}' is not an RFC 3339 time: {e}"))
-                    })
-                })
-                .transpose()?;
+            let taken_before = taken_before(request)?;
             listing
                 .backups
                 .into_iter()
                 .filter(|b| b.verified || request.allow_unverified)
-                .filter(|b| {
-                    before.is_none_or(|limit| {
-                        b.started_at
-                            .parse::<jiff::Timestamp>()
-                            .is_ok_and(|t| t < limit)
-                    })
-                })
+                .filter(|b| taken_before(&b.started_at))
                 .max_by(|a, b| a.started_at.cmp(&b.started_at))
                 .ok_or_else(|| {
                     Error::invalid(
