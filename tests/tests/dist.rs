@@ -52,8 +52,9 @@ fn the_shipped_multi_call_binary_needs_only_libc_from_glibc_2_17_and_answers_as_
     }
     let binaries: Vec<PathBuf> = vec![multi_call.clone()];
     // All modules in one binary: far smaller than the ten binaries it replaces (5-6 MB each).
+    // The S3 client (object_store, reqwest, hyper) took it from 8.6 to 11.2 MB.
     let size = std::fs::metadata(&multi_call).unwrap().len();
-    assert!(size <= 10 * 1024 * 1024, "dbcadence-modules: {size} bytes");
+    assert!(size <= 12 * 1024 * 1024, "dbcadence-modules: {size} bytes");
     let libc_only: BTreeSet<&str> = [
         "libc.so.6",
         "libpthread.so.0",
