@@ -365,14 +365,23 @@ fn a_full_bucket_quota_fails_the_backup_and_leaves_nothing_listed() {
     );
 }
 
-/// A lab of its own holding only Garage: these tests stop and kill it.
-fn private_object_store() -> (tempfile::TempDir, dbcadence_core::lab::Lab) {
+/// A lab of its own holding only Garage (these tests stop and kill it), stopped and removed
+/// when dropped, whether the test passed or not.
+struct PrivateObjectStore(tempfile::TempDir);
+
+impl Drop for PrivateObjectStore {
+    fn drop(&mut self) {
+        let _ = dbcadence_core::lab::down(self.0.path(), true);
+    }
+}
+
+fn private_object_store() -> (PrivateObjectStore, dbcadence_core::lab::Lab) {
     let dir = tempfile::Builder::new()
         .prefix("dbc-s3.")
         .tempdir_in("/tmp")
         .unwrap();
     let lab = object_store_up(dir.path());
-    (dir, lab)
+    (PrivateObjectStore(dir), lab)
 }
 
 fn object_store_up(dir: &Path) -> dbcadence_core::lab::Lab {
@@ -442,7 +451,7 @@ fn the_server_stopped_mid_upload_fails_the_backup_and_the_next_run_cleans_up() {
 
     // Back up again: leftovers of both are removed under the lock (after the dead
     // holders' locks expire), and the backup completes.
-    let lab = object_store_up(lab_dir.path());
+    object_store_up(lab_dir.0.path());
     assert!(store.scan(None, None).unwrap().0.backups.is_empty());
     waiting["compression_level"] = json!(3);
     let next = run_module("db_backup", &waiting);
@@ -457,7 +466,6 @@ fn the_server_stopped_mid_upload_fails_the_backup_and_the_next_run_cleans_up() {
     let (listing, incomplete) = store.scan(None, None).unwrap();
     assert_eq!(listing.backups.len(), 1);
     assert!(incomplete.is_empty());
-    let _ = dbcadence_core::lab::down(&lab.dir, true);
 }
 
 #[test]
