@@ -24,6 +24,22 @@ pub(crate) fn verify_scope(backup_key: &str) -> String {
     )
 }
 
+/// What every writer of one database's backups does first: take its lock (waiting up to
+/// `timeout`), then remove what crashed runs left, which no running writer can own now.
+/// Returns the held lock and what was removed.
+fn lock_writers(
+    store: &S3Store,
+    instance_id: &str,
+    database: &str,
+    timeout: Duration,
+    doing: &str,
+) -> Result<(S3Lock, Vec<String>)> {
+    let what = format!("{doing} '{database}' of '{instance_id}'");
+    let lock = S3Lock::acquire(store, instance_id, database, WRITE_SCOPE, timeout, &what)?;
+    let removed = store.remove_leftovers(instance_id, database)?;
+    Ok((lock, removed))
+}
+
 /// A backup of one database streamed into the repository.
 pub(super) fn backup_to_repository(
     request: &BackupRequest,
@@ -46,16 +62,14 @@ pub(super) fn backup_to_repository(
     if request.method == BackupMethod::Logical {
         check_privileges(engine.as_mut(), &request.database)?;
     }
-    let what = format!("backing up '{}' of '{instance_id}'", request.database);
-    let _lock = S3Lock::acquire(
+    let (_lock, removed) = lock_writers(
         &store,
         instance_id,
         &request.database,
-        WRITE_SCOPE,
         Duration::from_secs(request.lock_timeout),
-        &what,
+        "backing up",
     )?;
-    report.removed_partials = store.remove_leftovers(instance_id, &request.database)?;
+    report.removed_partials = removed;
     let started = jiff::Timestamp::now();
     let stamp = started.strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
     let key = format!(
@@ -123,16 +137,13 @@ pub(super) fn prune(
         plan.damaged = listing.damaged;
         return Ok(plan);
     }
-    let what = format!("pruning '{database}' of '{instance_id}'");
-    let _lock = S3Lock::acquire(
+    let _writers = lock_writers(
         &store,
         instance_id,
         database,
-        WRITE_SCOPE,
         Duration::from_secs(60),
-        &what,
+        "pruning",
     )?;
-    store.remove_leftovers(instance_id, database)?;
     let (listing, _) = store.scan(Some(instance_id), Some(database))?;
     let decided = retention::plan(&listing.backups, policy);
     let mut plan = PrunePlan {
@@ -293,16 +304,14 @@ fn copy(
             .collect();
         return Ok((report, warnings));
     }
-    let what = format!("copying '{}' of '{instance_id}'", request.database);
-    let lock = S3Lock::acquire(
+    let (lock, removed) = lock_writers(
         &store,
         instance_id,
         &request.database,
-        WRITE_SCOPE,
         Duration::from_secs(request.lock_timeout),
-        &what,
+        "copying",
     )?;
-    report.removed_partials = store.remove_leftovers(instance_id, &request.database)?;
+    report.removed_partials = removed;
     for backup in missing(&store)? {
         let key = format!("{db_key}/{}", stamp_of(&backup.path));
         copy_one(&store, &backup.path, &key).map_err(|e| discard_objects(&store, &key, e))?;

@@ -16,7 +16,9 @@
 //!
 //! - `s3`: the client (object_store), streaming uploads, downloads, listing, deletion.
 //! - `lock`: the cross-host lock.
+//! - `credentials`: keys from the environment or a shared-credentials file.
 
+mod credentials;
 mod lock;
 mod s3;
 

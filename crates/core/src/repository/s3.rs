@@ -15,11 +15,11 @@ use object_store::aws::{
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{
-    ObjectStore, ObjectStoreExt, PutMultipartOptions, PutPayload, RetryConfig,
-    StaticCredentialProvider, WriteMultipart,
+    ObjectStore, ObjectStoreExt, PutMultipartOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 use sha2::{Digest, Sha256};
 
+use super::credentials;
 use super::{Addressing, CredentialSource, S3Repository, ServerSideEncryption};
 use crate::backup::{BackupEntry, Damaged, Listing, Manifest, encode_name};
 use crate::files::Access;
@@ -74,67 +74,6 @@ pub(crate) fn s3_error(
     )
 }
 
-/// Keys of an S3 shared-credentials file's profile.
-fn read_credentials_file(path: &FsPath, profile: &str) -> Result<AwsCredential> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io("read the repository's credentials file", path, e))?;
-    let mut in_profile = false;
-    let (mut key_id, mut secret, mut token) = (None, None, None);
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
-            continue;
-        }
-        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            let section = section.trim();
-            in_profile = section == profile || section == format!("profile {profile}");
-            continue;
-        }
-        if !in_profile {
-            continue;
-        }
-        if let Some((name, value)) = line.split_once('=') {
-            let value = value.trim().to_string();
-            match name.trim() {
-                "aws_access_key_id" => key_id = Some(value),
-                "aws_secret_access_key" => secret = Some(value),
-                "aws_session_token" => token = Some(value),
-                _ => {}
-            }
-        }
-    }
-    match (key_id, secret) {
-        (Some(key_id), Some(secret_key)) => Ok(AwsCredential {
-            key_id,
-            secret_key,
-            token,
-        }),
-        _ => Err(Error::invalid(
-            "repository",
-            format!(
-                "the credentials file '{}' has no aws_access_key_id and aws_secret_access_key in profile [{profile}]",
-                path.display()
-            ),
-        )),
-    }
-}
-
-/// Keys from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN).
-fn env_credentials() -> Result<AwsCredential> {
-    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
-        (Some(key_id), Some(secret_key)) => Ok(AwsCredential {
-            key_id,
-            secret_key,
-            token: get("AWS_SESSION_TOKEN"),
-        }),
-        _ => Err(Error::invalid(
-            "repository",
-            "credentials env: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not both set in the module's environment; set them (Ansible: the task's environment) or use credentials file or chain",
-        )),
-    }
-}
-
 impl S3Store {
     /// Checks the settings and builds the client; nothing is requested yet.
     pub fn open(settings: &S3Repository) -> Result<S3Store> {
@@ -165,18 +104,16 @@ impl S3Store {
         let mut builder = match settings.credentials {
             // The host's chain: object_store reads the same variables as the AWS SDKs.
             CredentialSource::Chain => AmazonS3Builder::from_env(),
-            CredentialSource::Env => {
-                AmazonS3Builder::new().with_credentials(static_credentials(env_credentials()?))
-            }
+            CredentialSource::Env => AmazonS3Builder::new()
+                .with_credentials(credentials::static_provider(credentials::from_env()?)),
             CredentialSource::File => {
                 let path = settings
                     .credentials_file
                     .as_deref()
                     .ok_or_else(|| invalid("credentials file needs credentials_file".into()))?;
-                AmazonS3Builder::new().with_credentials(static_credentials(read_credentials_file(
-                    path,
-                    &settings.credentials_profile,
-                )?))
+                AmazonS3Builder::new().with_credentials(credentials::static_provider(
+                    credentials::from_file(path, &settings.credentials_profile)?,
+                ))
             }
         };
         builder = builder
@@ -600,10 +537,6 @@ impl S3Store {
     }
 }
 
-fn static_credentials(credential: AwsCredential) -> object_store::aws::AwsCredentialProvider {
-    Arc::new(StaticCredentialProvider::new(credential))
-}
-
 /// Percent-encoding of a query value as SigV4 wants it (unreserved characters kept).
 fn uri_encode(value: &str) -> String {
     let mut out = String::new();
@@ -685,29 +618,6 @@ impl Drop for S3Upload {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_files_are_read_by_profile() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("credentials");
-        std::fs::write(
-            &path,
-            "[default]\naws_access_key_id = A\naws_secret_access_key = s#:$\\\"'x\n\n[profile backup]\naws_access_key_id=B\naws_secret_access_key=t\naws_session_token=T\n",
-        )
-        .unwrap();
-        let default = read_credentials_file(&path, "default").unwrap();
-        assert_eq!(
-            (default.key_id.as_str(), default.secret_key.as_str()),
-            ("A", "s#:$\\\"'x")
-        );
-        let backup = read_credentials_file(&path, "backup").unwrap();
-        assert_eq!(backup.token.as_deref(), Some("T"));
-        let missing = read_credentials_file(&path, "other")
-            .unwrap_err()
-            .to_string();
-        assert!(missing.contains("[other]"), "{missing}");
-        assert!(!missing.contains("s#:$"), "{missing}");
-    }
 
     #[test]
     fn query_values_are_encoded_for_signing() {
