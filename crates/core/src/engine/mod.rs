@@ -205,6 +205,15 @@ pub enum RestoreInput {
 
 /// How to load a dump into a database of this server. Like [`DumpPlan`], secrets travel in
 /// the environment or a 0600 file.
+/// How [`Engine::load_dump`] loaded a dump.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastLoad {
+    /// Tables whose secondary keys were built after their rows.
+    pub keys_built_after: usize,
+    /// Tables whose rows went as LOAD DATA rather than INSERT statements.
+    pub tables_as_load_data: usize,
+}
+
 pub struct RestorePlan {
     pub program: std::path::PathBuf,
     pub args: Vec<String>,
@@ -284,16 +293,16 @@ pub trait Engine: Send {
     /// Prepares loading a dump of this engine's format into `database` (which must exist).
     fn restore_plan(&mut self, database: &str, jobs: u32) -> Result<RestorePlan>;
     /// Verification's load of a dump, where the engine has one faster than the restore plan
-    /// with the same result (MariaDB/MySQL: rows on `jobs` sessions, secondary keys built after
-    /// the rows). Returns the tables whose keys were built after their rows; None when the
-    /// engine has no such load or the dump is not one it understands (nothing was read: use
+    /// with the same result (MariaDB/MySQL: rows on `jobs` sessions as LOAD DATA, secondary
+    /// keys built after the rows). Returns how it loaded; None when the engine has no such
+    /// load or the dump is not one it understands (nothing was read: use
     /// [`Engine::restore_plan`]).
     fn load_dump(
         &mut self,
         _database: &str,
         _dump: &mut dyn std::io::BufRead,
         _jobs: u32,
-    ) -> Result<Option<usize>> {
+    ) -> Result<Option<FastLoad>> {
         Ok(None)
     }
     /// SHOW CREATE of every table, view, routine, trigger and event of `database`, recorded

@@ -255,9 +255,10 @@ pub(super) fn restore(
                 .map_err(|e| Error::io("decompress", &compressed, e))?;
             let mut dump =
                 std::io::BufReader::with_capacity(1 << 20, crate::progress::Counting(decoder));
-            if let Some(tables) = engine.load_dump(&scratch.database, &mut dump, jobs)? {
+            if let Some(load) = engine.load_dump(&scratch.database, &mut dump, jobs)? {
                 return Ok(format!(
-                    "rows on {jobs} sessions, secondary keys of {tables} tables built after their rows"
+                    "rows on {jobs} sessions ({} tables as LOAD DATA), secondary keys of {} tables built after their rows",
+                    load.tables_as_load_data, load.keys_built_after
                 ));
             }
         }

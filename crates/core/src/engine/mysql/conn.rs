@@ -145,6 +145,31 @@ impl MysqlEngine {
             })
     }
 
+    /// Runs a `LOAD DATA LOCAL INFILE` statement whose file is `data` (sent from memory, no
+    /// file is read); returns the rows it added and the warnings it gave.
+    pub(super) fn load_local_data(
+        &mut self,
+        what: &str,
+        sql: &str,
+        data: bytes::Bytes,
+    ) -> Result<(u64, u16)> {
+        let conn = self.conn.as_mut().expect("connection is open until drop");
+        conn.set_infile_handler(async move {
+            Ok(
+                Box::pin(futures_util::stream::once(async move { Ok(data) }))
+                    as mysql_async::InfileData,
+            )
+        });
+        self.runtime
+            .block_on(conn.query_drop(sql))
+            .map_err(|e| Error::Query {
+                what: what.into(),
+                target: self.target.clone(),
+                cause: e.to_string(),
+            })?;
+        Ok((conn.affected_rows(), conn.get_warnings()))
+    }
+
     pub(super) fn run(&mut self, what: &str, sql: &str) -> Result<()> {
         self.run_bytes(what, sql.as_bytes())
     }

@@ -73,6 +73,9 @@ pub(crate) fn start(server: &LabServer) -> Result<()> {
                     "--innodb-buffer-pool-dump-at-shutdown=OFF",
                     "--innodb-buffer-pool-load-at-startup=OFF",
                     "--innodb-stats-auto-recalc=OFF",
+                    // Verification sends rows as LOAD DATA LOCAL INFILE (on by default; said
+                    // here because the fast load depends on it).
+                    "--local-infile=1",
                 ]
                 .map(String::from),
             );

@@ -26,9 +26,11 @@ mod facts;
 mod globals;
 pub(crate) mod lab;
 mod load;
+mod load_pool;
 mod logs;
 mod patch;
 pub(crate) mod physical;
+mod rows;
 pub mod server;
 mod tune;
 
@@ -149,7 +151,7 @@ impl Engine for MysqlEngine {
         database: &str,
         dump: &mut dyn std::io::BufRead,
         jobs: u32,
-    ) -> Result<Option<usize>> {
+    ) -> Result<Option<crate::engine::FastLoad>> {
         let plan = self.plan_restore(database, jobs)?;
         let connection = self.args.clone();
         load::load_if_understood(&plan, (&connection, database), dump, jobs)
