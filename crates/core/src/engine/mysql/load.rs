@@ -13,8 +13,10 @@
 //!   three times faster. Rows go over our connections rather than more `mariadb` clients: the
 //!   client reads every byte of a statement again to find where it ends, and on two cores that
 //!   CPU is the server's;
-//! - then one `ALTER TABLE ... ADD KEY ...` per table builds the secondary keys by sorting
-//!   (InnoDB's bulk index build), tables spread over the sessions;
+//! - once a table's rows are all read, one `ALTER TABLE ... ADD KEY ...` joins the same queue
+//!   and builds its secondary keys by sorting (InnoDB's bulk index build): the keys of one
+//!   table build while the next table's rows load (the queue is first in, first out, so every
+//!   row of the table was taken before; the ALTER waits for the last ones to finish);
 //! - then everything that followed the rows (triggers, views, routines, events) runs on the
 //!   ordered session, in the dump's order.
 //!
@@ -41,6 +43,9 @@ pub(crate) trait LoadSink {
     /// One complete INSERT statement; `loadable`: a plain `INSERT INTO ... VALUES` of a table
     /// whose rows the LOAD DATA rewrite reads.
     fn data(&mut self, statement: Vec<u8>, loadable: bool) -> Result<()>;
+    /// Every row of a table was given: `alter` (its `ALTER TABLE ... ADD KEY ...`) can build
+    /// its secondary keys, while the next table's rows load.
+    fn keys(&mut self, alter: String, header: &[u8]) -> Result<()>;
 }
 
 /// What the splitter keeps for after the rows.
@@ -48,8 +53,9 @@ pub(crate) trait LoadSink {
 pub(crate) struct Deferred {
     /// The dump's session setup (the SET lines before the first table).
     pub header: Vec<u8>,
-    /// One `ALTER TABLE ... ADD KEY ...;` per table whose secondary keys were taken out.
-    pub index_builds: Vec<String>,
+    /// Tables whose secondary keys were taken out of their definition and built after their
+    /// rows.
+    pub index_builds: usize,
     /// Everything after the rows: triggers, views, routines, events, the closing SET lines.
     pub post: Vec<u8>,
 }
@@ -88,6 +94,8 @@ pub(crate) fn split_dump(mut input: impl BufRead, sink: &mut dyn LoadSink) -> Re
     // The INSERT statement still open, and whether its rows go as LOAD DATA.
     let mut insert: Option<(Vec<u8>, bool)> = None;
     let mut loadable_tables = std::collections::HashSet::new();
+    // The key build of the table whose rows are being read, given once they are all read.
+    let mut pending_keys: Option<String> = None;
     let read_error =
         |e: std::io::Error| Error::invalid("restore", format!("reading the dump: {e}"));
     loop {
@@ -116,7 +124,8 @@ pub(crate) fn split_dump(mut input: impl BufRead, sink: &mut dyn LoadSink) -> Re
                 match defer_secondary_keys(&text) {
                     Some((create, alter)) => {
                         sink.structure(create.as_bytes())?;
-                        deferred.index_builds.push(alter);
+                        deferred.index_builds += 1;
+                        pending_keys = Some(alter);
                     }
                     None => sink.structure(text.as_bytes())?,
                 }
@@ -126,6 +135,8 @@ pub(crate) fn split_dump(mut input: impl BufRead, sink: &mut dyn LoadSink) -> Re
         if let Some(next) = section_marker(&line) {
             if next == Section::Data {
                 sink.sync(&deferred.header)?;
+            } else if let Some(alter) = pending_keys.take() {
+                sink.keys(alter, &deferred.header)?;
             }
             section = next;
         }
@@ -170,6 +181,9 @@ pub(crate) fn split_dump(mut input: impl BufRead, sink: &mut dyn LoadSink) -> Re
             "restore",
             "the dump ends inside a statement: the backup is truncated",
         ));
+    }
+    if let Some(alter) = pending_keys.take() {
+        sink.keys(alter, &deferred.header)?;
     }
     Ok(deferred)
 }
@@ -397,6 +411,12 @@ impl LoadSink for Loader<'_> {
         Ok(())
     }
 
+    fn keys(&mut self, alter: String, header: &[u8]) -> Result<()> {
+        // The table's definition must have run (a table without rows had no sync yet).
+        self.sync(header)?;
+        self.data(alter.into_bytes(), false)
+    }
+
     fn data(&mut self, statement: Vec<u8>, loadable: bool) -> Result<()> {
         match &self.pool {
             Some(pool) => {
@@ -475,32 +495,13 @@ pub(crate) fn load(
             return Err(e);
         }
     };
-    // Secondary keys, a table per statement, on fresh sessions.
-    let built = deferred.index_builds.len();
-    if built > 0 {
-        let pool = Pool::start(
-            connection,
-            database,
-            jobs.min(built as u32),
-            &deferred.header,
-        )?;
-        for alter in deferred.index_builds {
-            if !pool.send(Work::Statement(alter.into_bytes())) {
-                break;
-            }
-        }
-        if let Err(e) = pool.finish() {
-            loader.abandon();
-            return Err(e);
-        }
-    }
     loader.ordered_write(&deferred.post)?;
     match loader.ordered.take() {
         Some(session) => session.finish()?,
         None => return Err(loader.ordered_failed()),
     }
     Ok(FastLoad {
-        keys_built_after: built,
+        keys_built_after: deferred.index_builds,
         tables_as_load_data: loader.tables_as_load_data.len(),
     })
 }
@@ -542,6 +543,7 @@ mod tests {
         structure: String,
         data: Vec<String>,
         synced_header: Option<String>,
+        keys: Vec<String>,
     }
 
     impl LoadSink for Recorded {
@@ -555,6 +557,12 @@ mod tests {
         }
         fn data(&mut self, statement: Vec<u8>, _loadable: bool) -> Result<()> {
             self.data.push(String::from_utf8(statement).unwrap());
+            Ok(())
+        }
+        fn keys(&mut self, alter: String, _header: &[u8]) -> Result<()> {
+            // Given after the table's rows.
+            assert!(!self.data.is_empty());
+            self.keys.push(alter);
             Ok(())
         }
     }
@@ -574,7 +582,11 @@ mod tests {
         );
         assert!(sink.structure.contains("DROP TABLE IF EXISTS"));
         assert!(!sink.structure.contains("KEY `k s`") && !sink.structure.contains("LOCK TABLES"));
-        assert_eq!(deferred.index_builds.len(), 1);
+        assert_eq!(deferred.index_builds, 1);
+        assert_eq!(
+            sink.keys,
+            ["ALTER TABLE `t``x` ADD UNIQUE KEY `u` (`a`,`s`), ADD KEY `k s` (`s`);\n"]
+        );
         let post = String::from_utf8(deferred.post).unwrap();
         assert!(
             post.starts_with("DELIMITER ;;\n") && post.contains("TRIGGER tr"),
