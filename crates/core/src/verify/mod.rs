@@ -115,7 +115,8 @@ pub struct VerifyReport {
     /// Wall time of the restore (or unpack, prepare and start).
     pub restore_seconds: f64,
     /// How the dump was loaded: the restore tool (pg_restore, mariadb), or MariaDB/MySQL's
-    /// faster load (rows on parallel sessions, secondary keys built after the rows).
+    /// faster load (rows on parallel sessions, as LOAD DATA where every column of the table
+    /// reads a field as it reads a literal, secondary keys built after the rows).
     pub restore_method: String,
     /// What pg_amcheck or CHECK TABLE reported.
     pub integrity_problems: Vec<String>,
