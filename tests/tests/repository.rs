@@ -121,6 +121,44 @@ fn backups_stream_to_the_bucket_are_listed_by_manifest_verified_and_pruned() {
         let tables = first.json["manifest"]["tables"].as_array().unwrap();
         assert_eq!(tables[0]["rows"], 2000, "{tables:?}");
 
+        // Check mode of a verification writes nothing to the bucket, not even a lock: with
+        // the backup's verification lock held elsewhere it still only says what it would do.
+        let stamp = url.trim_end_matches('/').rsplit('/').next().unwrap();
+        let held = S3Lock::acquire(
+            &store,
+            &instance.name,
+            &name,
+            &format!("verify-{stamp}"),
+            Duration::from_secs(5),
+            "the test",
+        )
+        .unwrap();
+        let mut check = verify_args(
+            &repository,
+            dir.path(),
+            json!({"instance_id": instance.name, "database": name, "backup": url}),
+        );
+        check["_ansible_check_mode"] = json!(true);
+        let run = run_module("db_verify", &check);
+        assert_eq!(run.json["failed"], false, "{}", run.json);
+        assert_eq!(run.json["changed"], false);
+        assert!(
+            run.json["msg"].as_str().unwrap().contains("would verify"),
+            "{}",
+            run.json
+        );
+        let locks = |store: &S3Store| {
+            store
+                .list("")
+                .unwrap()
+                .iter()
+                .filter(|o| o.key.contains("/.locks/"))
+                .count()
+        };
+        assert_eq!(locks(&store), 1, "only the test's own lock");
+        drop(held);
+        assert_eq!(locks(&store), 0);
+
         // Verified by download and restore; the outcome lands in the manifest in the bucket.
         let verify = verify_args(
             &repository,

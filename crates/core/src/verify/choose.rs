@@ -43,10 +43,11 @@ pub(super) enum Held {
     },
     /// A backup in an S3 repository: its lock, its key, and the private directory it is
     /// downloaded into (its manifest first; the other files once the run is not check mode).
+    /// No lock in check mode: a run that changes nothing writes no lock object either.
     Remote {
         store: S3Store,
         key: String,
-        _lock: S3Lock,
+        _lock: Option<S3Lock>,
         _download: tempfile::TempDir,
     },
 }
@@ -146,6 +147,7 @@ pub(super) fn choose(request: &VerifyRequest) -> Result<(Choice, Vec<String>)> {
 pub(super) fn choose_remote(
     request: &VerifyRequest,
     repository: &S3Repository,
+    check_mode: bool,
 ) -> Result<(Choice, Vec<String>)> {
     let store = S3Store::open(repository)?;
     let (listing, _) = store.scan(request.instance_id.as_deref(), request.database.as_deref())?;
@@ -183,17 +185,24 @@ pub(super) fn choose_remote(
             continue;
         };
         let scope = crate::backup::verify_scope(&key);
-        let Some(lock) =
-            S3Lock::try_acquire(&store, &candidate.instance_id, &candidate.database, &scope)?
-        else {
-            if given.is_some() {
-                return Err(Error::invalid(
-                    "backup",
-                    format!("'{url}' is being verified by another run; wait for it to finish"),
-                ));
+        // Check mode takes no lock: it writes nothing to the bucket, not even a lock object.
+        let lock = if check_mode {
+            None
+        } else {
+            match S3Lock::try_acquire(&store, &candidate.instance_id, &candidate.database, &scope)?
+            {
+                Some(lock) => Some(lock),
+                None if given.is_some() => {
+                    return Err(Error::invalid(
+                        "backup",
+                        format!("'{url}' is being verified by another run; wait for it to finish"),
+                    ));
+                }
+                None => {
+                    busy += 1;
+                    continue;
+                }
             }
-            busy += 1;
-            continue;
         };
         let download = tempfile::Builder::new()
             .prefix("dbcadence-verify-")

@@ -166,7 +166,7 @@ fn run_recorded(request: &VerifyRequest, check_mode: bool) -> Result<(VerifyRepo
         Err(e)
     };
     let chosen = match &request.repository {
-        Some(repository) => choose_remote(request, repository),
+        Some(repository) => choose_remote(request, repository, check_mode),
         None if request.backup_dir.as_os_str().is_empty() && request.backup.is_none() => {
             Err(Error::invalid(
                 "backup_dir",
