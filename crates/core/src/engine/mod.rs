@@ -203,8 +203,6 @@ pub enum RestoreInput {
     File,
 }
 
-/// How to load a dump into a database of this server. Like [`DumpPlan`], secrets travel in
-/// the environment or a 0600 file.
 /// How [`Engine::load_dump`] loaded a dump.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FastLoad {
@@ -214,6 +212,8 @@ pub struct FastLoad {
     pub tables_as_load_data: usize,
 }
 
+/// How to load a dump into a database of this server. Like [`DumpPlan`], secrets travel in
+/// the environment or a 0600 file.
 pub struct RestorePlan {
     pub program: std::path::PathBuf,
     pub args: Vec<String>,

@@ -25,13 +25,14 @@
 //! proven separately: verification compares SHOW CREATE of every object with the definitions
 //! recorded at backup time.
 
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::process::{ChildStdin, Stdio};
+
 use super::dump_parser::{count_tuples, quoted_name};
 use super::load_pool::{Pool, Work};
 use crate::engine::{FastLoad, RestorePlan};
 use crate::process::{StderrTail, Tool};
 use crate::{Error, Result};
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::process::{ChildStdin, Stdio};
 
 /// Where the splitter sends the pieces of a dump.
 pub(crate) trait LoadSink {
