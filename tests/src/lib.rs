@@ -122,6 +122,14 @@ pub fn backup_args(instance: &LabInstance, database: &str, backup_dir: &Path) ->
     })
 }
 
+/// Backs up `database` of `instance` into `backup_dir` with db_backup (which must succeed);
+/// returns the new backup's directory.
+pub fn backed_up(instance: &LabInstance, database: &str, backup_dir: &Path) -> PathBuf {
+    let run = run_module("db_backup", &backup_args(instance, database, backup_dir));
+    assert_eq!(run.json["failed"], false, "{}", run.json);
+    PathBuf::from(run.json["path"].as_str().unwrap())
+}
+
 /// A module started the way Ansible starts it (an args file, one JSON object back), in the
 /// background, for tests that act while it runs (kill it, stop its server).
 pub struct BackgroundModule {

@@ -3,7 +3,7 @@
 //! table, view, routine, trigger and event is recorded at backup time and compared with the
 //! restore. A dump tampered with (its checksum rewritten to match) fails on what it lacks.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dbcadence_e2e::*;
 use serde_json::{Value, json};
@@ -38,18 +38,12 @@ fn verify(dir: &Path, backup: &Path, extra: Value) -> Value {
     run_module("db_verify", &args).json
 }
 
-fn backup(dir: &Path, name: &str) -> PathBuf {
-    let run = run_module("db_backup", &backup_args(my(), name, dir));
-    assert_eq!(run.json["failed"], false, "{}", run.json);
-    PathBuf::from(run.json["path"].as_str().unwrap())
-}
-
 #[test]
 fn a_fast_restore_matches_every_definition_of_the_source() {
     let dir = tempfile::tempdir().unwrap();
     let name = format!("{} we`ird; db", unique("rich"));
     make_rich_database(&name);
-    let path = backup(dir.path(), &name);
+    let path = backed_up(my(), &name, dir.path());
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(path.join("manifest.json")).unwrap()).unwrap();
     let kinds: Vec<&str> = manifest["objects"]
@@ -184,7 +178,7 @@ fn a_dump_without_an_index_a_trigger_or_a_routine_fails_verification() {
         ),
     ];
     for (what, edit, expected) in cases {
-        let path = backup(dir.path(), &name);
+        let path = backed_up(my(), &name, dir.path());
         tamper(&path, edit);
         let run = verify(dir.path(), &path, json!({}));
         assert_eq!(run["verified"], false, "{what}: {run}");

@@ -5,7 +5,7 @@
 //! server would change on the way (a warning) fails the load instead of passing unnoticed.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dbcadence_e2e::*;
 
@@ -34,12 +34,6 @@ fn make_hostile_rows(name: &str) {
          INSERT INTO flags VALUES (1, b'10101', 'x'), (2, NULL, NULL);"
     );
     engine.execute_in(Some(name), &sql).unwrap();
-}
-
-fn backup(dir: &Path, name: &str) -> PathBuf {
-    let run = run_module("db_backup", &backup_args(my(), name, dir));
-    assert_eq!(run.json["failed"], false, "{}", run.json);
-    PathBuf::from(run.json["path"].as_str().unwrap())
 }
 
 fn decompressed_dump(backup: &Path) -> Vec<u8> {
@@ -71,7 +65,7 @@ fn rows_loaded_as_load_data_are_the_rows_a_plain_restore_gets() {
     let dir = tempfile::tempdir().unwrap();
     let name = format!("{} -h", unique("rows"));
     make_hostile_rows(&name);
-    let path = backup(dir.path(), &name);
+    let path = backed_up(my(), &name, dir.path());
     let dump = decompressed_dump(&path);
     let mut engine = connect(my());
 
@@ -128,7 +122,7 @@ fn a_row_the_server_would_change_on_the_way_fails_the_load() {
             "CREATE TABLE t (id int PRIMARY KEY, n int); INSERT INTO t VALUES (1, 1), (2, 2);",
         )
         .unwrap();
-    let path = backup(dir.path(), &name);
+    let path = backed_up(my(), &name, dir.path());
     // A value an INSERT in the dump's sql_mode would quietly turn into 0 (with a warning).
     let dump = String::from_utf8(decompressed_dump(&path)).unwrap();
     let edited = dump.replace("(2,2)", "(2,'two')");

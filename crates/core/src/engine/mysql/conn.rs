@@ -59,6 +59,18 @@ pub(super) fn opts(args: &ConnectionArgs, tls: bool) -> OptsBuilder {
     builder
 }
 
+/// The error of a failed statement: what it was for, the server, and the server's words.
+fn query_error<'a>(
+    what: &'a str,
+    target: &'a str,
+) -> impl FnOnce(mysql_async::Error) -> Error + 'a {
+    move |e| Error::Query {
+        what: what.into(),
+        target: target.into(),
+        cause: e.to_string(),
+    }
+}
+
 impl MysqlEngine {
     pub fn connect(args: &ConnectionArgs) -> Result<Self> {
         crate::tls::install_provider();
@@ -110,11 +122,7 @@ impl MysqlEngine {
         let conn = self.conn.as_mut().expect("connection is open until drop");
         self.runtime
             .block_on(conn.query::<Row, _>(sql))
-            .map_err(|e| Error::Query {
-                what: what.into(),
-                target: self.target.clone(),
-                cause: e.to_string(),
-            })
+            .map_err(query_error(what, &self.target))
     }
 
     pub(super) fn exec_rows(
@@ -126,11 +134,7 @@ impl MysqlEngine {
         let conn = self.conn.as_mut().expect("connection is open until drop");
         self.runtime
             .block_on(conn.exec::<Row, _, _>(sql, params))
-            .map_err(|e| Error::Query {
-                what: what.into(),
-                target: self.target.clone(),
-                cause: e.to_string(),
-            })
+            .map_err(query_error(what, &self.target))
     }
 
     /// Runs one statement given as bytes (a dump's INSERT, passed on as it was read).
@@ -138,11 +142,7 @@ impl MysqlEngine {
         let conn = self.conn.as_mut().expect("connection is open until drop");
         self.runtime
             .block_on(conn.query_drop(sql))
-            .map_err(|e| Error::Query {
-                what: what.into(),
-                target: self.target.clone(),
-                cause: e.to_string(),
-            })
+            .map_err(query_error(what, &self.target))
     }
 
     /// Runs a `LOAD DATA LOCAL INFILE` statement whose file is `data` (sent from memory, no
@@ -162,11 +162,7 @@ impl MysqlEngine {
         });
         self.runtime
             .block_on(conn.query_drop(sql))
-            .map_err(|e| Error::Query {
-                what: what.into(),
-                target: self.target.clone(),
-                cause: e.to_string(),
-            })?;
+            .map_err(query_error(what, &self.target))?;
         Ok((conn.affected_rows(), conn.get_warnings()))
     }
 
