@@ -82,6 +82,25 @@ pub fn shared_s3_lab() -> &'static Lab {
     })
 }
 
+/// A second pair of servers (one PostgreSQL, one MariaDB), for tests that restore into another
+/// server than the shared lab's (DBCADENCE_TEST_TARGETS, else /tmp/dbcadence-test-targets). A
+/// fixed directory like the shared lab's rather than a [`PrivateLab`]: a static is never
+/// dropped, so a private lab held in one left its servers running after the tests. `.ci/test`
+/// stops both labs on exit.
+pub fn targets_lab() -> &'static Lab {
+    static LAB: OnceLock<Lab> = OnceLock::new();
+    LAB.get_or_init(|| {
+        let dir = std::env::var_os("DBCADENCE_TEST_TARGETS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp/dbcadence-test-targets"));
+        let request = LabRequest {
+            dir,
+            ..shared_lab_request(false)
+        };
+        lab::up(&request).unwrap_or_else(|e| panic!("lab up (targets): {e}"))
+    })
+}
+
 /// The shared lab bucket as a repository argument, under a key prefix of the test's own.
 pub fn s3_repository(prefix: &str) -> Value {
     let s3 = shared_s3_lab().s3.as_ref().expect("the lab's object store");

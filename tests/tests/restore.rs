@@ -6,17 +6,17 @@
 //! the source's accounts.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use dbcadence_core::connection::EngineKind;
 use dbcadence_core::lab::LabInstance;
 use dbcadence_e2e::*;
 use serde_json::{Value, json};
 
-/// The target servers (one per engine), shared by the tests of this file.
-fn targets() -> &'static PrivateLab {
-    static LAB: OnceLock<PrivateLab> = OnceLock::new();
-    LAB.get_or_init(|| PrivateLab::start(1, 1, 0))
+/// A target server (pg1 or my1) of the lab the tests of this file restore into.
+fn target(name: &str) -> &'static LabInstance {
+    targets_lab()
+        .instance(name)
+        .unwrap_or_else(|| panic!("{name} in the targets lab"))
 }
 
 fn fill(instance: &LabInstance, db: &str, rows: u64) {
@@ -86,7 +86,7 @@ fn a_verified_backup_lands_on_another_server_with_or_without_its_globals() {
         .unwrap();
     back_up(pg(), &source, dir.path(), json!({"globals": true}));
     // The newest verified backup is the default: none yet.
-    let target = targets().instance("pg1");
+    let target = target("pg1");
     let args = |extra: Value| {
         let mut base = json!({"instance_id": "pg1", "database": source});
         base.as_object_mut()
@@ -186,10 +186,7 @@ fn a_verified_backup_lands_on_another_server_with_or_without_its_globals() {
 
 #[test]
 fn replacing_needs_replace_keeps_a_safety_backup_that_restores_back() {
-    for (source, target) in [
-        (pg(), targets().instance("pg1")),
-        (my(), targets().instance("my1")),
-    ] {
+    for (source, target) in [(pg(), target("pg1")), (my(), target("my1"))] {
         let dir = tempfile::tempdir().unwrap();
         let db = format!("--x={}", unique("y"));
         fill(source, &db, 50);
@@ -264,7 +261,7 @@ fn as_of_a_time_between_two_backups_the_older_is_restored() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     fill(my(), &db, 20);
     back_up(my(), &db, dir.path(), json!({}));
-    let target = targets().instance("my1");
+    let target = target("my1");
     let older = format!("{db} older");
     let run = run_module(
         "db_restore",
@@ -334,7 +331,7 @@ fn a_flipped_byte_stops_the_restore_before_the_target_is_touched() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
     std::fs::write(&dump, bytes).unwrap();
-    let target = targets().instance("pg1");
+    let target = target("pg1");
     let run = run_module(
         "db_restore",
         &restore_args(
@@ -382,7 +379,7 @@ fn mariadb_definers_become_the_restoring_login() {
     source
         .execute_in(None, &format!("DROP USER '{account}'@'%'"))
         .unwrap();
-    let target = targets().instance("my1");
+    let target = target("my1");
     let run = run_module(
         "db_restore",
         &restore_args(
@@ -429,7 +426,7 @@ fn stop_restored(engine: EngineKind, data_dir: &Path) {
 #[test]
 fn a_physical_backup_lands_in_a_new_data_directory_and_starts() {
     for name in ["pg1", "my1"] {
-        let instance = targets().instance(name);
+        let instance = target(name);
         let db = format!("{} phys\"ical", unique("ph"));
         fill(instance, &db, 40);
         let dir = tempfile::Builder::new()
