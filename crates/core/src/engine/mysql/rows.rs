@@ -2,9 +2,11 @@
 //! tab-separated lines the server reads without its SQL parser.
 //!
 //! The server spends most of a restore parsing INSERT text: every value becomes an expression
-//! item before it becomes a column value. `LOAD DATA` reads plain fields instead and was
-//! measured here at about three times the speed on the same rows. The rewrite keeps each
-//! value's text and only changes how it is written:
+//! item before it becomes a column value. `LOAD DATA` reads plain fields instead: on the
+//! benchmark's table (1.6 M rows, 350 MB of dump) one session loaded the rows with all keys
+//! in 8.2–9.0 s where the dump through one `mariadb` client took 20.2 s on the same server,
+//! and the rows alone in 3.1–3.5 s on two sessions where the INSERTs had taken 6.7 s. The
+//! rewrite keeps each value's text and only changes how it is written:
 //! - `NULL` becomes `\N`;
 //! - a number (digits, sign, point, exponent) stays as it is: the server converts the same
 //!   text to the column's type, as it does a literal;
