@@ -24,6 +24,7 @@
 //! - `monitoring`: node_exporter and Prometheus with the project's alert rules (`--monitoring`).
 //! - `s3`: Garage, an S3-compatible object store with a bucket and a key (`--s3`).
 
+mod daemon;
 mod files;
 pub mod hosts;
 pub mod monitoring;

@@ -14,14 +14,12 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::process::Tool;
-use crate::util::process_alive;
 use crate::{Error, Result};
 
 /// The project's Prometheus alert rules, as the monitoring role installs them.
@@ -51,12 +49,7 @@ impl LabMonitoring {
     }
 
     fn pid(&self, daemon: &str) -> Option<u32> {
-        std::fs::read_to_string(self.dir.join(format!("{daemon}.pid")))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-            .filter(|pid| process_alive(*pid))
+        super::daemon::pid(&self.dir, daemon)
     }
 
     /// Whether both daemons run.
@@ -99,7 +92,10 @@ pub(super) fn ensure(lab: &super::Lab, planned: Option<LabMonitoring>) -> Result
                 "--collector.textfile.directory={}",
                 monitoring.textfile_dir.display()
             ));
-        start_daemon(&monitoring, "node-exporter", tool, "/metrics")?;
+        let port = monitoring.node_exporter_port;
+        super::daemon::start(&monitoring.dir, "node-exporter", tool, port, || {
+            http_status(port, "/metrics") == Some(200)
+        })?;
     }
     if monitoring.pid("prometheus").is_none() {
         let tool = Tool::find("prometheus")?
@@ -117,7 +113,10 @@ pub(super) fn ensure(lab: &super::Lab, planned: Option<LabMonitoring>) -> Result
                 monitoring.prometheus_port
             ))
             .arg("--storage.tsdb.retention.time=2d");
-        start_daemon(&monitoring, "prometheus", tool, "/-/ready")?;
+        let port = monitoring.prometheus_port;
+        super::daemon::start(&monitoring.dir, "prometheus", tool, port, || {
+            http_status(port, "/-/ready") == Some(200)
+        })?;
     }
     Ok(monitoring)
 }
@@ -142,63 +141,6 @@ fn write_config(monitoring: &LabMonitoring) -> Result<()> {
     )
 }
 
-/// Starts a daemon in its own session with its output in DIR/monitoring/NAME.log, records its
-/// pid, and waits until `ready_path` answers 200 on its port.
-fn start_daemon(
-    monitoring: &LabMonitoring,
-    name: &str,
-    tool: Tool,
-    ready_path: &str,
-) -> Result<()> {
-    let log_path = monitoring.dir.join(format!("{name}.log"));
-    let log = std::fs::File::create(&log_path).map_err(|e| Error::io("create", &log_path, e))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| Error::io("open", &log_path, e))?;
-    let mut child = tool
-        .new_session()
-        .spawn(Stdio::null(), Stdio::from(log), Stdio::from(log2))?;
-    let pid_file = monitoring.dir.join(format!("{name}.pid"));
-    crate::files::write_atomically(
-        &pid_file,
-        format!("{}\n", child.id()).as_bytes(),
-        crate::files::PUBLIC_FILE,
-    )?;
-    let port = if name == "prometheus" {
-        monitoring.prometheus_port
-    } else {
-        monitoring.node_exporter_port
-    };
-    // The daemon's own log is the best hint at why it did not come up.
-    let failed = |why: String| {
-        Error::lab(
-            format!("start {name}"),
-            format!(
-                "{why}; --- last lines of {} ---\n{}",
-                log_path.display(),
-                crate::util::tail_file(&log_path, 20)
-            ),
-        )
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(failed(format!("it exited during start-up ({status})")));
-        }
-        if http_status(port, ready_path) == Some(200) {
-            // Reaped when it exits while this process lives (tests); otherwise init's.
-            std::thread::spawn(move || child.wait());
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(failed(format!("not ready on 127.0.0.1:{port} after 30s")));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The status code of a plain HTTP GET on 127.0.0.1 (no client crate for one readiness probe).
 pub(super) fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -213,17 +155,6 @@ pub(super) fn http_status(port: u16, path: &str) -> Option<u16> {
 pub(super) fn stop(monitoring: &LabMonitoring) -> Vec<String> {
     ["prometheus", "node-exporter"]
         .into_iter()
-        .map(|name| match monitoring.pid(name) {
-            Some(pid) => {
-                crate::process::stop_process(
-                    pid,
-                    rustix::process::Signal::TERM,
-                    Duration::from_secs(10),
-                );
-                let _ = std::fs::remove_file(monitoring.dir.join(format!("{name}.pid")));
-                format!("{name}: stopped")
-            }
-            None => format!("{name}: not running"),
-        })
+        .map(|name| super::daemon::stop(&monitoring.dir, name))
         .collect()
 }

@@ -10,15 +10,12 @@
 //! ```
 
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::process::Tool;
 use crate::repository::{CredentialSource, S3Repository};
-use crate::util::process_alive;
 use crate::{Error, Result};
 
 /// The bucket the lab creates (S3 names: 3 to 63 characters).
@@ -64,12 +61,7 @@ impl LabS3 {
 
     /// Garage's pid while it runs.
     pub fn pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.dir.join("garage.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-            .filter(|pid| process_alive(*pid))
+        super::daemon::pid(&self.dir, "garage")
     }
 
     /// `garage -c DIR/s3/garage.toml ARGS...` (the command line tool talks to the daemon).
@@ -85,18 +77,7 @@ impl LabS3 {
 
     /// Stops Garage (a fault test: the server gone mid-upload). `ensure` starts it again.
     pub fn stop(&self) -> String {
-        match self.pid() {
-            Some(pid) => {
-                crate::process::stop_process(
-                    pid,
-                    rustix::process::Signal::TERM,
-                    Duration::from_secs(10),
-                );
-                let _ = std::fs::remove_file(self.dir.join("garage.pid"));
-                "garage: stopped".into()
-            }
-            None => "garage: not running".into(),
-        }
+        super::daemon::stop(&self.dir, "garage")
     }
 }
 
@@ -156,54 +137,17 @@ fn toml_string(path: &std::path::Path) -> String {
 }
 
 fn start(s3: &LabS3) -> Result<()> {
-    let log_path = s3.dir.join("garage.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| Error::io("create", &log_path, e))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| Error::io("open", &log_path, e))?;
-    let mut child = Tool::find("garage")?
+    let tool = Tool::find("garage")?
         .package("garage (built by .ci/setup)")
         .arg("-c")
         .arg(s3.config())
         .arg("server")
-        .env("RUST_LOG", "garage=warn")
-        .new_session()
-        .spawn(Stdio::null(), Stdio::from(log), Stdio::from(log2))?;
-    crate::files::write_atomically(
-        &s3.dir.join("garage.pid"),
-        format!("{}\n", child.id()).as_bytes(),
-        crate::files::PUBLIC_FILE,
-    )?;
-    let failed = |why: String| {
-        Error::lab(
-            "start garage",
-            format!(
-                "{why}; --- last lines of {} ---\n{}",
-                log_path.display(),
-                crate::util::tail_file(&log_path, 20)
-            ),
-        )
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(failed(format!("it exited during start-up ({status})")));
-        }
-        // Any HTTP answer on the S3 port (403 without a signature) means it serves.
-        if super::monitoring::http_status(s3.s3_port, "/").is_some() {
-            std::thread::spawn(move || child.wait());
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(failed(format!(
-                "not answering on 127.0.0.1:{} after 30s",
-                s3.s3_port
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        .env("RUST_LOG", "garage=warn");
+    // Any HTTP answer on the S3 port (403 without a signature) means it serves.
+    let port = s3.s3_port;
+    super::daemon::start(&s3.dir, "garage", tool, port, || {
+        super::monitoring::http_status(port, "/").is_some()
+    })
 }
 
 /// A fresh node's layout, the bucket, and a key allowed to use it; the key's secret goes to
