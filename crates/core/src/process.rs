@@ -308,6 +308,45 @@ pub fn wait_gone(pid: u32, timeout: std::time::Duration) -> bool {
     true
 }
 
+/// Waits until a server started as `child` serves: `ready()` is polled every `poll` for at
+/// most `timeout`. One that exits first, or is not ready in time (then killed), is an error
+/// that quotes the end of its log (`what`: the server, for the message). A ready one is reaped
+/// by a thread when it exits (while this process lives; otherwise by init).
+pub fn wait_until_ready(
+    mut child: Child,
+    what: &str,
+    log: &Path,
+    (timeout, poll): (std::time::Duration, std::time::Duration),
+    mut ready: impl FnMut() -> bool,
+) -> Result<()> {
+    let failed = |why: String| {
+        Error::lab(
+            format!("start {what}"),
+            format!(
+                "{why}; --- last lines of {} ---\n{}",
+                log.display(),
+                crate::util::tail_file(log, 20)
+            ),
+        )
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(failed(format!("it exited during start-up ({status})")));
+        }
+        if ready() {
+            std::thread::spawn(move || child.wait());
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(failed(format!("not ready after {}s", timeout.as_secs())));
+        }
+        std::thread::sleep(poll);
+    }
+}
+
 /// Stops a server process: `polite` first, then SIGKILL if it is still there after `timeout`.
 pub fn stop_process(pid: u32, polite: rustix::process::Signal, timeout: std::time::Duration) {
     signal(pid, polite);

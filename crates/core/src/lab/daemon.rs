@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::process::Tool;
 use crate::util::process_alive;
@@ -22,19 +22,13 @@ pub(super) fn pid(dir: &Path, name: &str) -> Option<u32> {
 
 /// Starts `tool` as daemon `name` and waits up to 30 s until `serves()` (polled every 100 ms);
 /// one that exits or does not serve in time is an error quoting the end of its log.
-pub(super) fn start(
-    dir: &Path,
-    name: &str,
-    tool: Tool,
-    port: u16,
-    serves: impl Fn() -> bool,
-) -> Result<()> {
+pub(super) fn start(dir: &Path, name: &str, tool: Tool, serves: impl Fn() -> bool) -> Result<()> {
     let log_path = dir.join(format!("{name}.log"));
     let log = std::fs::File::create(&log_path).map_err(|e| Error::io("create", &log_path, e))?;
     let log2 = log
         .try_clone()
         .map_err(|e| Error::io("open", &log_path, e))?;
-    let mut child = tool
+    let child = tool
         .new_session()
         .spawn(Stdio::null(), Stdio::from(log), Stdio::from(log2))?;
     crate::files::write_atomically(
@@ -42,36 +36,8 @@ pub(super) fn start(
         format!("{}\n", child.id()).as_bytes(),
         crate::files::PUBLIC_FILE,
     )?;
-    // The daemon's own log is the best hint at why it did not come up.
-    let failed = |why: String| {
-        Error::lab(
-            format!("start {name}"),
-            format!(
-                "{why}; --- last lines of {} ---\n{}",
-                log_path.display(),
-                crate::util::tail_file(&log_path, 20)
-            ),
-        )
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(failed(format!("it exited during start-up ({status})")));
-        }
-        if serves() {
-            // Reaped when it exits while this process lives (tests); otherwise init's.
-            std::thread::spawn(move || child.wait());
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(failed(format!(
-                "not answering on 127.0.0.1:{port} after 30s"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let timing = (Duration::from_secs(30), Duration::from_millis(100));
+    crate::process::wait_until_ready(child, name, &log_path, timing, serves)
 }
 
 /// Stops daemon `name` (idempotent); says what happened.

@@ -93,7 +93,7 @@ pub(super) fn ensure(lab: &super::Lab, planned: Option<LabMonitoring>) -> Result
                 monitoring.textfile_dir.display()
             ));
         let port = monitoring.node_exporter_port;
-        super::daemon::start(&monitoring.dir, "node-exporter", tool, port, || {
+        super::daemon::start(&monitoring.dir, "node-exporter", tool, || {
             http_status(port, "/metrics") == Some(200)
         })?;
     }
@@ -114,7 +114,7 @@ pub(super) fn ensure(lab: &super::Lab, planned: Option<LabMonitoring>) -> Result
             ))
             .arg("--storage.tsdb.retention.time=2d");
         let port = monitoring.prometheus_port;
-        super::daemon::start(&monitoring.dir, "prometheus", tool, port, || {
+        super::daemon::start(&monitoring.dir, "prometheus", tool, || {
             http_status(port, "/-/ready") == Some(200)
         })?;
     }

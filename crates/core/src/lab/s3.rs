@@ -145,7 +145,7 @@ fn start(s3: &LabS3) -> Result<()> {
         .env("RUST_LOG", "garage=warn");
     // Any HTTP answer on the S3 port (403 without a signature) means it serves.
     let port = s3.s3_port;
-    super::daemon::start(&s3.dir, "garage", tool, port, || {
+    super::daemon::start(&s3.dir, "garage", tool, || {
         super::monitoring::http_status(port, "/").is_some()
     })
 }

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::process::Signal;
 
@@ -120,37 +120,15 @@ pub fn start(spec: &ServerSpec) -> Result<()> {
     if crate::util::effective_uid() == Some(0) {
         tool = tool.arg("--user=mysql");
     }
-    let mut child = tool.spawn(Stdio::null(), Stdio::null(), Stdio::null())?;
-    let deadline = Instant::now() + spec.timeout;
-    let failed = |why: String| {
-        Error::lab(
-            "start mariadbd",
-            format!(
-                "{why}; --- last lines of {} ---\n{}",
-                spec.log_file.display(),
-                crate::util::tail_file(&spec.log_file, 20)
-            ),
-        )
-    };
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(failed(format!("it exited during start-up ({status})")));
-        }
-        // The socket appears once the server accepts connections.
-        if spec.socket.exists() && pid(&spec.pid_file).is_some() {
-            std::thread::spawn(move || child.wait());
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(failed(format!(
-                "not listening after {}s",
-                spec.timeout.as_secs()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = tool.spawn(Stdio::null(), Stdio::null(), Stdio::null())?;
+    // The socket appears once the server accepts connections.
+    crate::process::wait_until_ready(
+        child,
+        "mariadbd",
+        &spec.log_file,
+        (spec.timeout, Duration::from_millis(50)),
+        || spec.socket.exists() && pid(&spec.pid_file).is_some(),
+    )
 }
 
 /// Stops the server whose pid is in `pid_file` (SIGTERM, then SIGKILL after `timeout`).

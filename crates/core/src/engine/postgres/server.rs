@@ -10,7 +10,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::process::Signal;
 
@@ -66,47 +66,25 @@ pub fn start(spec: &ServerSpec) -> Result<()> {
     }
     // A pid file left by a killed server says "ready" too: only a new pid counts.
     let stale = pid(&spec.data_dir);
-    let mut child = tool.spawn(Stdio::null(), Stdio::from(log), Stdio::from(log_err))?;
-    let deadline = Instant::now() + spec.timeout;
-    let log_tail = || crate::util::tail_file(&spec.log_file, 20);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(Error::lab(
-                "start postgres",
-                format!(
-                    "it exited during start-up ({status}); --- last lines of {} ---\n{}",
-                    spec.log_file.display(),
-                    log_tail()
-                ),
-            ));
-        }
-        if let Some(lines) = postmaster_pid_lines(&spec.data_dir) {
+    let child = tool.spawn(Stdio::null(), Stdio::from(log), Stdio::from(log_err))?;
+    // The session wrapper stays our child until the server stops (reaped then).
+    crate::process::wait_until_ready(
+        child,
+        "postgres",
+        &spec.log_file,
+        (spec.timeout, Duration::from_millis(50)),
+        || {
+            let Some(lines) = postmaster_pid_lines(&spec.data_dir) else {
+                return false;
+            };
             // Line 8 is the postmaster's status: "ready" or "standby" once it accepts
             // connections (the same test as pg_ctl -w).
             let status = lines.get(7).map(|s| s.trim()).unwrap_or("");
             let pid: Option<u32> = lines.first().and_then(|p| p.trim().parse().ok());
             let fresh = pid.is_some_and(|p| Some(p) != stale && crate::util::process_alive(p));
-            if fresh && matches!(status, "ready" | "standby") {
-                // The session wrapper stays our child until the server stops: reap it then.
-                std::thread::spawn(move || child.wait());
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::lab(
-                "start postgres",
-                format!(
-                    "not ready after {}s; --- last lines of {} ---\n{}",
-                    spec.timeout.as_secs(),
-                    spec.log_file.display(),
-                    log_tail()
-                ),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            fresh && matches!(status, "ready" | "standby")
+        },
+    )
 }
 
 /// Stops the server on `data_dir`: fast shutdown (SIGINT), then immediate (SIGQUIT), then
