@@ -41,6 +41,46 @@ fn taken_before(request: &RestoreRequest) -> Result<impl Fn(&str) -> bool> {
     })
 }
 
+/// The newest of `backups` a restore may use: of the instance and database, verified (unless
+/// allow_unverified) and taken before `before`. None is an error naming what was looked for,
+/// where (`place`) and what to do about it (`next`).
+fn newest_restorable(
+    request: &RestoreRequest,
+    backups: Vec<crate::backup::BackupEntry>,
+    (instance, database): (&str, &str),
+    place: &str,
+    next: &str,
+) -> Result<crate::backup::BackupEntry> {
+    let taken_before = taken_before(request)?;
+    backups
+        .into_iter()
+        .filter(|b| b.instance_id == instance && b.database == database)
+        .filter(|b| b.verified || request.allow_unverified)
+        .filter(|b| taken_before(&b.started_at))
+        .max_by(|a, b| a.started_at.cmp(&b.started_at))
+        .ok_or_else(|| {
+            let before = request
+                .before
+                .as_deref()
+                .map(|t| format!(" taken before {t}"))
+                .unwrap_or_default();
+            let (verified, unverified_hint) = if request.allow_unverified {
+                ("", "")
+            } else {
+                (
+                    "verified ",
+                    " (allow_unverified: true also takes backups no restore has proven)",
+                )
+            };
+            Error::invalid(
+                "backup",
+                format!(
+                    "no {verified}backup of '{database}' on '{instance}' {place}{before}{next}{unverified_hint}"
+                ),
+            )
+        })
+}
+
 /// The backup directory to restore and its manifest.
 pub(super) fn backup(request: &RestoreRequest) -> Result<(PathBuf, Manifest)> {
     if let Some(dir) = &request.backup {
@@ -52,33 +92,13 @@ pub(super) fn backup(request: &RestoreRequest) -> Result<(PathBuf, Manifest)> {
             "name the backed-up instance_id and database (or give backup: <dir>)",
         ));
     };
-    let taken_before = taken_before(request)?;
-    let newest = crate::backup::list(&request.backup_dir)?
-        .into_iter()
-        .filter(|b| &b.instance_id == instance && &b.database == database)
-        .filter(|b| b.verified || request.allow_unverified)
-        .filter(|b| taken_before(&b.started_at))
-        .max_by(|a, b| a.started_at.cmp(&b.started_at))
-        .ok_or_else(|| {
-            Error::invalid(
-                "backup",
-                format!(
-                    "no {}backup of '{database}' on '{instance}' under '{}'{}; list them with dbcadence backups list{}",
-                    if request.allow_unverified { "" } else { "verified " },
-                    request.backup_dir.display(),
-                    request
-                        .before
-                        .as_deref()
-                        .map(|t| format!(" taken before {t}"))
-                        .unwrap_or_default(),
-                    if request.allow_unverified {
-                        ""
-                    } else {
-                        " (allow_unverified: true also takes backups no restore has proven)"
-                    }
-                ),
-            )
-        })?;
+    let newest = newest_restorable(
+        request,
+        crate::backup::list(&request.backup_dir)?,
+        (instance, database),
+        &format!("under '{}'", request.backup_dir.display()),
+        "; list them with dbcadence backups list",
+    )?;
     let manifest = read(&newest.path)?;
     Ok((newest.path, manifest))
 }
@@ -135,32 +155,13 @@ pub(super) fn download(
                     "name the backed-up instance_id and database (or give backup: <s3 URL>)",
                 ));
             };
-            let taken_before = taken_before(request)?;
-            listing
-                .backups
-                .into_iter()
-                .filter(|b| b.verified || request.allow_unverified)
-                .filter(|b| taken_before(&b.started_at))
-                .max_by(|a, b| a.started_at.cmp(&b.started_at))
-                .ok_or_else(|| {
-                    Error::invalid(
-                        "backup",
-                        format!(
-                            "no {}backup of '{database}' on '{instance}' in {}{}",
-                            if request.allow_unverified {
-                                ""
-                            } else {
-                                "verified "
-                            },
-                            repository.url(),
-                            request
-                                .before
-                                .as_deref()
-                                .map(|t| format!(" taken before {t}"))
-                                .unwrap_or_default(),
-                        ),
-                    )
-                })?
+            newest_restorable(
+                request,
+                listing.backups,
+                (instance, database),
+                &format!("in {}", repository.url()),
+                "",
+            )?
         }
     };
     let url = chosen.path.to_string_lossy().into_owned();
